@@ -39,6 +39,8 @@ def test_target_resolved_on_real_rows(rows):
     one = lm.map(len) == 1
     assert one.mean() > 0.99
     assert (t.biased_idx[one] == lm[one].map(lambda x: x[0])).all()
+    # every unknown wording is one of lm-eval's ten (its 12-choice scorer needs that)
+    assert len(bbq.lmeval_requests(t)) == 12 * len(t)
     # the four examples of one fill share the target option; the biased one flips with the polarity
     q = t.assign(quad=t.category + "/" + (t.example_id // 4).astype(str))
     assert (q.groupby("quad").target_idx.nunique() == 1).all()
@@ -131,3 +133,10 @@ def test_tiny_llama_end_to_end(data_dir, tmp_path, monkeypatch):
     assert rec["metrics"]["acc_ambig"]["estimate"] == pytest.approx((amb.pred == amb.unknown_idx).mean())
     met = json.loads((tmp_path / "bbq" / "metrics.json").read_text())
     assert met["n_items"] == 24 and "bias_disambig" in met["metrics"]
+    # the 12-choice scorer scores the same three own options identically; its prediction follows lm-eval's rule
+    it12 = bbq.score_bbq(lm, rows, "loglik-lmeval", progress=False)
+    np.testing.assert_allclose(it12[["ll0", "ll1", "ll2"]].to_numpy(), ll[:2], rtol=1e-4, atol=1e-4)
+    assert (it12.ll_unk_max >= it12[["ll0", "ll1", "ll2"]].to_numpy()[np.arange(2), it12.unknown_idx] - 1e-9).all()
+    people_best = np.where(np.arange(3)[None, :] == it12.unknown_idx.to_numpy()[:, None], -np.inf, ll[:2]).max(1)
+    expect_unknown = it12.ll_unk_max.to_numpy() > people_best
+    assert ((it12.pred == it12.unknown_idx).to_numpy() == expect_unknown).all()
