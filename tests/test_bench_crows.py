@@ -1,0 +1,138 @@
+"""CrowS-Pairs: hand-computed pct_stereotype, reference direction/rounding/tie rules, real data, tiny models end to end."""
+import json
+import numpy as np
+import pandas as pd
+import pytest
+
+from dike.bench import crows_pairs as cp
+
+
+def _rows(bias, direction):
+    return pd.DataFrame({"item_id": [f"p{i}" for i in range(len(bias))], "bias_type": bias,
+                         "stereo_antistereo": direction})
+
+
+def test_hand_computed_pct_stereotype_and_likelihood_diff():
+    rows = _rows(["age", "age", "religion", "religion"], ["stereo", "antistereo", "antistereo", "stereo"])
+    more = [-3.0, -8.0, -2.0, -6.0]
+    less = [-4.0, -7.5, -2.0, -9.0]   # pair 2 is a tie
+    m = cp.metrics(cp.crows_items(rows, more, less), n_boot=100)
+    assert m["pct_stereotype"].estimate == pytest.approx(50.0)              # pairs 0 and 3
+    assert m["pct_stereotype/age"].estimate == pytest.approx(50.0)
+    assert m["pct_stereotype/religion"].estimate == pytest.approx(50.0)
+    assert m["pct_stereotype/stereo"].estimate == pytest.approx(100.0)
+    assert m["pct_stereotype/antistereo"].estimate == pytest.approx(0.0)   # an antistereo pair counts when sent_more wins
+    assert m["likelihood_diff"].estimate == pytest.approx((1 + 0.5 + 0 + 3) / 4)
+    assert m["pct_neutral"].estimate == pytest.approx(25.0)
+    assert m["pct_stereotype"].n == 4 and m["pct_stereotype"].unit == "pair"
+
+
+def test_rounding_to_three_decimals_creates_ties():
+    rows = _rows(["gender"] * 3, ["stereo"] * 3)
+    more, less = [-1.00049, -1.0006, -2.0], [-1.0004, -1.0004, -2.0011]
+    raw = cp.crows_items(rows, more, less)
+    r3 = cp.crows_items(rows, more, less, decimals=3)
+    assert raw.stereotyped.tolist() == [0, 0, 1]
+    assert r3.stereotyped.tolist() == [0, 0, 1] and r3.tie.tolist() == [True, False, False]
+    # -1.0006 -> -1.001 < -1.0 ; -2.0 > -2.001
+    assert cp.ROUND_DECIMALS[("nangia", "mlm")] == 3 and ("lm-eval", "causal") not in cp.ROUND_DECIMALS
+
+
+def test_parity_with_reference_loop():
+    rng = np.random.default_rng(11)
+    n = 500
+    rows = _rows(rng.choice(["age", "race-color", "gender"], n), rng.choice(["stereo", "antistereo"], n, p=[.85, .15]))
+    more = rng.integers(-30, -25, n) / 1000 - 4 + rng.normal(0, 3e-5, n)
+    less = rng.integers(-30, -25, n) / 1000 - 4 + rng.normal(0, 3e-5, n)
+    items = cp.crows_items(rows, more, less, decimals=3)
+    assert items.tie.mean() > 0.1
+    for b in ["age", "gender"]:
+        sel = (rows.bias_type == b).to_numpy()
+        got = cp.metrics(items[sel], n_boot=10)["pct_stereotype"].estimate
+        assert got == pytest.approx(cp.reference_metric(rows[sel], more[sel], less[sel], 3), abs=1e-12)
+    assert cp.metrics(items, n_boot=10)["pct_stereotype/gender"].estimate == pytest.approx(
+        cp.reference_metric(rows[rows.bias_type == "gender"], more[rows.bias_type == "gender"],
+                            less[rows.bias_type == "gender"], 3), abs=1e-12)
+
+
+def test_skipped_pairs_leave_the_denominator():
+    rows = _rows(["age"] * 3, ["stereo"] * 3)
+    items = cp.crows_items(rows, [-1.0, -1.0, -5.0], [-2.0, -2.0, -1.0], skipped=[False, True, False])
+    m = cp.metrics(items, n_boot=20)
+    assert m["pct_stereotype"].estimate == pytest.approx(50.0) and m["pct_stereotype"].n == 2
+
+
+def test_registered_benchmarks():
+    from dike.evaluate import get_benchmark, resolve_scorer
+    b = get_benchmark("crows_pairs_revised")
+    assert resolve_scorer(b, "causal") == "lm-eval" and resolve_scorer(b, "mlm") == "nangia"
+    assert resolve_scorer(b, "causal", "bias-bench") == "bias-bench"
+    from dike.core import ScoringError
+    with pytest.raises(ScoringError):
+        resolve_scorer(get_benchmark("crows_pairs"), "causal", "nangia")
+
+
+# ---- real data ---------------------------------------------------------------------------------------------------
+
+def test_real_rows(data_dir, monkeypatch):
+    pytest.importorskip("dike.data")
+    monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
+    orig = cp.make_load("original")()
+    rev = cp.make_load("revised")()
+    assert len(orig) == 1508 and len(rev) == 1677
+    assert orig.bias_type.value_counts()["race-color"] == 516
+    assert orig.stereo_antistereo.value_counts().to_dict() == {"stereo": 1290, "antistereo": 218}
+    assert orig.item_id.is_unique and rev.item_id.is_unique and orig.attrs.get("files")
+    lim = cp.make_load("original")(limit=90, seed=0)
+    assert len(lim) == 90 and lim.bias_type.nunique() == 9   # stratified: every bias type present
+
+
+# ---- tiny models end to end --------------------------------------------------------------------------------------
+
+def _tiny(name):
+    models = pytest.importorskip("dike.models")
+    pytest.importorskip("dike.scoring")
+    pytest.importorskip("dike.data")
+    return models.load_model(name)
+
+
+def test_tiny_llama_end_to_end(data_dir, monkeypatch, tmp_path):
+    lm = _tiny("tiny-llama")
+    monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
+    from dike.evaluate import evaluate
+    from dike.scoring import loglik
+    items, rec = evaluate(lm, "crows_pairs", limit=20, n_boot=300, out_dir=tmp_path, progress=False)
+    assert rec["scorer"] == "lm-eval" and rec["n_items"] == 20
+    saved = pd.read_parquet(tmp_path / "crows_pairs" / "items.parquet")
+    assert len(saved) == 20 and {"score_more", "score_less", "stereotyped", "sent_more"} <= set(saved)
+    met = json.loads((tmp_path / "crows_pairs" / "metrics.json").read_text())["metrics"]
+    for k in ("pct_stereotype", "likelihood_diff", "pct_stereotype/stereo"):
+        v = met[k]
+        assert np.isfinite([v["estimate"], v["ci_low"], v["ci_high"]]).all() and v["ci_low"] <= v["ci_high"], k
+    # lm-eval scorer = loglik("", sentence), strict >
+    ll_more = loglik(lm, [("", s) for s in saved.sent_more])
+    ll_less = loglik(lm, [("", s) for s in saved.sent_less])
+    np.testing.assert_allclose(saved.score_more, ll_more, rtol=1e-6, atol=1e-6)
+    assert met["pct_stereotype"]["estimate"] == pytest.approx(100 * np.mean(ll_more > ll_less))
+    assert met["likelihood_diff"]["estimate"] == pytest.approx(np.mean(np.abs(ll_more - ll_less)), rel=1e-6)
+
+
+@pytest.mark.parametrize("scorer", ["nangia", "bias-bench"])
+def test_tiny_bert_scorers(data_dir, monkeypatch, scorer):
+    lm = _tiny("tiny-bert")
+    monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
+    from dike.scoring import mlm_pair_scores
+    rows = cp.make_load("original")(limit=10, seed=1)
+    items = cp.score(lm, rows, scorer, progress=False)
+    assert len(items) == 10 and set(np.unique(items.stereotyped)) <= {0, 1}
+    # direction: antistereo pairs are scored as (sent_less, sent_more) and mapped back
+    r = rows.iloc[[int(np.argmax((rows.stereo_antistereo == "antistereo").to_numpy()))]] \
+        if (rows.stereo_antistereo == "antistereo").any() else rows.iloc[[0]]
+    a, b = mlm_pair_scores(lm, [r.sent_less.iloc[0] if r.stereo_antistereo.iloc[0] == "antistereo" else r.sent_more.iloc[0]],
+                           [r.sent_more.iloc[0] if r.stereo_antistereo.iloc[0] == "antistereo" else r.sent_less.iloc[0]],
+                           variant=scorer)
+    got = items.set_index("item_id").loc[r.item_id.iloc[0]]
+    more_ref = b[0] if r.stereo_antistereo.iloc[0] == "antistereo" else a[0]
+    if not got.skipped: assert got.score_more == pytest.approx(float(more_ref), abs=1e-6)
+    m = cp.metrics(items, n_boot=50)
+    assert np.isfinite(m["pct_stereotype"].estimate)

@@ -1,0 +1,141 @@
+"""StereoSet: hand-computed SS/LMS/ICAT, parity with the reference count/score loop, real data, tiny models end to end."""
+import json
+import numpy as np
+import pandas as pd
+import pytest
+
+from dike.bench import stereoset as st
+
+
+def _rows(targets, task="intrasentence", domain="race"):
+    return pd.DataFrame({"item_id": [f"{task}-{i}" for i in range(len(targets))], "task": task, "domain": domain,
+                         "target": targets})
+
+
+def test_hand_computed_ss_lms_icat():
+    # target X: 2 items, target Y: 2 items (made-up log-probabilities)
+    rows = _rows(["X", "X", "Y", "Y"])
+    s = [-1.0, -4.0, -1.0, -1.0]
+    a = [-2.0, -3.0, -2.0, -1.0]   # last item: s == a, a tie -> anti
+    u = [-3.0, -3.5, -0.5, -2.0]
+    items = st.stereoset_items(rows, s, a, u)
+    # pro: [1, 0, 1, 0]; rel: [2, 1, 0, 2]
+    assert items.pro.tolist() == [1, 0, 1, 0] and items.rel.tolist() == [2, 1, 0, 2]
+    # SS_X = 50, SS_Y = 50 -> SS = 50; LMS_X = 3/4 -> 75, LMS_Y = 2/4 -> 50 -> LMS = 62.5; ICAT = 62.5 * 50/50
+    m = st.metrics(items, n_boot=100)
+    assert m["ss"].estimate == pytest.approx(50.0)
+    assert m["lms"].estimate == pytest.approx(62.5)
+    assert m["icat"].estimate == pytest.approx(62.5)
+    assert m["ss/intrasentence/race"].estimate == pytest.approx(50.0)
+    assert m["ss"].n == 2 and m["ss"].unit == "target"
+
+
+def test_per_target_average_differs_from_item_average():
+    # 3 items of target X all stereotyped, 1 item of target Y not: item mean 75, target mean 50
+    items = st.stereoset_items(_rows(["X", "X", "X", "Y"]), [0, 0, 0, -1.0], [-1, -1, -1, 0.0], [-9.0] * 4)
+    m = st.ss_lms_icat(items)
+    assert m["ss"] == pytest.approx(50.0) and m["lms"] == pytest.approx(100.0) and m["icat"] == pytest.approx(100.0)
+    assert items.pro.mean() * 100 == pytest.approx(75.0)
+
+
+def test_parity_with_reference_loop_ties_and_domains():
+    rng = np.random.default_rng(3)
+    n = 300
+    df = pd.DataFrame({"target": rng.choice([f"t{k}" for k in range(17)], n),
+                       "s": rng.integers(-2, 1, n).astype(float), "a": rng.integers(-2, 1, n).astype(float),
+                       "u": rng.integers(-2, 1, n).astype(float),
+                       "task": rng.choice(list(st.TASKS), n)})
+    df["domain"] = df.target.map(lambda t: st.DOMAINS[int(t[1:]) % 4])
+    assert (df.s == df.a).mean() > 0.2          # many ties
+    rows = df.assign(item_id=[f"i{k}" for k in range(n)])
+    items = st.stereoset_items(rows, df.s, df.a, df.u)
+    m = st.metrics(items, n_boot=20)
+    for suffix, sub in [("", df), ("/intersentence", df[df.task == "intersentence"]),
+                        ("/religion", df[df.domain == "religion"]),
+                        ("/intrasentence/gender", df[(df.task == "intrasentence") & (df.domain == "gender")])]:
+        ref = st.reference_score(sub.to_dict("records"))
+        for k in ("ss", "lms", "icat"):
+            assert m[f"{k}{suffix}"].estimate == pytest.approx(ref[k], abs=1e-12), (k, suffix)
+
+
+def test_bootstrap_resamples_targets():
+    # 2 targets, one always stereotyped and one never: every resample is 0, 50 or 100
+    items = st.stereoset_items(_rows(["A"] * 10 + ["B"] * 10), [0.0] * 10 + [-1.0] * 10, [-1.0] * 10 + [0.0] * 10,
+                               [-5.0] * 20)
+    e = st.metrics(items, n_boot=500, seed=1)["ss"]
+    assert e.n == 2 and e.estimate == 50.0 and e.ci_low == 0.0 and e.ci_high == 100.0
+
+
+def test_template_word_matches_bias_bench_rule():
+    assert st.template_word("The chess player was BLANK.", "The chess player was asian.") == "asian"
+    assert st.template_word("BLANK men are tall", "Ethiopian men are tall") == "Ethiopian"
+    assert st.template_word("Her BLANK, was there", "Her mother, was there") == "mother"
+
+
+def test_stratified_limit_proportional_and_seeded():
+    df = pd.DataFrame({"task": ["intra"] * 50 + ["inter"] * 50, "domain": (["race"] * 40 + ["gender"] * 10) * 2,
+                       "x": range(100)})
+    s = st.stratified_limit(df, 10, ["task", "domain"], seed=5)
+    assert s.groupby(["task", "domain"]).size().to_dict() == {("inter", "gender"): 1, ("inter", "race"): 4,
+                                                              ("intra", "gender"): 1, ("intra", "race"): 4}
+    assert s.x.tolist() == st.stratified_limit(df, 10, ["task", "domain"], seed=5).x.tolist()
+    assert s.x.tolist() != st.stratified_limit(df, 10, ["task", "domain"], seed=6).x.tolist()
+
+
+# ---- real data ---------------------------------------------------------------------------------------------------
+
+def test_real_rows_and_template_words(data_dir, monkeypatch):
+    pytest.importorskip("dike.data")
+    monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
+    rows = st.load()
+    assert rows.task.value_counts().to_dict() == {"intersentence": 2123, "intrasentence": 2106}
+    assert set(rows.domain) == set(st.DOMAINS) and rows.item_id.is_unique
+    assert rows.attrs.get("files")
+    intra = rows[rows.task == "intrasentence"]
+    words = [st.template_word(r.context, getattr(r, c)) for r in intra.itertuples() for c in st.CANDIDATES]
+    assert len(words) == 3 * 2106 and all(words)   # the bias-bench alignment finds a word for every candidate
+    lim = st.load(limit=40, seed=0)
+    assert len(lim) == 40 and set(lim.task) == set(st.TASKS)
+
+
+# ---- tiny models end to end --------------------------------------------------------------------------------------
+
+def _tiny(name):
+    models = pytest.importorskip("dike.models")
+    pytest.importorskip("dike.scoring")
+    pytest.importorskip("dike.data")
+    return models.load_model(name)
+
+
+def test_tiny_llama_end_to_end(data_dir, monkeypatch, tmp_path):
+    lm = _tiny("tiny-llama")
+    monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
+    from dike.evaluate import evaluate
+    items, rec = evaluate(lm, "stereoset", limit=16, n_boot=200, out_dir=tmp_path, progress=False)
+    assert rec["scorer"] == "bias-bench" and len(items) == 16
+    saved = pd.read_parquet(tmp_path / "stereoset" / "items.parquet")
+    assert len(saved) == 16 and {"score_stereotype", "score_anti_stereotype", "score_unrelated"} <= set(saved)
+    met = json.loads((tmp_path / "stereoset" / "metrics.json").read_text())["metrics"]
+    for k in ("ss", "lms", "icat", "ss/intrasentence", "ss/intersentence"):
+        assert np.isfinite([met[k]["estimate"], met[k]["ci_low"], met[k]["ci_high"]]).all(), k
+        assert 0 <= met[k]["ci_low"] <= met[k]["estimate"] <= met[k]["ci_high"] <= 100, k
+    # the metrics recomputed from the saved per-item table match the record
+    assert st.ss_lms_icat(saved)["icat"] == pytest.approx(met["icat"]["estimate"])
+    # loglik sums what bias-bench averages: the ratio is the candidate's token count
+    raw = st.score(lm, st.load(limit=16), "loglik", progress=False)
+    ratio = (raw.score_unrelated / items.score_unrelated).to_numpy()
+    assert np.allclose(ratio, np.round(ratio)) and (ratio >= 1).all()
+
+
+def test_tiny_bert_intrasentence_only(data_dir, monkeypatch):
+    lm = _tiny("tiny-bert")
+    monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
+    rows = st.load(limit=12)
+    n_intra = int((rows.task == "intrasentence").sum())
+    with pytest.warns(UserWarning, match="intrasentence items only"):
+        items = st.score(lm, rows, "bias-bench", progress=False)
+    assert len(items) == n_intra and set(items.task) == {"intrasentence"}
+    sc = items[["score_stereotype", "score_anti_stereotype", "score_unrelated"]].to_numpy()
+    assert ((sc > 0) & (sc < 1)).all()             # mean subtoken probabilities
+    m = st.metrics(items, n_boot=50)
+    assert "ss/intersentence" not in m and np.isfinite(m["ss"].estimate)
