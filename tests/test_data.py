@@ -583,6 +583,11 @@ def test_real_text_corpus(data_dir, monkeypatch):
 
 def test_real_data_check_and_cli(data_dir, monkeypatch, capsys):
     rep = D.data_check(data_dir)
+    D._DIGEST_MEMO.clear()                                       # as in a fresh process: only the on-disk cache remains
+    def no_rehash(path): raise AssertionError(f"{path} re-hashed although unchanged")
+    monkeypatch.setattr(D._core, "sha256_file", no_rehash)
+    assert D.data_check(data_dir)["n_verified"] == 121           # 121 files verified from the (path, size, mtime) cache
+    monkeypatch.undo()
     assert rep["ok"] and (rep["n_files"], rep["n_verified"]) == (121, 121)
     b = rep["benchmarks"]
     assert b["stereoset"]["status"] == "partial" and "stereoset/dev.json" in b["stereoset"]["not_placed"]
