@@ -124,17 +124,19 @@ def test_tiny_bert_scorers(data_dir, monkeypatch, scorer):
     lm = _tiny("tiny-bert")
     monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
     from dike.scoring import mlm_pair_scores
-    rows = cp.make_load("original")(limit=10, seed=1)
+    allrows = cp.make_load("original")()
+    rows = pd.concat([allrows[allrows.stereo_antistereo == "stereo"].head(4),
+                      allrows[allrows.stereo_antistereo == "antistereo"].head(4)])
     items = cp.score(lm, rows, scorer, progress=False)
-    assert len(items) == 10 and set(np.unique(items.stereotyped)) <= {0, 1}
-    # direction: antistereo pairs are scored as (sent_less, sent_more) and mapped back
-    r = rows.iloc[[int(np.argmax((rows.stereo_antistereo == "antistereo").to_numpy()))]] \
-        if (rows.stereo_antistereo == "antistereo").any() else rows.iloc[[0]]
-    a, b = mlm_pair_scores(lm, [r.sent_less.iloc[0] if r.stereo_antistereo.iloc[0] == "antistereo" else r.sent_more.iloc[0]],
-                           [r.sent_more.iloc[0] if r.stereo_antistereo.iloc[0] == "antistereo" else r.sent_less.iloc[0]],
-                           variant=scorer)
-    got = items.set_index("item_id").loc[r.item_id.iloc[0]]
-    more_ref = b[0] if r.stereo_antistereo.iloc[0] == "antistereo" else a[0]
-    if not got.skipped: assert got.score_more == pytest.approx(float(more_ref), abs=1e-6)
-    m = cp.metrics(items, n_boot=50)
-    assert np.isfinite(m["pct_stereotype"].estimate)
+    assert len(items) == 8 and set(np.unique(items.stereotyped)) <= {0, 1}
+    # the reference's order: stereo pairs scored as (sent_more, sent_less), antistereo pairs as (sent_less, sent_more)
+    anti = rows[rows.stereo_antistereo == "antistereo"]
+    s1, s2 = mlm_pair_scores(lm, list(anti.sent_less), list(anti.sent_more), variant=scorer)
+    got = items[items.stereo_antistereo == "antistereo"]
+    ok = ~got.skipped.to_numpy()
+    np.testing.assert_allclose(got.score_more.to_numpy()[ok], s2[ok], atol=1e-9)
+    np.testing.assert_allclose(got.score_less.to_numpy()[ok], s1[ok], atol=1e-9)
+    # rounding to 3 decimals, ties neutral, skipped pairs out of N: as the reference loop
+    kept = items[~items.skipped]
+    assert cp.metrics(items, n_boot=20)["pct_stereotype"].estimate == pytest.approx(
+        cp.reference_metric(kept, kept.score_more, kept.score_less, 3))
