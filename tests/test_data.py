@@ -1,5 +1,5 @@
 """dike.data: resolution order, checksums, download, malformed inputs (fault injection), real-data counts of SOURCES.md."""
-import csv, json, os, re, subprocess, sys, shutil
+import csv, json, os, re, subprocess, sys
 from pathlib import Path
 
 import pandas as pd
