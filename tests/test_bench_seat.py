@@ -1,5 +1,6 @@
 """SEAT: parity of effect size and p-value with direct (loop / itertools) computations, scoring plumbing, end to end."""
 import itertools, json, math, statistics
+from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
@@ -67,11 +68,11 @@ def test_score_embeds_each_text_once(monkeypatch):
     rows = pd.concat([rows, rows.assign(test="toy2", item_id=rows.item_id + "b")], ignore_index=True)  # same texts
     table = dict(zip(rows.text[:10], emb))
     calls = []
-    def fake_embed(lm, texts, pooling="mean", batch_size=64, normalize=True):
+    def fake_embed(lm, texts, pooling="mean", batch_size=64, normalize=True, progress=False):
         calls.append(list(texts)); assert pooling == "mean" and normalize
         return np.stack([table[t] for t in texts])
     monkeypatch.setattr(dike.scoring, "embed", fake_embed, raising=False)
-    items = seat.score(None, rows, "embed-mean")
+    items = seat.score(SimpleNamespace(tokenizer=SimpleNamespace(pad_token_id=0)), rows, "embed-mean")
     assert len(calls) == 1 and sorted(calls[0]) == sorted(set(rows.text))
     np.testing.assert_allclose(items.s[items.test == "toy"].to_numpy(), items.s[items.test == "toy2"].to_numpy())
     np.testing.assert_allclose(items.s[items.test == "toy"].to_numpy(), seat.seat_items(rows[:10], emb).s.to_numpy())
