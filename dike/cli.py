@@ -9,8 +9,8 @@ from pathlib import Path
 from .core import DikeError
 
 # %% auto #0
-__all__ = ['cmd_data_check', 'cmd_models_list', 'cmd_models_show', 'cmd_eval', 'cmd_compress', 'cmd_run', 'cmd_status',
-           'cmd_collect', 'cmd_figures', 'build_parser', 'main']
+__all__ = ['cmd_data_check', 'cmd_data_fetch', 'cmd_models_list', 'cmd_models_show', 'cmd_eval', 'cmd_compress', 'cmd_run',
+           'cmd_status', 'cmd_collect', 'cmd_figures', 'build_parser', 'main']
 
 # %% ../nbs/39_cli.ipynb #882fa416
 def _print_json(obj):
@@ -28,6 +28,11 @@ def cmd_data_check(a):
     from dike.data import data_check, format_data_check
     rep = data_check(a.data_dir)
     _print_json(rep) if a.json else print(format_data_check(rep))
+    return 0 if rep.get("ok", True) else 1
+
+def cmd_data_fetch(a):
+    from dike.data import fetch
+    for path, status in fetch(a.benchmarks or None, optional=a.optional).items(): print(f"{path}: {status}")
     return 0
 
 def cmd_models_list(a):
@@ -93,8 +98,10 @@ def cmd_status(a):
 
 def cmd_collect(a):
     from dike.report import collect
+    from dike.core import results_dir
     df = collect(results=a.results)
-    print(f"{len(df)} rows from {df['run_id'].nunique() if len(df) else 0} runs -> {Path(a.results or 'results') / 'summary.parquet'}")
+    where = Path(a.results) if a.results else results_dir()
+    print(f"{len(df)} rows from {df['run_id'].nunique() if len(df) else 0} runs -> {where / 'summary.parquet'}")
     return 0
 
 def cmd_figures(a):
@@ -113,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     c = d.add_parser("check", help="files found and verified, counts, licences per benchmark")
     c.add_argument("--json", action="store_true"); c.add_argument("--data-dir", default=None)
     c.set_defaults(fn=cmd_data_check)
+    fe = d.add_parser("fetch", help="download missing files from their pinned URLs into data/raw/ (checksums verified)")
+    fe.add_argument("benchmarks", nargs="*"); fe.add_argument("--optional", action="store_true",
+                    help="also the files not placed in shared/data (StereoSet dev.json, missing BBQ categories)")
+    fe.set_defaults(fn=cmd_data_fetch)
 
     m = sub.add_parser("models", help="model registry").add_subparsers(dest="sub", required=True)
     ml = m.add_parser("list", help="registered aliases"); ml.add_argument("--json", action="store_true")
@@ -165,3 +176,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+# %% ../nbs/39_cli.ipynb #637c6467
+if __name__ == "__main__":   # `python -m dike.cli`
+    sys.exit(main())
