@@ -79,25 +79,30 @@ def test_winogender_real_items(data_dir):
     assert t.bls_pct_female == pytest.approx(40.34) and t.bergsma_pct_female == pytest.approx(9.42)
 
 
-@pytest.mark.parametrize("bench,limit,n_items", [("winobias", 8, 8), ("winogender", 8, 8)])
-def test_end_to_end_tiny_llama(data_dir, tmp_path, bench, limit, n_items):
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-bert"])
+@pytest.mark.parametrize("bench", ["winobias", "winogender"])
+def test_end_to_end_tiny_models(data_dir, tmp_path, bench, model):
     from dike.evaluate import evaluate
     from dike.models import load_model
-    from dike.scoring import loglik
-    lm = load_model("tiny-llama")
-    items, rec = evaluate(lm, bench, limit=limit, n_boot=50, out_dir=tmp_path, progress=False)
+    from dike.scoring import loglik, mlm_pair_scores
+    lm = load_model(model)
+    items, rec = evaluate(lm, bench, limit=8, n_boot=50, out_dir=tmp_path, progress=False)
     saved = pd.read_parquet(tmp_path / bench / "items.parquet")
     js = json.loads((tmp_path / bench / "metrics.json").read_text())
-    assert len(saved) == n_items and js["n_items"] == n_items and js["scorer"] == "loglik"
+    assert len(saved) == 8 and js["n_items"] == 8
+    assert js["scorer"] == ("loglik" if model == "tiny-llama" else "pll-nangia")
     first = saved.iloc[0]
+    a, b = (first.sent_pro, first.sent_anti) if bench == "winobias" else (first.sent_female, first.sent_male)
+    # the stored scores equal an independent call of the scorer on the two sentences, in the right order
+    if model == "tiny-llama": ref = loglik(lm, [("", a), ("", b)])
+    else: ref = [x[0] for x in mlm_pair_scores(lm, [a], [b], variant="nangia")]
     if bench == "winobias":
-        ref = loglik(lm, [("", first.sent_pro), ("", first.sent_anti)])
         assert first.ll_pro == pytest.approx(ref[0], abs=1e-4) and first.ll_anti == pytest.approx(ref[1], abs=1e-4)
         again = winobias.winobias_metrics(saved, n_boot=50)
         assert again["pct_pro"].estimate == pytest.approx(js["metrics"]["pct_pro"]["estimate"])
         assert {"pct_pro/type1", "pct_pro/type2", "mean_diff/exact-swaps"} <= set(js["metrics"])
+        assert saved.groupby(["type", "split"]).size().tolist() == [2, 2, 2, 2]
     else:
-        ref = loglik(lm, [("", first.sent_female), ("", first.sent_male)])
         assert first.female_pref == pytest.approx(ref[0] - ref[1], abs=1e-4)
         again = winogender.winogender_metrics(saved, n_boot=50)
         assert again["female_pref"].estimate == pytest.approx(js["metrics"]["female_pref"]["estimate"])
