@@ -1,0 +1,152 @@
+"""The grid runner end to end: papermill runs on tiny models, kill -9 and resume, two runners on one store, a failing
+run, bad grids, and the SLURM backend on a real single-node SLURM (started by .ci/slurm-up.sh)."""
+import json, os, shutil, signal, subprocess, sys, time
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DIKE = [sys.executable, "-m", "dike.cli"]
+
+
+def grid_file(tmp_path, experiments: str, name="g", extra="") -> Path:
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(f"name: {name}\n{extra}defaults: {{n_boot: 50, limit: 6}}\nexperiments:\n{experiments}")
+    return p
+
+
+def dike(args, env, **kw):
+    return subprocess.run(DIKE + args, env=env, cwd=ROOT, capture_output=True, text=True, **kw)
+
+
+@pytest.fixture
+def env(tmp_path, data_dir):
+    e = dict(os.environ, DIKE_RESULTS_DIR=str(tmp_path / "results"), DIKE_DATA_DIR=str(data_dir),
+             DIKE_THREADS="1", OMP_NUM_THREADS="1", PYTHONPATH=str(tmp_path))
+    return e
+
+
+def finished(results: Path) -> dict:
+    "run_id -> config of every finished run; also checks no visible run is partial."
+    runs = results / "runs"
+    out = {}
+    for p in runs.iterdir() if runs.is_dir() else []:
+        if p.name.startswith("."): continue
+        cfg = json.loads((p / "config.json").read_text())       # a visible run always has its config ...
+        assert (p / cfg["benchmark"] / "metrics.json").is_file()  # ... and its metrics
+        assert (p / "evaluate.ipynb").is_file() and (p / "provenance.json").is_file()
+        out[p.name] = cfg
+    return out
+
+
+THREE_SEEDS = "  - models: [tiny-llama]\n    benchmarks: [crows_pairs]\n    seeds: [0, 1, 2]\n"
+
+
+def test_kill9_mid_grid_then_resume(tmp_path, env):
+    g = grid_file(tmp_path, THREE_SEEDS)
+    res = tmp_path / "results"
+    p = subprocess.Popen(DIKE + ["run", str(g)], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and not finished(res):
+        assert p.poll() is None, p.stdout.read().decode()
+        time.sleep(0.5)
+    os.killpg(p.pid, signal.SIGKILL); p.wait()                    # runner and its kernel, mid-grid
+    first = finished(res)
+    assert 1 <= len(first) < 3, "the kill came too late to test anything"
+    stamp = {rid: (res / "runs" / rid / "config.json").stat().st_mtime_ns for rid in first}
+    r = dike(["run", str(g)], env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"{len(first)} done, {3 - len(first)} to run" in r.stdout
+    after = finished(res)
+    assert len(after) == 3
+    assert {rid: (res / "runs" / rid / "config.json").stat().st_mtime_ns for rid in first} == stamp   # reused
+    assert not list((res / "runs").glob(".tmp-*")), "the killed run's temp folder was not cleaned"
+    assert not list((res / "locks").glob("*.lock"))
+    st = dike(["status", str(g), "--json"], env)
+    assert json.loads(st.stdout)["counts"] == {"done": 3, "failed": 0, "running": 0, "pending": 0}
+
+
+def test_two_runners_one_store(tmp_path, env):
+    g = grid_file(tmp_path, THREE_SEEDS)
+    procs = [subprocess.Popen(DIKE + ["run", str(g)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=900)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    executed = sum(o.count("[   done]") for o in outs)
+    assert executed == 3, f"each run must execute exactly once, got {executed}:\n" + "\n".join(outs)
+    assert len(finished(tmp_path / "results")) == 3
+
+
+PLUGIN = '''
+import pandas as pd
+from dike.evaluate import Benchmark, register_benchmark
+def _load(limit=None, seed=0):
+    return pd.DataFrame({"item_id": ["a", "b"]})
+def _score(lm, rows, scorer, batch_size=16, progress=True):
+    raise RuntimeError("boom: injected failure")
+register_benchmark(Benchmark(name="toy_fail", load=_load, score=_score, metrics=lambda items, **k: {},
+                             scorers={"x": ("causal",)}, default_scorer={"causal": "x"}))
+'''
+
+
+def test_failing_run_does_not_stop_the_grid(tmp_path, env):
+    (tmp_path / "toy_plugin.py").write_text(PLUGIN)
+    g = grid_file(tmp_path, "  - models: [tiny-llama]\n    benchmarks: [toy_fail, crows_pairs]\n",
+                  extra="imports: [toy_plugin]\n")
+    r = dike(["run", str(g)], env)
+    assert r.returncode == 1, r.stdout + r.stderr                 # the grid reports the failure ...
+    runs = finished(tmp_path / "results")
+    assert [c["benchmark"] for c in runs.values()] == ["crows_pairs"]   # ... and the other run completed
+    failed = list((tmp_path / "results" / "failed").iterdir())
+    assert len(failed) == 1
+    err = json.loads((failed[0] / "error.json").read_text())
+    assert err["ename"] == "RuntimeError" and "boom" in err["evalue"]
+    assert (failed[0] / "evaluate.ipynb").is_file()               # the partly executed notebook is kept
+    again = dike(["run", str(g)], env)                            # failed runs are not retried silently
+    assert "1 failed (use --retry-failed)" in again.stdout and again.returncode == 0
+
+
+@pytest.mark.parametrize("body,msg", [
+    ("  - models: [tiny-llama]\n    benchmark: [crows_pairs]\n", "unknown key(s) 'benchmark'"),
+    ("  - models: [tiny-llama]\n    benchmarks: [crows_pairs]\n    compress: ['nm:4:2']\n", "compress 'nm:4:2'"),
+    ("  - models: [not-a-model]\n    benchmarks: [crows_pairs]\n", "model 'not-a-model'"),
+])
+def test_bad_grid_fails_before_anything_runs(tmp_path, env, body, msg):
+    g = grid_file(tmp_path, "  - models: [tiny-llama]\n    benchmarks: [crows_pairs]\n" + body)
+    r = dike(["run", str(g)], env)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and msg in lines[0] and str(g) in lines[0]
+    assert not (tmp_path / "results" / "runs").exists() or not any((tmp_path / "results" / "runs").iterdir())
+
+
+def test_smoke_grid_dry_run_lists_runs(env):
+    r = dike(["run", "experiments/grids/smoke.yaml", "--dry-run"], env)
+    assert r.returncode == 0 and "5 runs, 0 done, 5 to run" in r.stdout
+    assert r.stdout.count("tiny-") == 5
+
+
+def _slurm_ready() -> str | None:
+    if shutil.which("sbatch") is None: return "sbatch not found (slurm-wlm not installed)"
+    r = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    if r.returncode != 0 or not any(s in r.stdout for s in ("idle", "mixed", "alloc")):
+        return f"no SLURM node is up (sinfo: {r.stdout.strip() or r.stderr.strip()})"
+    return None
+
+
+def test_smoke_grid_on_slurm(tmp_path, env):
+    why = _slurm_ready()
+    if why:
+        msg = f"SLURM BACKEND NOT TESTED: {why}; run `sudo bash .ci/slurm-up.sh` (CI does)"
+        if os.environ.get("DIKE_REQUIRE_SLURM") == "1": pytest.fail(msg)
+        pytest.skip(msg)
+    g = grid_file(tmp_path, "  - models: [tiny-llama]\n    benchmarks: [crows_pairs, winobias]\n")
+    env = dict(env, DIKE_SLURM_CPUS="1", DIKE_SLURM_MEM_GB="2", DIKE_SLURM_TIME="20")
+    r = dike(["run", str(g), "--backend", "slurm", "--jobs", "2"], env, timeout=1200)
+    assert r.returncode == 0, r.stdout + r.stderr
+    runs = finished(tmp_path / "results")
+    assert sorted(c["benchmark"] for c in runs.values()) == ["crows_pairs", "winobias"]
+    logs = list((tmp_path / "results" / "slurm").glob("*_log.out"))
+    assert logs, "no submitit job logs: the runs did not go through SLURM"
+    again = dike(["run", str(g), "--backend", "slurm"], env)       # a finished grid submits nothing
+    assert "2 done, 0 to run" in again.stdout
