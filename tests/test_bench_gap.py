@@ -60,12 +60,17 @@ def test_metrics_by_hand():
     assert m["f1"].estimate == pytest.approx(2 * (2 / 3) * (2 / 3) / (4 / 3))   # P 2/3, R 2/3
 
 
-def test_real_data_load_and_windows(data_dir):
+def test_real_data_load_and_offsets(data_dir):
     pytest.importorskip("dike.data")
     rows = gap.load_gap(data_dir=data_dir)
     assert rows.groupby("split").size().to_dict() == {"development": 2000, "test": 2000}
-    w = gap._with_windows(rows)                               # every annotated offset points at its mention
-    assert w._wp.str.len().gt(0).all() and (w._wA != w._wB).all()
+    # every annotated offset points at its mention, and every mention covers at least one token
+    for m, o in (("Pronoun", "Pronoun-offset"), ("A", "A-offset"), ("B", "B-offset")):
+        assert all(t[k:k + len(x)] == x for t, x, k in zip(rows.Text, rows[m], rows[o]))
+    models = pytest.importorskip("dike.models")
+    tok = models.load_model("tiny-bert").tokenizer
+    for t, k, x in zip(rows.Text[:300], rows["A-offset"][:300], rows.A[:300]):
+        assert gap.token_span_index(tok(t, return_offsets_mapping=True)["offset_mapping"], k, k + len(x))
     s = gap.load_gap(limit=40, seed=1, data_dir=data_dir)
     assert s.groupby(["split", "gender"]).size().tolist() == [20, 20, 20, 20]
     assert s.attrs.get("files") and s.attrs["files"] == rows.attrs["files"]
@@ -86,9 +91,9 @@ def test_tiny_bert_end_to_end(data_dir, tmp_path, monkeypatch):
     assert (items.gender.value_counts() == 12).all() and (items.n_train == 24).all()
     assert items[["p_a", "p_b"]].apply(lambda c: c.between(0, 1)).all().all()
     assert ((items.p_a >= 0.5).astype(int) == items.pred_a).all()
-    # deterministic: the same data and model give the same probe predictions
+    # deterministic up to fp32 reduction order (evaluate sets the thread count): same data and model, same probe
     again = gap.score_gap(lm, rows, progress=False)
-    np.testing.assert_allclose(again.p_a.to_numpy(), items.p_a.to_numpy(), atol=1e-9)
+    np.testing.assert_allclose(again.p_a.to_numpy(), items.p_a.to_numpy(), atol=1e-5)   # fp32 embeddings
     saved = json.loads((tmp_path / "gap" / "metrics.json").read_text())
     assert saved["metrics"]["f1"]["estimate"] == pytest.approx(gap.gap_scores(
         np.column_stack([items.a_coref, items.b_coref, items.pred_a, items.pred_b, items.gender == "female"]))["f1"])
