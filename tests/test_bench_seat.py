@@ -91,11 +91,11 @@ def test_real_tests_load(data_dir):
     assert small.groupby(["test", "set"]).size().max() == 3 and small.attrs["files"]
 
 
-def test_end_to_end_tiny_bert(data_dir, tmp_path):
+@pytest.mark.parametrize("model", ["tiny-bert", "tiny-llama"])
+def test_end_to_end_tiny_models(data_dir, tmp_path, model):
     from dike.evaluate import evaluate
     from dike.models import load_model
-    from dike.scoring import embed
-    lm = load_model("tiny-bert")
+    lm = load_model(model)
     items, rec = evaluate(lm, "seat", limit=4, n_boot=50, out_dir=tmp_path, progress=False)
     out = tmp_path / "seat"
     saved = pd.read_parquet(out / "items.parquet")
@@ -106,11 +106,18 @@ def test_end_to_end_tiny_bert(data_dir, tmp_path):
     # metrics are a function of items.parquet alone
     again = seat.seat_metrics(saved, n_boot=50)
     assert again["effect_size/sent-weat6"].estimate == pytest.approx(js["metrics"]["effect_size/sent-weat6"]["estimate"])
-    # one association score recomputed from independently computed embeddings
+    # one association score recomputed as bias-bench's SEAT runner does it: one text at a time (no padding), the
+    # backbone's last hidden state averaged over all tokens (special tokens included), then L2-normalised
+    import torch
+    def bb_encode(text):
+        with torch.no_grad():
+            h = lm.model.base_model(**lm.tokenizer(text, return_tensors="pt")).last_hidden_state.mean(dim=1).view(-1)
+        v = h.double().numpy()
+        return v / np.linalg.norm(v)
     rows = seat.load(limit=4, data_dir=data_dir)
     g = rows[rows.test == "sent-weat3"]
-    E = {k: embed(lm, g.text[g.set == k].tolist(), pooling="mean") for k in seat.SETS}
-    s0 = (E["targ1"][0] @ E["attr1"].T).mean() - (E["targ1"][0] @ E["attr2"].T).mean()
-    first = saved[(saved.test == "sent-weat3") & (saved.set == "targ1")].iloc[0]
-    assert first.text == g.text[g.set == "targ1"].iloc[0]
-    assert first.s == pytest.approx(s0, abs=1e-5)
+    E = {k: np.stack([bb_encode(t) for t in g.text[g.set == k]]) for k in seat.SETS}
+    ref = (E["targ1"] @ E["attr1"].T).mean(1) - (E["targ1"] @ E["attr2"].T).mean(1)
+    got = saved[(saved.test == "sent-weat3") & (saved.set == "targ1")]
+    assert got.text.tolist() == g.text[g.set == "targ1"].tolist()
+    np.testing.assert_allclose(got.s.to_numpy(), ref, atol=1e-5)
