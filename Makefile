@@ -33,15 +33,30 @@ check-sync: install ## Fail if nbdev-export or nbdev-clean would change anything
 
 test: install check-sync ## Run the notebook tests (nbdev-test) and the pytest suite
 	OMP_NUM_THREADS=1 DIKE_THREADS=1 $(BIN)/nbdev-test --n-workers 2
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -rs
 
 test-fast: install ## pytest without the slow (real model) tests
 	$(BIN)/pytest -q -m "not slow"
 
-reproduce: install ## The main job on the embedded default models
-	$(BIN)/dike data check
-	$(BIN)/dike models show smollm2-135m
-	$(BIN)/dike models show minilm-l6
+GRID ?= experiments/grids/default.yaml
+JOBS ?= 1
+
+reproduce: install ## The main job: check data, run the default grid on the embedded models, collect, figures, paper PDF
+	@start=$$(date +%s); \
+	$(BIN)/dike data check && \
+	$(BIN)/dike models show smollm2-135m && $(BIN)/dike models show minilm-l6 && \
+	$(BIN)/dike run $(GRID) --jobs $(JOBS) && \
+	$(BIN)/dike collect && $(BIN)/dike figures && \
+	$(MAKE) --no-print-directory paper && \
+	echo "make reproduce: done in $$(( $$(date +%s) - start )) s"
+
+paper: ## Build paper/main.pdf with latexmk (installs texlive with apt-get when missing and run as root)
+	@command -v latexmk >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends latexmk texlive-latex-base \
+	  texlive-latex-recommended texlive-fonts-recommended >/dev/null; else \
+	  echo "error: latexmk not found; install latexmk and texlive (e.g. sudo apt-get install latexmk texlive-latex-recommended)"; exit 1; fi; }
+	@test -f paper/macros.tex || { echo "error: paper/macros.tex is missing; run 'dike figures' (or make reproduce) first"; exit 1; }
+	cd paper && latexmk -pdf -interaction=nonstopmode -halt-on-error -quiet main.tex
 
 lab: install ## Register the `dike` Jupyter kernel and start JupyterLab
 	$(PY) -m ipykernel install --user --name dike --display-name "dike (.venv)"
@@ -49,4 +64,5 @@ lab: install ## Register the `dike` Jupyter kernel and start JupyterLab
 
 clean: ## Remove caches and build artefacts (never results/ or data/raw/)
 	rm -rf .pytest_cache _proc build *.egg-info
+	cd paper 2>/dev/null && latexmk -c -quiet main.tex 2>/dev/null || true
 	find . -name __pycache__ -prune -exec rm -rf {} +
