@@ -5,7 +5,8 @@ Usage: DIKE_THREADS=2 python benchmarks/bench_compress.py [--model smollm2-135m]
 
 For each spec it times `dike.compress.core.compress` (the compression alone; `--report` adds one full compression
 report for the first spec) and prints, next to the seconds, a baseline measured in the same process: one forward pass of
-the base model over 2048 tokens, so that a slow (shared) machine can be told apart from a slow method.
+the base model over 2048 tokens, so that a slow (shared) machine can be told apart from a slow method; the CPU seconds
+of the process are printed too (on a machine shared with other jobs, wall time overstates the method's cost).
 """
 from __future__ import annotations
 import argparse, json, os, time
@@ -38,17 +39,17 @@ def main(argv=None):
     a = ap.parse_args(argv)
     threads = set_threads()
     t = time.perf_counter(); lm = load_model(a.model); load_s = time.perf_counter() - t
-    base = forward_baseline(lm)
+    c = time.process_time(); base = forward_baseline(lm); base_cpu = (time.process_time() - c) / 3
     print(f"{a.model}: {lm.n_params / 1e6:.1f}M params, torch threads {threads}, load {load_s:.1f} s, "
-          f"baseline forward over 2048 tokens {base:.2f} s")
+          f"baseline forward over 2048 tokens {base:.2f} s wall, {base_cpu:.2f} s CPU, load average {os.getloadavg()[0]:.1f}")
     rows = []
     for spec in a.specs.split(","):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         new, rep = compress(lm, spec, seed=0, n_calib=a.n_calib, progress=False, report=False)
-        sec = time.perf_counter() - t
+        sec, cpu = time.perf_counter() - t, time.process_time() - c
         step = rep["steps"][0]
         target = TARGETS.get(spec.split(":")[0])
-        row = {"spec": rep["spec"], "seconds": round(sec, 1), "x_forward_2048": round(sec / base, 1),
+        row = {"spec": rep["spec"], "seconds": round(sec, 1), "cpu_seconds": round(cpu, 1), "x_forward_2048": round(sec / base, 1),
                "target_s": target, "within_target": None if target is None else sec < target,
                "calib_tokens": step.get("calib_tokens")}
         rows.append(row)
