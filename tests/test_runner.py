@@ -66,15 +66,23 @@ def test_kill9_mid_grid_then_resume(tmp_path, env):
     assert json.loads(st.stdout)["counts"] == {"done": 3, "failed": 0, "running": 0, "pending": 0}
 
 
-def test_two_runners_one_store(tmp_path, env):
-    g = grid_file(tmp_path, THREE_SEEDS)
-    procs = [subprocess.Popen(DIKE + ["run", str(g)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+SMOKE = ROOT / "experiments" / "grids" / "smoke.yaml"
+
+
+def test_smoke_grid_two_runners_one_store(tmp_path, env):
+    "The smoke grid on the local backend, by two runners sharing one store: every run executes exactly once."
+    procs = [subprocess.Popen(DIKE + ["run", str(SMOKE)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for _ in range(2)]
-    outs = [p.communicate(timeout=900)[0] for p in procs]
+    outs = [p.communicate(timeout=1200)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     executed = sum(o.count("[   done]") for o in outs)
-    assert executed == 3, f"each run must execute exactly once, got {executed}:\n" + "\n".join(outs)
-    assert len(finished(tmp_path / "results")) == 3
+    assert executed == 5, f"each run must execute exactly once, got {executed}:\n" + "\n".join(outs)
+    runs = finished(tmp_path / "results")
+    assert sorted((c["model"], c["compress"], c["benchmark"]) for c in runs.values()) == [
+        ("tiny-bert", "none", "crows_pairs"), ("tiny-llama", "magnitude:0.5", "crows_pairs"),
+        ("tiny-llama", "magnitude:0.5", "winobias"), ("tiny-llama", "none", "crows_pairs"), ("tiny-llama", "none", "winobias")]
+    t0 = time.time(); again = dike(["run", str(SMOKE)], env)           # a finished grid: nothing to do
+    assert "5 done, 0 to run" in again.stdout and time.time() - t0 < 60
 
 
 PLUGIN = '''
@@ -140,13 +148,12 @@ def test_smoke_grid_on_slurm(tmp_path, env):
         msg = f"SLURM BACKEND NOT TESTED: {why}; run `sudo bash .ci/slurm-up.sh` (CI does)"
         if os.environ.get("DIKE_REQUIRE_SLURM") == "1": pytest.fail(msg)
         pytest.skip(msg)
-    g = grid_file(tmp_path, "  - models: [tiny-llama]\n    benchmarks: [crows_pairs, winobias]\n")
     env = dict(env, DIKE_SLURM_CPUS="1", DIKE_SLURM_MEM_GB="2", DIKE_SLURM_TIME="20")
-    r = dike(["run", str(g), "--backend", "slurm", "--jobs", "2"], env, timeout=1200)
+    r = dike(["run", str(SMOKE), "--backend", "slurm", "--jobs", "2"], env, timeout=1500)
     assert r.returncode == 0, r.stdout + r.stderr
     runs = finished(tmp_path / "results")
-    assert sorted(c["benchmark"] for c in runs.values()) == ["crows_pairs", "winobias"]
+    assert len(runs) == 5
     logs = list((tmp_path / "results" / "slurm").glob("*_log.out"))
-    assert logs, "no submitit job logs: the runs did not go through SLURM"
-    again = dike(["run", str(g), "--backend", "slurm"], env)       # a finished grid submits nothing
-    assert "2 done, 0 to run" in again.stdout
+    assert len(logs) == 5, "expected one submitit job log per run: the runs did not all go through SLURM"
+    again = dike(["run", str(SMOKE), "--backend", "slurm"], env)   # a finished grid submits nothing
+    assert "5 done, 0 to run" in again.stdout
