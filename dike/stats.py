@@ -8,7 +8,6 @@ from dataclasses import dataclass, asdict
 from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
-from scipy import stats as _st
 
 # %% auto #0
 __all__ = ['Estimate', 'bootstrap_ci', 'paired_bootstrap_diff', 'mcnemar_exact']
@@ -82,5 +81,6 @@ def mcnemar_exact(a, b) -> dict:
     "Exact McNemar test on two aligned binary vectors: counts of each flip direction and the two-sided p-value."
     a = np.asarray(a, dtype=bool); b = np.asarray(b, dtype=bool)
     n10, n01 = int((a & ~b).sum()), int((~a & b).sum())
-    p = 1.0 if n10 + n01 == 0 else float(_st.binomtest(n10, n10 + n01, 0.5).pvalue)
+    from scipy.stats import binomtest      # scipy.stats is slow to import; only needed here
+    p = 1.0 if n10 + n01 == 0 else float(binomtest(n10, n10 + n01, 0.5).pvalue)
     return {"n_1_to_0": n10, "n_0_to_1": n01, "n_flips": n10 + n01, "p_value": p}
