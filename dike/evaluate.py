@@ -30,6 +30,8 @@ class Benchmark:
     version: str = "1"
     citation: str = ""
     description: str = ""
+    headline: str | None = None          # the metric reports and figures show first
+    decision_column: str | None = None   # per-item column holding the model's decision (flips vs a base model)
 
 BENCHMARKS: dict[str, Benchmark] = {}
 BUILTIN_BENCHMARKS = ("stereoset", "crows_pairs", "seat", "winobias", "winogender", "bbq")
