@@ -5,32 +5,15 @@ import torch
 import transformers
 from torch import nn
 
-from dike.compress.quant import (quant_grid, rtn_quantize, gptq_quantize, layer_error, block_linears, rtn_model,
-                                 gptq_model, int8_dynamic_model, packed_bytes, calib_batches)
+from dike.core import SpecError
+from dike.compress.core import prunable_linears, parse_spec, compress, tiny_lm
+from dike.compress.quant import (quant_grid, rtn_quantize, gptq_quantize, layer_error, rtn_model, gptq_model,
+                                 int8_dynamic_model, packed_bytes, Int8DynamicLinear)
 
 
-def tiny_llama(seed=0, layers=2):
-    torch.manual_seed(seed)
-    cfg = transformers.LlamaConfig(vocab_size=120, hidden_size=48, intermediate_size=96, num_hidden_layers=layers,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
-    return transformers.LlamaForCausalLM(cfg).eval()
-
-
-def tiny_bert(seed=0, layers=2):
-    torch.manual_seed(seed)
-    cfg = transformers.BertConfig(vocab_size=120, hidden_size=48, intermediate_size=96, num_hidden_layers=layers,
-                                  num_attention_heads=4, max_position_embeddings=128)
-    return transformers.BertForMaskedLM(cfg).eval()
-
-
-def rand_batches(seed, n=3, b=4, T=32, vocab=120):
+def rand_batches(seed, n=3, b=4, T=32, vocab=60):
     g = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(n):
-        mask = torch.ones(b, T, dtype=torch.long)
-        mask[1, T // 2:] = 0   # one padded row
-        out.append({"input_ids": torch.randint(5, vocab, (b, T), generator=g), "attention_mask": mask})
-    return out
+    return [torch.randint(7, vocab, (b, T), generator=g) for _ in range(n)]
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4, 8])
@@ -77,43 +60,46 @@ def test_layer_error_matches_trace_formula():
     assert math.isclose(layer_error(W, Q, X), float(torch.trace(D @ H @ D.T)), rel_tol=1e-4)
 
 
-@pytest.mark.parametrize("mk", [tiny_llama, tiny_bert])
-def test_gptq_model_every_layer_beats_rtn_and_is_deterministic(mk):
-    m1, m2 = mk(), mk()
-    head = m1.get_output_embeddings().weight.clone()
-    r1 = gptq_model(m1, rand_batches(0), 3, 16)
-    gptq_model(m2, rand_batches(0), 3, 16)
+@pytest.mark.parametrize("kind", ["causal", "mlm", "encoder"])
+def test_gptq_model_every_layer_beats_rtn_and_is_deterministic(kind):
+    l1, l2 = tiny_lm(kind), tiny_lm(kind)
+    emb = l1.model.get_input_embeddings().weight.clone()
+    r1 = gptq_model(l1, rand_batches(0), 3, 16)
+    gptq_model(l2, rand_batches(0), 3, 16)
+    assert r1["n_layers"] == len(prunable_linears(l1.model)) and r1["layers"]
     assert all(v["rel_err_gptq"] < v["rel_err_rtn"] for v in r1["layers"].values())
-    assert r1["calib_tokens"] == 3 * (4 * 32 - 16)
-    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+    assert r1["calib_tokens"] == 3 * 4 * 32
+    for a, b in zip(l1.model.state_dict().values(), l2.model.state_dict().values()):
         assert torch.equal(a, b)
-    assert torch.equal(m1.get_output_embeddings().weight, head)
+    assert torch.equal(l1.model.get_input_embeddings().weight, emb)
 
 
 def test_gptq_model_changes_only_block_linears():
-    m, ref = tiny_llama(), tiny_llama()
-    gptq_model(m, rand_batches(1), 4)
-    lin = {f"{n}.weight" for n in block_linears(m)}
-    for (n, a), b in zip(m.state_dict().items(), ref.state_dict().values()):
+    lm, ref = tiny_lm("causal"), tiny_lm("causal")
+    gptq_model(lm, rand_batches(1), 4)
+    lin = {f"{n}.weight" for n in prunable_linears(lm.model)}
+    for (n, a), b in zip(lm.model.state_dict().items(), ref.model.state_dict().values()):
         assert torch.equal(a, b) == (n not in lin), n
 
 
 def test_rtn_model_report_and_untouched_head():
-    m = tiny_llama()
+    m = tiny_lm("causal").model
     emb = m.model.embed_tokens.weight.clone()
-    rep = rtn_model(m, 4, 32)
-    n = sum(l.weight.numel() for l in block_linears(m).values())
+    rep = rtn_model(m, 4, 16)
+    lins = prunable_linears(m).values()
+    n = sum(l.weight.numel() for l in lins)
     assert rep["quantized_params"] == n and rep["fp32_bytes"] == 4 * n
-    assert rep["packed_bytes"] == sum(packed_bytes(tuple(l.weight.shape), 4, 32) for l in block_linears(m).values())
-    # q_proj (48, 48), group 32 -> 2 groups per row: 48*48/2 bytes + 48*2*(2 + 0.5) = 1152 + 240
+    assert rep["packed_bytes"] == sum(packed_bytes(tuple(l.weight.shape), 4, 16) for l in lins)
+    # (48, 48) weight, group 32 -> 2 groups per row: 48*48/2 bytes + 48*2*(2 + 0.5) = 1152 + 240
     assert packed_bytes((48, 48), 4, 32) == 1392
     assert torch.equal(m.model.embed_tokens.weight, emb)
 
 
-def test_int8_dynamic_close_to_fp32():
-    m = tiny_llama()
-    qm, rep = int8_dynamic_model(m)
-    x = torch.randint(5, 120, (3, 40), generator=torch.Generator().manual_seed(0))
+@pytest.mark.parametrize("act", ["token", "tensor"])
+def test_int8_dynamic_close_to_fp32_tiny(act):
+    m = tiny_lm("causal").model
+    qm, rep = int8_dynamic_model(m, act)
+    x = torch.randint(7, 60, (3, 40), generator=torch.Generator().manual_seed(0))
     a, b = m(x).logits, qm(x).logits
     cos = nn.functional.cosine_similarity(a, b, dim=-1)
     assert cos.min() > 0.99 and not torch.equal(a, b)
@@ -121,13 +107,85 @@ def test_int8_dynamic_close_to_fp32():
     assert type(qm.lm_head) is nn.Linear
 
 
-def test_calib_batches_pads_right_and_masks():
-    class Tok:
-        pad_token_id = None
-        def __call__(self, t, truncation=True, max_length=512):
-            return {"input_ids": [ord(c) for c in t][:max_length]}
-    bs = calib_batches(Tok(), ["abc", "a", "", "abcdefgh"], seq_len=5, batch_size=2)
-    assert len(bs) == 2   # the empty text is dropped
-    assert bs[0]["input_ids"].tolist() == [[97, 98, 99], [97, 0, 0]]
-    assert bs[0]["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
-    assert bs[1]["input_ids"].tolist() == [[97, 98, 99, 100, 101]]
+def test_int8_linear_matches_integer_reference():
+    # the int32 GEMM equals the exact integer product of the quantized operands
+    torch.manual_seed(3)
+    lin = nn.Linear(40, 24)
+    q = Int8DynamicLinear(lin, outlier=0)
+    x = torch.randn(9, 40)
+    sx = x.abs().amax(1, keepdim=True) / 127
+    qx = torch.round(x / sx).clamp(-127, 127)
+    ref = (qx.double() @ q.qweight_t.double()) * sx.double() * q.w_scale.double() + lin.bias.double()
+    assert torch.allclose(q(x).double(), ref, atol=1e-5)
+    # weights: per output channel, max |q| = 127 in every row
+    assert (q.qweight_t.abs().amax(0) == 127).all()
+
+
+def test_int8_outlier_columns_exact():
+    # a column with |x| >= 6 is computed in fp32 with the dequantized int8 weight; the rest stays int8
+    torch.manual_seed(4)
+    lin = nn.Linear(16, 8, bias=False)
+    q = Int8DynamicLinear(lin, outlier=6.0)
+    x = torch.randn(5, 16).clamp(-2, 2)
+    x[2, 3] = 50.0
+    wd = (q.qweight_t.float() * q.w_scale).t()        # dequantized weight (8, 16)
+    xi = x.clone(); xi[:, 3] = 0
+    sx = xi.abs().amax(1, keepdim=True) / 127
+    ref = (torch.round(xi / sx) * sx) @ wd.t() + x[:, 3:4] * wd[:, 3]
+    assert torch.allclose(q(x), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", ["rtn:0", "rtn:1", "rtn:9", "rtn", "rtn:4:g0", "rtn:4:128", "rtn:four", "gptq:0",
+                                 "gptq:4:act=2", "gptq:4:damp=1.5", "int8-dynamic:8", "int8-dynamic+rtn:4",
+                                 "int8-dynamic:tensor:outlier=2", "int8-dynamic:outlier=-1"])
+def test_bad_specs_one_error_listing_valid_forms(bad):
+    with pytest.raises(SpecError) as e:
+        parse_spec(bad)
+    msg = str(e.value)
+    assert "\n" not in msg and "Valid forms:" in msg
+    for form in ("rtn:B[:gG]", "gptq:B[:gG]", "int8-dynamic"):
+        assert form in msg
+
+
+def test_same_spec_and_seed_identical_weights_through_compress():
+    lm = tiny_lm("causal")
+    texts = ["the river was long and the city was old .", "a teacher and a doctor came to the school ."] * 30
+    a, ra = compress(lm, "gptq:3:g16:act=1", seed=0, calib=texts, progress=False, report=False)
+    b, _ = compress(lm, "gptq:3:g16:act=1", seed=0, calib=texts, progress=False, report=False)
+    for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()):
+        assert torch.equal(x, y)
+    assert ra["steps"][0]["mean_err_ratio_gptq_over_rtn"] < 1
+    # the input LM is untouched
+    assert not torch.equal(a.model.model.layers[0].mlp.up_proj.weight, lm.model.model.layers[0].mlp.up_proj.weight)
+
+
+@pytest.fixture(scope="module")
+def real_texts(data_dir):
+    from dike.data import text_corpus
+    return text_corpus(16, seed=0, split="heldout", data_dir=data_dir)
+
+
+@pytest.mark.slow
+def test_int8_dynamic_smollm2_logits_close_on_real_text(real_texts):
+    from dike.models import load_model
+    lm = load_model("smollm2-135m")
+    qm, _ = int8_dynamic_model(lm.model)     # W8A8 per-token + LLM.int8 outliers
+    cos = []
+    with torch.inference_mode():
+        for t in real_texts[:8]:
+            ids = lm.tokenizer(t, return_tensors="pt")["input_ids"]
+            cos.append(nn.functional.cosine_similarity(lm.model(ids).logits[0], qm(ids).logits[0], dim=-1))
+    cos = torch.cat(cos)
+    assert cos.mean() > 0.99 and cos.min() > 0.5, (cos.mean(), cos.min())
+
+
+def test_int8_dynamic_minilm_embeddings_close_on_real_text(real_texts):
+    from dike.models import load_model
+    lm = load_model("minilm-l6")
+    qm, _ = int8_dynamic_model(lm.model)
+    enc = lm.tokenizer(real_texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    with torch.inference_mode():
+        a, b = lm.model(**enc).last_hidden_state, qm(**enc).last_hidden_state
+    m = enc["attention_mask"].bool()
+    cos = nn.functional.cosine_similarity(a[m], b[m], dim=-1)
+    assert cos.mean() > 0.99, cos.mean()
