@@ -1,4 +1,5 @@
 """BBQ benchmark: target/biased option on real rows, stratified limit, hand-computed metrics, tiny-llama end to end."""
+import importlib
 import json
 import numpy as np
 import pandas as pd
@@ -9,7 +10,7 @@ from dike.bench import bbq
 
 @pytest.fixture(scope="module")
 def rows(data_dir):
-    data = pytest.importorskip("dike.data")
+    data = importlib.import_module("dike.data")
     return data.load("bbq", data_dir=data_dir)
 
 
@@ -111,7 +112,7 @@ def test_requests_share_prompt():
 
 
 def test_tiny_llama_end_to_end(data_dir, tmp_path, monkeypatch):
-    pytest.importorskip("dike.data"); pytest.importorskip("dike.scoring"); models = pytest.importorskip("dike.models")
+    importlib.import_module("dike.data"); importlib.import_module("dike.scoring"); models = importlib.import_module("dike.models")
     from dike.evaluate import evaluate
     from dike.scoring import loglik
     monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
