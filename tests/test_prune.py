@@ -125,11 +125,14 @@ def test_head_pruning_removes_heads_and_model_runs(lm):
 def test_smollm2_magnitude_and_heads(tmp_path, monkeypatch):
     monkeypatch.setenv("DIKE_CACHE_DIR", str(tmp_path))
     lm = load_model("smollm2-135m")
-    new, rep = compress(lm, "magnitude:0.5+heads:0.25", n_calib=16, progress=False, report=False)
-    st = rep["steps"][1]
+    mag, _ = compress(lm, "magnitude:0.5", progress=False, report=False)
+    for name, lin in prunable_linears(mag.model).items():       # GGUF weights have many ties: still exact
+        assert int((lin.weight == 0).sum()) == n_pruned(0.5, lin.weight.numel()), name
+    new, rep = compress(mag, "heads:0.25", n_calib=16, progress=False, report=False)
+    st = rep["steps"][0]
     assert (st["unit"], st["query_heads_per_unit"], st["units_total"]) == ("kv-group", 3, 90)
     assert st["units_removed"] == n_pruned(0.25, 90) == 23 and st["heads_removed"] == 69
-    for lin in prunable_linears(new.model).values():
-        assert abs(float((lin.weight == 0).float().mean()) - 0.5) < 0.01
+    assert sum(u["nq"] for u in attention_units(new.model)) == 270 - 69
     ids = lm.tokenizer("The capital of France is", return_tensors="pt")["input_ids"]
-    assert torch.isfinite(new.model(input_ids=ids).logits).all()
+    with torch.no_grad(): logits = new.model(input_ids=ids).logits
+    assert torch.isfinite(logits).all() and logits.shape[-1] == lm.model.config.vocab_size
