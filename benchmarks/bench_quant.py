@@ -60,6 +60,7 @@ def main(argv=None):
         row = {"spec": rep["spec"], "seconds": round(sec, 1), "cpu_seconds": round(cpu, 1),
                "x_forward_2048": round(sec / base, 1), "target_s": target,
                "within_target": None if target is None else sec < target, "loadavg": os.getloadavg()[0]}
+        row["method_s"] = step.get("time_s")   # the quantization alone (compress also copies the model)
         for k in ("calib_tokens", "mean_err_ratio_gptq_over_rtn", "packed_bytes", "fp32_bytes"):
             if k in step: row[k] = step[k]
         if spec.startswith("int8-dynamic"):
