@@ -189,3 +189,19 @@ def test_int8_dynamic_minilm_embeddings_close_on_real_text(real_texts):
     m = enc["attention_mask"].bool()
     cos = nn.functional.cosine_similarity(a[m], b[m], dim=-1)
     assert cos.mean() > 0.99, cos.mean()
+
+
+def test_load_or_compress_caches_rtn_and_reapplies_int8(tmp_path, monkeypatch):
+    # rtn is saved (safetensors) and reloaded from the cache with identical weights; int8-dynamic is a runtime step:
+    # never saved, re-applied after loading
+    from dike.compress.core import load_or_compress
+    monkeypatch.setenv("DIKE_CACHE_DIR", str(tmp_path))
+    a, ra = load_or_compress("tiny-llama", "rtn:4:g32", progress=False)
+    b, rb = load_or_compress("tiny-llama", "rtn:4:g32", progress=False)
+    assert ra["cache"]["hit"] is False and rb["cache"]["hit"] is True
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    c, rc = load_or_compress("tiny-llama", "rtn:4:g32+int8-dynamic", progress=False)
+    assert rc["prefix_report"]["cache"]["hit"] is True
+    assert isinstance(c.model.model.layers[0].mlp.up_proj, Int8DynamicLinear)
+    assert len(list((tmp_path / "compressed").iterdir())) == 1   # only the rtn prefix was saved
