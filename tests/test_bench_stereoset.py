@@ -91,11 +91,7 @@ def test_real_rows_and_template_words(data_dir, monkeypatch):
 
 # ---- tiny models end to end --------------------------------------------------------------------------------------
 
-def _tiny(name):
-    models = importlib.import_module("dike.models")
-    scoring = importlib.import_module("dike.scoring")
-    importlib.import_module("dike.data")
-    return models.load_model(name)
+from dike.models import load_model as _tiny
 
 
 def test_tiny_llama_end_to_end(data_dir, monkeypatch, tmp_path):
