@@ -103,6 +103,8 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 # %% ../nbs/00_core.ipynb #94f8c6c4
+_UMASK = os.umask(0); os.umask(_UMASK)
+
 def atomic_write(path, data: str | bytes) -> Path:
     "Write `data` to `path` atomically (temp file in the same directory, then rename)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,6 +113,7 @@ def atomic_write(path, data: str | bytes) -> Path:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush(); os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)          # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)

@@ -35,3 +35,12 @@ def test_finished_result_is_not_overwritten(tmp_path):
 
 def test_config_hash_ignores_key_order():
     assert config_hash({"model": "m", "spec": None, "seed": 0}) == config_hash({"seed": 0, "spec": None, "model": "m"})
+
+
+def test_atomic_write_gives_normal_permissions(tmp_path):
+    "mkstemp creates 0600 files; an atomically written result must be as readable as one written with open()."
+    import os
+    from dike.core import atomic_write
+    ref = tmp_path / "ref.txt"; ref.write_text("x")
+    got = atomic_write(tmp_path / "got.txt", "x")
+    assert oct(os.stat(got).st_mode & 0o777) == oct(os.stat(ref).st_mode & 0o777)
