@@ -11,7 +11,7 @@ Threads: as many as usable cores (never more). Peak RSS is printed at the end.
     .venv/bin/python benchmarks/bench_scoring.py --only crows --no-baseline                # the ≤ 70 s target alone
 """
 from __future__ import annotations
-import argparse, copy, json, os, resource, sys, time
+import argparse, copy, json, os, resource, time
 
 import numpy as np
 import torch

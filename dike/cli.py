@@ -4,7 +4,7 @@
 
 # %% ../nbs/39_cli.ipynb #b0c7919a
 from __future__ import annotations
-import argparse, json, sys, os
+import argparse, json, sys
 from pathlib import Path
 from .core import DikeError
 

@@ -4,8 +4,8 @@
 
 # %% ../nbs/05_evaluate.ipynb #077be6e4
 from __future__ import annotations
-import importlib, importlib.util, math, time
-from dataclasses import dataclass, field
+import importlib, importlib.util, time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 import numpy as np

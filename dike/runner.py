@@ -4,7 +4,7 @@
 
 # %% ../nbs/30_runner.ipynb #3b621402
 from __future__ import annotations
-import json, os, shutil, socket, sys, time, traceback
+import json, os, shutil, socket, time, traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 import yaml

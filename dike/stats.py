@@ -5,7 +5,7 @@
 # %% ../nbs/04_stats.ipynb #c70fde7d
 from __future__ import annotations
 from dataclasses import dataclass, asdict
-from typing import Callable, Sequence
+from typing import Callable
 import numpy as np
 import pandas as pd
 

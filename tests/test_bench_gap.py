@@ -81,7 +81,7 @@ def test_real_data_load_and_offsets(data_dir):
 
 def test_tiny_bert_end_to_end(data_dir, tmp_path, monkeypatch):
     importlib.import_module("dike.data"); models = importlib.import_module("dike.models")
-    scoring = importlib.import_module("dike.scoring")
+    importlib.import_module("dike.scoring")
     from dike.evaluate import evaluate
     monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
     lm = models.load_model("tiny-bert")

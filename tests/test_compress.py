@@ -1,6 +1,5 @@
 """Compression specs, report, save/load, CLI and cache (dike.compress.core), on tiny random models."""
-import json, os
-from pathlib import Path
+import json
 import pytest
 import torch
 from dike.core import SpecError

@@ -1,6 +1,5 @@
 """Fault injection on the core helpers: a killed writer leaves nothing visible, a finished result is never replaced."""
 import os, signal, subprocess, sys, textwrap, json
-from pathlib import Path
 import pytest
 from dike.core import atomic_dir, write_json, config_hash
 

@@ -2,10 +2,9 @@
 vs a direct reference computation, head/neuron removal, determinism; one slow check on smollm2-135m."""
 import pytest
 import torch
-from torch import nn
 from dike.models import load_model
-from dike.compress.core import compress, prunable_linears, transformer_blocks, calib_batches, load_or_compress
-from dike.compress.prune import n_pruned, attention_units, wanda_score
+from dike.compress.core import compress, prunable_linears, calib_batches
+from dike.compress.prune import n_pruned, attention_units
 
 CALIB = ["the doctor said that the nurse was kind and the teacher was smart", "my mother and father work in the city",
          "the young man asked the old woman about her job", "the children go to school every day with their friends",

@@ -2,7 +2,6 @@
 import math
 import pytest
 import torch
-import transformers
 from torch import nn
 
 from dike.core import SpecError

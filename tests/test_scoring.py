@@ -2,7 +2,6 @@
 CrowS-Pairs items), the lm-eval tokenisation rule, masked-LM scorers on real pairs against a naive loop, NaN handling.
 Parity with lm-evaluation-harness itself runs when `lm_eval` is importable (see nbs/03_scoring.ipynb for the numbers)."""
 import copy
-import itertools
 import random
 from types import SimpleNamespace
 
@@ -12,7 +11,7 @@ import pytest
 import torch
 
 from dike.core import ScoringError
-from dike.scoring import (encode_request, loglik, loglik_tokens, mlm_candidate_scores_many, mlm_pair_scores,
+from dike.scoring import (encode_request, loglik, mlm_candidate_scores_many, mlm_pair_scores,
                           pair_positions, embed)
 
 
@@ -154,7 +153,7 @@ def test_smollm2_context_answers_shared_equals_naive(smollm2):
 
 def test_lmeval_parity_crows(smollm2, data_dir):
     "lm-evaluation-harness's own HFLM.loglikelihood on 10 real pairs (runs only where lm_eval is importable)."
-    lm_eval = pytest.importorskip("lm_eval")
+    pytest.importorskip("lm_eval")
     from lm_eval.models.huggingface import HFLM
     from lm_eval.api.instance import Instance
     reqs = [("", s) for p in crows_pairs(data_dir, 10) for s in p]

@@ -8,7 +8,7 @@ import string, warnings
 import numpy as np
 import pandas as pd
 from ..core import DataError, SpecError, ScoringError
-from ..stats import Estimate, bootstrap_ci
+from ..stats import bootstrap_ci
 from ..evaluate import Benchmark, register_benchmark
 
 # %% auto #0

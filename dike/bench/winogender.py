@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 import numpy as np
 import pandas as pd
-from ..core import DataError, ScoringError, SpecError
-from ..stats import Estimate, bootstrap_ci
+from ..core import DataError, SpecError
+from ..stats import bootstrap_ci
 from ..evaluate import Benchmark, register_benchmark
 
 # %% auto #0

@@ -284,7 +284,7 @@ _WORDS = ("the a of and to in is was he she they it his her their on for with as
 
 def tiny_tokenizer():
     "A deterministic word-level fast tokenizer with BOS/EOS/PAD/UNK/CLS/SEP/MASK."
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
     specials = ["<pad>", "<unk>", "<s>", "</s>", "[CLS]", "[SEP]", "[MASK]"]
     vocab = {w: i for i, w in enumerate(specials + sorted(set(_WORDS)) + list(".,;'"))}
@@ -545,7 +545,6 @@ def _set_module(model: nn.Module, name: str, new: nn.Module):
 def load_compressed(path) -> Any:
     "Load a directory written by `save_compressed` as an `LM` (resizing linears to the stored shapes)."
     import transformers
-    from safetensors import safe_open
     from safetensors.torch import load_file
     path = Path(path)
     if not (path / "spec.json").exists():
