@@ -46,7 +46,7 @@ reproduce: install ## The main job: check data, run the default grid on the embe
 	$(BIN)/dike data check && \
 	$(BIN)/dike models show smollm2-135m && $(BIN)/dike models show minilm-l6 && \
 	$(BIN)/dike run $(GRID) --jobs $(JOBS) && \
-	$(BIN)/dike collect && $(BIN)/dike figures && \
+	$(BIN)/dike collect $(GRID) && $(BIN)/dike figures $(GRID) && \
 	$(MAKE) --no-print-directory paper && \
 	echo "make reproduce: done in $$(( $$(date +%s) - start )) s"
 
@@ -55,8 +55,11 @@ paper: ## Build paper/main.pdf with latexmk (installs texlive with apt-get when 
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends latexmk texlive-latex-base \
 	  texlive-latex-recommended texlive-fonts-recommended >/dev/null; else \
 	  echo "error: latexmk not found; install latexmk and texlive (e.g. sudo apt-get install latexmk texlive-latex-recommended)"; exit 1; fi; }
-	@test -f paper/macros.tex || { echo "error: paper/macros.tex is missing; run 'dike figures' (or make reproduce) first"; exit 1; }
+	@test -x $(BIN)/dike || { echo "error: $(BIN)/dike not found; run 'make install' first"; exit 1; }
+	$(BIN)/dike paper check paper/main.tex
 	cd paper && latexmk -pdf -interaction=nonstopmode -halt-on-error -quiet main.tex
+	@! grep -E "(Reference|Citation) .* undefined|There were undefined references" paper/main.log \
+	  || { echo "error: paper/main.tex has undefined references or citations (lines above, from paper/main.log)"; exit 1; }
 
 lab: install ## Register the `dike` Jupyter kernel and start JupyterLab
 	$(PY) -m ipykernel install --user --name dike --display-name "dike (.venv)"

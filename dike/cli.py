@@ -10,7 +10,7 @@ from .core import DikeError
 
 # %% auto #0
 __all__ = ['cmd_data_check', 'cmd_data_fetch', 'cmd_models_list', 'cmd_models_show', 'cmd_eval', 'cmd_compress', 'cmd_run',
-           'cmd_status', 'cmd_collect', 'cmd_figures', 'build_parser', 'main']
+           'cmd_status', 'cmd_collect', 'cmd_figures', 'cmd_cache_prune', 'cmd_paper_check', 'build_parser', 'main']
 
 # %% ../nbs/39_cli.ipynb #882fa416
 def _print_json(obj):
@@ -92,21 +92,41 @@ def cmd_run(a):
 def cmd_status(a):
     from dike.runner import grid_status
     st = grid_status(a.grid, results=a.results)
-    _print_json(st) if a.json else print(_fmt_table(st["runs"], ["run_id", "model", "compress", "benchmark", "seed", "state"])
-                                          + f"\n\n{st['counts']}")
+    _print_json(st) if a.json else print(_fmt_table(st["runs"], ["run_id", "model", "compress", "benchmark", "seed", "state",
+                                                                  "older_result"])
+                                          + f"\n\n{st['counts']}"
+                                          + ("\nstale: a result of older code exists; `dike run` recomputes it"
+                                             if st["counts"].get("stale") else ""))
     return 0
 
 def cmd_collect(a):
-    from dike.report import collect
-    from dike.core import results_dir
-    df = collect(results=a.results)
-    where = Path(a.results) if a.results else results_dir()
-    print(f"{len(df)} rows from {df['run_id'].nunique() if len(df) else 0} runs -> {where / 'summary.parquet'}")
+    from dike.report import collect, grid_dir
+    from dike.runner import load_grid
+    g = load_grid(a.grid, validate=False)
+    df = collect(g, results=a.results, include_stale=a.include_stale)
+    print(f"{len(df)} rows from {df['run_id'].nunique() if len(df) else 0} runs of grid {g.name}"
+          + (f" ({df.attrs['stale']} stale)" if a.include_stale and df.attrs.get("stale") else "")
+          + (f"; {df.attrs['pending']} runs not finished" if df.attrs.get("pending") else "")
+          + f" -> {grid_dir(g, a.results) / 'summary.parquet'}")
     return 0
 
 def cmd_figures(a):
     from dike.report import make_figures
-    for p in make_figures(results=a.results, paper=a.paper): print(p)
+    for p in make_figures(a.grid, results=a.results, paper=a.paper, include_stale=a.include_stale): print(p)
+    return 0
+
+def cmd_cache_prune(a):
+    from dike.compress.core import cache_prune
+    gone = cache_prune(dry_run=a.dry_run)
+    for r in gone: print(f"{'would remove' if a.dry_run else 'removed'} {r['dir']} ({r['bytes'] / 2**20:.0f} MiB): {r['why']}")
+    print(f"{len(gone)} compressed model(s), {sum(r['bytes'] for r in gone) / 2**30:.2f} GiB"
+          + (" would be freed" if a.dry_run else " freed"))
+    return 0
+
+def cmd_paper_check(a):
+    from dike.report import check_paper
+    r = check_paper(a.tex)
+    print(f"{a.tex}: {r['macros']} generated macros used, all defined; figures and inputs present")
     return 0
 
 # %% ../nbs/39_cli.ipynb #5a5b4bd9
@@ -156,10 +176,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("grid"); s.add_argument("--json", action="store_true"); s.add_argument("--results", default=None)
     s.set_defaults(fn=cmd_status)
 
-    co = sub.add_parser("collect", help="gather finished runs into results/summary.parquet")
-    co.add_argument("--results", default=None); co.set_defaults(fn=cmd_collect)
-    f = sub.add_parser("figures", help="seaborn figures, LaTeX tables and macros into paper/")
-    f.add_argument("--results", default=None); f.add_argument("--paper", default=None); f.set_defaults(fn=cmd_figures)
+    co = sub.add_parser("collect", help="gather a grid's finished runs into results/grids/<grid>/summary.parquet")
+    co.add_argument("grid", help="grid YAML file whose runs are collected")
+    co.add_argument("--include-stale", action="store_true",
+                    help="summarise runs that only have results of older code (marked stale) instead of refusing")
+    co.add_argument("--results", default=None, help="results store (default: $DIKE_RESULTS_DIR or <repo>/results)")
+    co.set_defaults(fn=cmd_collect)
+    f = sub.add_parser("figures", help="figures, LaTeX tables and macros of one grid (into paper/ if the grid says paper: true)")
+    f.add_argument("grid", help="grid YAML file")
+    f.add_argument("--include-stale", action="store_true", help="as for collect")
+    f.add_argument("--results", default=None, help="results store")
+    f.add_argument("--paper", default=None, help="paper folder for a paper grid (default <repo>/paper)")
+    f.set_defaults(fn=cmd_figures)
+    ca = sub.add_parser("cache", help="the compressed-model cache").add_subparsers(dest="sub", required=True)
+    cp = ca.add_parser("prune", help="delete cached compressed models that no current key uses (older code, unfinished)")
+    cp.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    cp.set_defaults(fn=cmd_cache_prune)
+    pa = sub.add_parser("paper", help="the paper draft").add_subparsers(dest="sub", required=True)
+    pc = pa.add_parser("check", help="fail on undefined generated macros, missing figures or inputs")
+    pc.add_argument("tex", nargs="?", default="paper/main.tex", help="the LaTeX file (default paper/main.tex)")
+    pc.set_defaults(fn=cmd_paper_check)
     return p
 
 def main(argv=None) -> int:

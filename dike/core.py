@@ -12,7 +12,8 @@ import numpy as np
 # %% auto #0
 __all__ = ['DikeError', 'DataError', 'ModelError', 'SpecError', 'ConfigError', 'ScoringError', 'project_root', 'cache_dir',
            'results_dir', 'seed_everything', 'usable_cores', 'set_threads', 'stable_json', 'config_hash', 'sha256_file',
-           'atomic_write', 'write_json', 'atomic_dir', 'package_versions', 'git_state', 'provenance']
+           'source_hash', 'code_hash', 'atomic_write', 'write_json', 'atomic_dir', 'package_versions', 'git_state',
+           'provenance']
 
 # %% ../nbs/00_core.ipynb #7b869fda
 class DikeError(Exception):
@@ -101,6 +102,51 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
     with open(path, "rb") as f:
         while b := f.read(chunk): h.update(b)
     return h.hexdigest()
+
+# %% ../nbs/00_core.ipynb #57f23b2a
+import ast, inspect, importlib, functools
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            b = node.body
+            if b and isinstance(b[0], ast.Expr) and isinstance(b[0].value, ast.Constant) and isinstance(b[0].value.value, str):
+                node.body = b[1:] or [ast.Pass()]
+    return tree
+
+@functools.lru_cache(maxsize=512)
+def _ast_digest(src: str) -> str:
+    import textwrap
+    tree = _strip_docstrings(ast.parse(textwrap.dedent(src)))
+    return hashlib.sha256(ast.dump(tree, annotate_fields=True, include_attributes=False).encode()).hexdigest()
+
+def source_hash(obj, n: int = 16) -> str:
+    "Hash of the code of `obj` (a module, its dotted name, a class or a function), docstrings and comments ignored."
+    if isinstance(obj, str):                      # a module name: read its file without importing it (no torch import)
+        import importlib.util
+        try: spec = importlib.util.find_spec(obj)
+        except (ImportError, ValueError): spec = None
+        if spec is None: raise DikeError(f"cannot find module {obj!r} to key its results")
+        if spec.origin and spec.origin.endswith(".py") and Path(spec.origin).is_file():
+            return _ast_digest(Path(spec.origin).read_text(encoding="utf-8"))[:n]
+        obj = importlib.import_module(obj)
+    try: src = inspect.getsource(obj)
+    except (OSError, TypeError) as e:
+        raise DikeError(f"cannot read the source of {getattr(obj, '__name__', obj)!r} to key its results: {e}") from None
+    return _ast_digest(src)[:n]
+def code_hash(obj, n: int = 16, module: bool = True) -> str:
+    "`source_hash` of the module defining `obj` (or of `obj` alone if not `module`); its compiled code when defined interactively."
+    import marshal
+    mod = sys.modules.get(getattr(obj, "__module__", None) or "") if module else None
+    for o in (mod, obj):
+        if o is None: continue
+        try: return source_hash(o, n)
+        except DikeError: pass
+    if isinstance(obj, type):                      # a class defined in a notebook or a REPL: the code of its functions
+        code = [(k, v.__code__) for k, v in sorted(vars(obj).items()) if hasattr(v, "__code__")]
+    else: code = getattr(getattr(obj, "func", obj), "__code__", None)
+    if code is None: raise DikeError(f"cannot identify the code of {obj!r} to key its results")
+    return hashlib.sha256(marshal.dumps(code)).hexdigest()[:n]
 
 # %% ../nbs/00_core.ipynb #94f8c6c4
 _UMASK = os.umask(0); os.umask(_UMASK)

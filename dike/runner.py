@@ -4,20 +4,21 @@
 
 # %% ../nbs/30_runner.ipynb #3b621402
 from __future__ import annotations
-import json, os, shutil, socket, time, traceback
+import json, os, re, shutil, socket, time, traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 import yaml
 from .core import (ConfigError, DikeError, config_hash, project_root, results_dir, set_threads, usable_cores,
-                       write_json, provenance)
+                       write_json, provenance, source_hash, code_hash)
 
 # %% auto #0
-__all__ = ['GRID_KEYS', 'EXPERIMENT_KEYS', 'DEFAULTS', 'TEMPLATE', 'RUN_PARAMETERS', 'BACKENDS', 'Grid', 'read_yaml',
-           'run_config', 'checked_spec', 'load_grid', 'template_parameters', 'check_template', 'Store', 'execute_run',
-           'evaluate_run', 'slurm_executor', 'run_grid', 'grid_status']
+__all__ = ['GRID_KEYS', 'EXPERIMENT_KEYS', 'DEFAULTS', 'TEMPLATE', 'RUN_PARAMETERS', 'CONFIG_FIELDS', 'EVAL_MODULES', 'BACKENDS',
+           'Grid', 'read_yaml', 'benchmark_code', 'config_key', 'run_config', 'checked_spec', 'load_grid',
+           'template_parameters', 'check_template', 'Store', 'execute_run', 'evaluate_run', 'slurm_executor',
+           'run_grid', 'grid_results', 'grid_status']
 
 # %% ../nbs/30_runner.ipynb #3012e3a7
-GRID_KEYS = {"name", "description", "template", "imports", "defaults", "experiments"}
+GRID_KEYS = {"name", "description", "template", "imports", "defaults", "experiments", "paper"}
 EXPERIMENT_KEYS = {"models", "compress", "benchmarks", "scorer", "limit", "seeds", "n_boot", "batch_size", "dtype"}
 DEFAULTS = {"compress": ["none"], "scorer": None, "limit": None, "seeds": [0], "n_boot": 2000, "batch_size": 16,
             "dtype": "fp32"}
@@ -34,6 +35,7 @@ class Grid:
     imports: list[str]
     runs: list[dict] = field(default_factory=list)
     description: str = ""
+    paper: bool = False          # the grid is a source of paper/ (its figures, tables and macros go there)
 
 def _as_list(v, where: str, key: str) -> list:
     if v is None: return []
@@ -56,15 +58,41 @@ def read_yaml(path) -> dict:
     return data
 
 # %% ../nbs/30_runner.ipynb #3da92402
+CONFIG_FIELDS = ("model", "model_kind", "model_checksum", "compress", "benchmark", "scorer", "limit", "seed", "n_boot",
+                 "dtype", "imports")
+EVAL_MODULES = ("dike.evaluate", "dike.scoring", "dike.stats", "dike.data", "dike.models")
+
+def _module_of(f) -> str:
+    return getattr(getattr(f, "func", f), "__module__", None) or "__main__"
+
+def benchmark_code(name: str) -> dict:
+    "The code identity of a benchmark's results: version, module hashes, data checksums."
+    from dike.evaluate import get_benchmark
+    from dike.data import data_key, data_groups
+    b = get_benchmark(name)
+    own = {_module_of(f) for f in (b.load, b.score, b.metrics)}
+    mods = {m: source_hash(m) for m in sorted(set(EVAL_MODULES) | {m for m in own if m != "__main__"})}
+    if "__main__" in own:                          # defined interactively: the functions' own code
+        mods["__main__"] = config_hash([code_hash(f) for f in (b.load, b.score, b.metrics)])
+    return {"name": name, "version": str(b.version), "modules": mods, "data": data_key(data_groups(name))}
+
+def config_key(cfg: dict) -> str:
+    "The hash of a run's configuration fields (also for runs recorded before code keys existed)."
+    return cfg.get("config_key") or config_hash({k: cfg.get(k) for k in CONFIG_FIELDS})
+
 def run_config(model: str, compress: str, benchmark: str, scorer, limit, seed: int, n_boot: int, batch_size: int,
-               dtype: str, fingerprint: dict, imports=()) -> dict:
-    "The configuration of one run, with its `run_id` (hash of everything else)."
-    from dike import __version__
+               dtype: str, fingerprint: dict, imports=(), compress_code: dict | None = None) -> dict:
+    "The configuration of one run with its `config_key`, `code` (and `code_key`) and `run_id` = hash of both keys."
     cfg = {"model": model, "model_kind": fingerprint["kind"], "model_checksum": fingerprint["checksum"],
            "compress": compress or "none", "benchmark": benchmark, "scorer": scorer, "limit": limit, "seed": int(seed),
-           "n_boot": int(n_boot), "dtype": dtype, "imports": sorted(imports),
-           "dike_version": __version__}
-    return {"run_id": config_hash(cfg), **cfg, "batch_size": int(batch_size)}
+           "n_boot": int(n_boot), "dtype": dtype, "imports": sorted(imports)}
+    if cfg["compress"] != "none" and compress_code is None:
+        from dike.compress.core import method_code, parse_spec
+        compress_code = method_code(parse_spec(cfg["compress"]))
+    code = {"benchmark": benchmark_code(benchmark), "compress": compress_code if cfg["compress"] != "none" else None}
+    ck, kk = config_key(cfg), config_hash(code)
+    return {"run_id": config_hash({"config": ck, "code": kk}), **cfg, "batch_size": int(batch_size),
+            "config_key": ck, "code_key": kk, "code": code}
 
 # %% ../nbs/30_runner.ipynb #1ef6f62b
 def _check_keys(d: dict, allowed: set, where: str):
@@ -78,20 +106,28 @@ def _import_all(mods, where: str):
         except ImportError as e: raise ConfigError(f"{where}: `imports` module {m!r} cannot be imported ({e})") from None
 
 def _spec_cache_key(spec: str, kind: str, imports) -> str:
-    import dike
-    src = Path(dike.__file__).parent / "compress"
-    stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(src.glob("*.py"))]
-    return config_hash({"spec": spec, "kind": kind, "imports": sorted(imports), "dike": dike.__version__, "src": stamp})
+    import dike, importlib.util
+    from dike.data import manifest_path
+    src = Path(dike.__file__).parent
+    files = sorted(src.glob("compress/*.py")) + [src / "core.py", src / "data.py", manifest_path()]
+    for m in imports:                              # user modules may register methods
+        sp = importlib.util.find_spec(m)
+        if sp is not None and sp.origin and Path(sp.origin).is_file(): files.append(Path(sp.origin))
+    stamp = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.is_file()]
+    return config_hash({"spec": spec, "kind": kind, "imports": sorted(imports), "src": stamp})
 
-def checked_spec(spec: str, kind: str, imports=()) -> str:
-    "The normalised text of a valid `spec` for a `kind` model; results are cached (keyed by the compress sources)."
+def checked_spec(spec: str, kind: str, imports=()) -> tuple[str, dict]:
+    "`(normalised text, method code)` of a valid `spec` for a `kind` model; cached, keyed by the sources it depends on."
     from dike.core import cache_dir
     p = cache_dir("specs") / f"{_spec_cache_key(spec, kind, imports)}.json"
-    if p.is_file(): return json.loads(p.read_text())["normalized"]
-    from dike.compress.core import normalize_spec      # imports torch and every method: about 1.5 s
-    norm = normalize_spec(spec, kind)
-    write_json(p, {"spec": spec, "kind": kind, "normalized": norm})
-    return norm
+    if p.is_file():
+        d = json.loads(p.read_text())
+        if "code" in d: return d["normalized"], d["code"]
+    from dike.compress.core import parse_spec, method_code      # imports torch and every method: about 1.5 s
+    steps = parse_spec(spec, kind)
+    norm, code = "+".join(s.text for s in steps), method_code(steps)
+    write_json(p, {"spec": spec, "kind": kind, "normalized": norm, "code": code})
+    return norm, code
 
 def load_grid(path, validate: bool = True) -> Grid:
     "Read and validate a grid YAML; expand it into run configurations (deduplicated, in file order)."
@@ -107,8 +143,12 @@ def load_grid(path, validate: bool = True) -> Grid:
     _import_all(imports, where)
     tpl = Path(g.get("template", TEMPLATE))
     if not tpl.is_absolute(): tpl = (project_root() / tpl) if not (path.parent / tpl).exists() else (path.parent / tpl)
+    paper = g.get("paper", False)
+    if not isinstance(paper, bool): raise ConfigError(f"{where}: `paper` must be true or false, got {paper!r}")
     grid = Grid(name=str(g.get("name", path.stem)), path=path, template=tpl, imports=imports,
-                description=str(g.get("description", "")))
+                description=str(g.get("description", "")), paper=paper)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", grid.name):
+        raise ConfigError(f"{where}: `name` {grid.name!r} must be letters, digits, '_', '.', '-' (it names folders)")
     fps, specs, seen = {}, {}, set()
     for i, e in enumerate(exps):
         w = f"{where}: experiments[{i}]"
@@ -133,14 +173,15 @@ def load_grid(path, validate: bool = True) -> Grid:
                 if c != "none" and (c, fps[m]["kind"]) not in specs:
                     try: specs[c, fps[m]["kind"]] = checked_spec(c, fps[m]["kind"], imports)
                     except DikeError as err: raise ConfigError(f"{w}: compress {c!r} on {m}: {err}") from None
-                if c != "none": c = specs[c, fps[m]["kind"]]     # equivalent specs are one run
+                ccode = specs[c, fps[m]["kind"]][1] if c != "none" else None
+                if c != "none": c = specs[c, fps[m]["kind"]][0]  # equivalent specs are one run
                 for b in _as_list(e["benchmarks"], w, "benchmarks"):
                     try: scorer = resolve_scorer(get_benchmark(str(b)), fps[m]["kind"], e["scorer"])
                     except DikeError as err: raise ConfigError(f"{w}: {err}") from None
                     for s in _as_list(e["seeds"], w, "seeds"):
                         if not isinstance(s, int): raise ConfigError(f"{w}: seeds must be integers, got {s!r}")
                         cfg = run_config(str(m), c, str(b), scorer, _limit_for(lim, str(b), w), s, e["n_boot"],
-                                         e["batch_size"], dtype, fps[m], imports)
+                                         e["batch_size"], dtype, fps[m], imports, compress_code=ccode)
                         if cfg["run_id"] not in seen:
                             seen.add(cfg["run_id"]); grid.runs.append(cfg)
     if validate: check_template(grid.template)
@@ -188,6 +229,24 @@ class Store:
     def is_failed(self, run_id: str) -> bool: return (self.failed / run_id / "error.json").is_file()
     def done_ids(self) -> set[str]:
         return {p.name for p in self.runs.iterdir() if not p.name.startswith(".") and (p / "config.json").is_file()}
+
+    def index(self) -> dict[str, list[dict]]:
+        "Finished runs by config key: `[{run_id, code_key, dir, mtime}]` (runs recorded before code keys included)."
+        out: dict[str, list[dict]] = {}
+        for p in self.runs.iterdir():
+            f = p / "config.json"
+            if p.name.startswith(".") or not f.is_file(): continue
+            try: c = json.loads(f.read_text())
+            except (OSError, ValueError): continue
+            out.setdefault(config_key(c), []).append({"run_id": p.name, "code_key": c.get("code_key"), "dir": p,
+                                                      "mtime": f.stat().st_mtime})
+        return out
+
+    def stale_of(self, cfg: dict, index: dict | None = None) -> Path | None:
+        "The newest finished run with `cfg`'s config key and another code key (None if there is none)."
+        old = [r for r in (index if index is not None else self.index()).get(cfg["config_key"], [])
+               if r["run_id"] != cfg["run_id"]]
+        return max(old, key=lambda r: r["mtime"])["dir"] if old else None
 
     def state(self, run_id: str) -> str:
         if self.is_done(run_id): return "done"
@@ -352,11 +411,14 @@ def run_grid(grid, backend: str = "local", jobs: int = 1, dry_run: bool = False,
     store.clean_stale_tmp()
     done = store.done_ids()
     todo = [c for c in g.runs if c["run_id"] not in done and (retry_failed or not store.is_failed(c["run_id"]))]
+    idx = store.index()
     out = {"grid": g.name, "total": len(g.runs), "done_before": sum(c["run_id"] in done for c in g.runs),
+           "stale": sum(store.stale_of(c, idx) is not None for c in todo),
            "skipped_failed": sum(1 for c in g.runs if c["run_id"] not in done and not retry_failed and store.is_failed(c["run_id"])),
            "pending": len(todo)}
     if progress:
         print(f"grid {g.name}: {out['total']} runs, {out['done_before']} done, {out['pending']} to run"
+              + (f" ({out['stale']} of them stale: only results of older code exist)" if out["stale"] else "")
               + (f", {out['skipped_failed']} failed (use --retry-failed)" if out["skipped_failed"] else "")
               + (" [dry run]" if dry_run else ""), flush=True)
     if dry_run:
@@ -370,11 +432,29 @@ def run_grid(grid, backend: str = "local", jobs: int = 1, dry_run: bool = False,
     out["errors"] = [r for r in results_list if r["state"] == "failed"]
     return out
 
-def grid_status(grid, results=None) -> dict:
-    "The state (done / failed / running / pending) of every run of `grid`."
+def grid_results(grid, results=None) -> dict:
+    "A grid's finished run folders (`done`), its runs with only older-code results (`stale`: (cfg, old folder)), the rest."
     g = grid if isinstance(grid, Grid) else load_grid(grid, validate=False)
-    store = Store(results)
-    runs = [{k: c[k] for k in ("run_id", "model", "compress", "benchmark", "seed")} | {"state": store.state(c["run_id"])}
-            for c in g.runs]
-    counts = {s: sum(r["state"] == s for r in runs) for s in ("done", "failed", "running", "pending")}
+    store = Store(results); idx = None
+    out = {"done": [], "stale": [], "pending": []}
+    for c in g.runs:
+        if store.is_done(c["run_id"]): out["done"].append(store.run_dir(c["run_id"])); continue
+        idx = store.index() if idx is None else idx
+        old = store.stale_of(c, idx)
+        if old is not None: out["stale"].append((c, old))
+        else: out["pending"].append(c)
+    return out
+
+def grid_status(grid, results=None) -> dict:
+    "The state of every run of `grid`: done / failed / running / pending, or stale (only an older-code result exists)."
+    g = grid if isinstance(grid, Grid) else load_grid(grid, validate=False)
+    store = Store(results); idx = store.index()
+    runs = []
+    for c in g.runs:
+        st = store.state(c["run_id"])
+        old = store.stale_of(c, idx) if st != "done" else None
+        if old is not None and st == "pending": st = "stale"
+        runs.append({k: c[k] for k in ("run_id", "model", "compress", "benchmark", "seed")}
+                    | {"state": st, "older_result": old.name if old is not None else None})
+    counts = {s: sum(r["state"] == s for r in runs) for s in ("done", "stale", "failed", "running", "pending")}
     return {"grid": g.name, "runs": runs, "counts": counts}

@@ -135,3 +135,43 @@ def test_load_or_compress_rejects_bad_spec_before_loading(monkeypatch):
     monkeypatch.setattr(dike.models, "load_model", lambda *a, **k: pytest.fail("model loaded for a bad spec"))
     with pytest.raises(SpecError, match="nm needs N<M"):
         load_or_compress("tiny-llama", "nm:4:2")
+
+
+def _tiny_gpt2(tmp_path, n_positions=128):
+    "A 2-layer GPT-2 (transformers' Conv1D projections) with the tiny-llama tokenizer, saved as a local model folder."
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from dike.models import load_model
+    tok = load_model("tiny-llama").tokenizer
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=n_positions, n_embd=32, n_layer=2, n_head=4,
+                     bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    d = tmp_path / "gpt2-tiny"
+    GPT2LMHeadModel(cfg).save_pretrained(d); tok.save_pretrained(d)
+    return d
+
+
+def test_cli_refuses_a_compression_that_changes_nothing(tmp_path, capsys):
+    "GPT-2 keeps its projections in Conv1D: every weight method refuses by name instead of writing an unchanged model."
+    from dike.cli import main
+    d = _tiny_gpt2(tmp_path); capsys.readouterr()
+    for spec in ("magnitude:0.5", "magnitude-global:0.5", "wanda:0.5", "nm:2:4", "rtn:4", "gptq:4"):
+        out = tmp_path / f"out-{spec.replace(':', '_')}"
+        assert main(["compress", str(d), spec, "--out", str(out), "--quiet", "--n-calib", "8"]) == 2, spec
+        err = capsys.readouterr().err
+        assert "8 Conv1D layers" in err and len(err.strip().splitlines()) == 1, err
+        assert not out.exists()                                  # nothing written
+
+
+def test_perplexity_respects_the_context_length(tmp_path):
+    from dike.models import load_model
+    lm = load_model(str(_tiny_gpt2(tmp_path, n_positions=16)))
+    long = " ".join(["the river was long and the city was old"] * 20)           # ~180 tokens > 16 positions
+    r = cc.perplexity(lm, [long, "she works"])
+    assert r["n_tokens"] == (16 - 1) + (len(lm.tokenizer("she works")["input_ids"]) - 1)
+    assert torch.isfinite(torch.tensor(r["perplexity"]))
+
+
+def test_every_step_reports_what_it_changed():
+    new, rep = compress(tiny_lm("causal"), "magnitude:0.5+rtn:4:g16", progress=False, report=False)
+    n_lin = len(prunable_linears(new.model))
+    assert [s["tensors_changed"] for s in rep["steps"]] == [n_lin, n_lin]      # exactly the block Linears, each step

@@ -63,7 +63,7 @@ def test_kill9_mid_grid_then_resume(tmp_path, env):
     assert not list((res / "runs").glob(".tmp-*")), "the killed run's temp folder was not cleaned"
     assert not list((res / "locks").glob("*.lock"))
     st = dike(["status", str(g), "--json"], env)
-    assert json.loads(st.stdout)["counts"] == {"done": 3, "failed": 0, "running": 0, "pending": 0}
+    assert json.loads(st.stdout)["counts"] == {"done": 3, "stale": 0, "failed": 0, "running": 0, "pending": 0}
 
 
 SMOKE = ROOT / "experiments" / "grids" / "smoke.yaml"
@@ -83,6 +83,51 @@ def test_smoke_grid_two_runners_one_store(tmp_path, env):
         ("tiny-llama", "magnitude:0.5", "winobias"), ("tiny-llama", "none", "crows_pairs"), ("tiny-llama", "none", "winobias")]
     t0 = time.time(); again = dike(["run", str(SMOKE)], env)           # a finished grid: nothing to do
     assert "5 done, 0 to run" in again.stdout and time.time() - t0 < 60
+    check_figures_stay_in_their_grid(tmp_path, env)
+    check_stale_after_a_code_change(tmp_path, env)
+
+
+def _paper_state():
+    files = {str(p.relative_to(ROOT)): (p.stat().st_size, p.stat().st_mtime_ns) for p in (ROOT / "paper").rglob("*")
+             if p.is_file()}
+    git = subprocess.run(["git", "status", "--porcelain", "--", "paper"], cwd=ROOT, capture_output=True, text=True).stdout
+    return files, git
+
+
+def check_figures_stay_in_their_grid(tmp_path, env):
+    "The smoke grid's summary and figures go to results/grids/smoke/; paper/ is not touched."
+    before = _paper_state()
+    for cmd in (["collect", str(SMOKE)], ["figures", str(SMOKE)]):
+        r = dike(cmd, env)
+        assert r.returncode == 0, r.stdout + r.stderr
+    own = tmp_path / "results" / "grids" / "smoke"
+    assert (own / "summary.parquet").is_file() and (own / "macros.tex").is_file()
+    assert (own / "figures" / "bias_vs_compression.png").is_file() and (own / "tables" / "index.tex").is_file()
+    assert _paper_state() == before, "the smoke grid's figures touched paper/"
+
+
+def check_stale_after_a_code_change(tmp_path, env):
+    "One line changed in dike/bench/winobias.py: its 2 runs turn stale, the 3 CrowS-Pairs runs stay done."
+    pkg = tmp_path / "pkg"
+    shutil.copytree(ROOT / "dike", pkg / "dike", ignore=shutil.ignore_patterns("__pycache__"))
+    f = pkg / "dike" / "bench" / "winobias.py"
+    f.write_text(f.read_text() + "\n_EDITED_BY_THE_TEST = 1\n")
+    e = dict(env, PYTHONPATH=str(pkg), DIKE_ROOT=str(ROOT))
+    run = lambda args: subprocess.run(DIKE + args, env=e, cwd=tmp_path, capture_output=True, text=True)
+    st = run(["status", str(SMOKE), "--json"])
+    assert st.returncode == 0, st.stderr
+    states = {(r["benchmark"], r["state"]) for r in json.loads(st.stdout)["runs"]}
+    assert states == {("crows_pairs", "done"), ("winobias", "stale")}, states
+    assert json.loads(st.stdout)["counts"]["stale"] == 2
+    co = run(["collect", str(SMOKE)])
+    assert co.returncode == 2 and "results of older code" in co.stderr and len(co.stderr.strip().splitlines()) == 1
+    co = run(["collect", str(SMOKE), "--include-stale"])
+    assert co.returncode == 0 and "(2 stale)" in co.stdout, co.stdout + co.stderr
+    import pandas as pd
+    summ = pd.read_parquet(tmp_path / "results" / "grids" / "smoke" / "summary.parquet")
+    assert summ.groupby("benchmark").stale.all().to_dict() == {"crows_pairs": False, "winobias": True}
+    dry = run(["run", str(SMOKE), "--dry-run"])
+    assert "3 done, 2 to run (2 of them stale" in dry.stdout, dry.stdout
 
 
 PLUGIN = '''

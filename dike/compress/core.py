@@ -11,14 +11,16 @@ from typing import Any, Callable
 import torch
 from torch import nn
 from ..core import (SpecError, ModelError, cache_dir, config_hash, atomic_dir, write_json, seed_everything,
-                       set_threads)
+                       set_threads, source_hash, code_hash)
 
 # %% auto #0
-__all__ = ['REQUIRED', 'METHODS', 'BUILTIN_FAMILIES', 'Param', 'Method', 'Step', 'register_method', 'list_methods', 'valid_forms',
-           'parse_spec', 'normalize_spec', 'transformer_blocks', 'prunable_linears', 'special_wrap', 'calib_batches',
-           'text_sample', 'tiny_tokenizer', 'tiny_lm', 'BlockRunner', 'param_counts', 'sparsity_report', 'perplexity',
-           'latency_per_1k', 'disk_size', 'compression_report', 'needs_calib', 'compress_key', 'compress',
-           'save_compressed', 'load_compressed', 'load_or_compress']
+__all__ = ['REQUIRED', 'METHODS', 'BUILTIN_FAMILIES', 'CALIB_DATA', 'Param', 'Method', 'Step', 'register_method', 'list_methods',
+           'valid_forms', 'parse_spec', 'normalize_spec', 'transformer_blocks', 'unsupported_layers',
+           'prunable_linears', 'model_max_len', 'special_wrap', 'calib_batches', 'text_sample', 'tiny_tokenizer',
+           'tiny_lm', 'BlockRunner', 'param_counts', 'sparsity_report', 'perplexity', 'latency_per_1k', 'disk_size',
+           'compression_report', 'needs_calib', 'weight_code', 'method_code', 'compress_key', 'weight_digest',
+           'check_step', 'apply_steps', 'compress', 'save_compressed', 'load_compressed', 'load_or_compress',
+           'cache_prune']
 
 # %% ../../nbs/20_compress.ipynb #f086da7a
 REQUIRED = object()  # marks a Param without default
@@ -50,6 +52,9 @@ class Method:
     validate: Callable[[dict], None] | None = None
     savable: bool = True
     description: str = ""
+    version: str = "1"                                  # bump on a change of behaviour the code hash cannot see
+    changes_weights: bool | Callable[[Any], bool] = True   # must the step change a weight? (False: e.g. sparsity 0)
+    verify: Callable | None = None                      # verify(lm, step, report): SpecError if the promise is broken
 
 @dataclass(frozen=True)
 class Step:
@@ -64,14 +69,16 @@ METHODS: dict[str, Method] = {}
 BUILTIN_FAMILIES = ("prune", "quant", "distill")
 
 def register_method(prefix: str, fn: Callable, kinds, forms, needs_calib=False, params=(), validate=None,
-                    savable: bool = True, description: str = "") -> Method:
+                    savable: bool = True, description: str = "", version: str = "1", changes_weights=True,
+                    verify: Callable | None = None) -> Method:
     "Register compression method `prefix` (a later registration of the same prefix replaces the earlier one)."
     if not re.fullmatch(r"[a-z][a-z0-9\-]*", prefix): raise ValueError(f"bad method prefix {prefix!r}")
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
     bad = set(kinds) - {"causal", "mlm", "encoder"}
     if bad: raise ValueError(f"{prefix}: unknown model kinds {sorted(bad)}")
     forms = (forms,) if isinstance(forms, str) else tuple(forms)
-    m = Method(prefix, fn, kinds, forms, needs_calib, tuple(params), validate, savable, description)
+    m = Method(prefix, fn, kinds, forms, needs_calib, tuple(params), validate, savable, description, str(version),
+               changes_weights, verify)
     METHODS[prefix] = m
     return m
 
@@ -183,10 +190,33 @@ def transformer_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
         raise ModelError(f"{type(model).__name__}: no transformer blocks (nn.ModuleList) found; cannot compress it")
     return best
 
+def unsupported_layers(model: nn.Module) -> dict[str, int]:
+    "Types (and counts) of modules inside the blocks that hold a 2-D weight but are not `nn.Linear` (e.g. GPT-2's `Conv1D`)."
+    _, blocks = transformer_blocks(model)
+    out: dict[str, int] = {}
+    for _, m in blocks.named_modules():
+        w = m._parameters.get("weight") if hasattr(m, "_parameters") else None
+        if w is not None and w.dim() == 2 and not isinstance(m, (nn.Linear, nn.Embedding)):
+            out[type(m).__name__] = out.get(type(m).__name__, 0) + 1
+    return out
+
 def prunable_linears(model: nn.Module) -> dict[str, nn.Linear]:
-    "Every `nn.Linear` inside the transformer blocks, by full module name (embeddings, LM head, pooler excluded)."
+    "Every `nn.Linear` inside the transformer blocks, by full module name; a `SpecError` if the blocks hold other weight layers."
+    bad = unsupported_layers(model)
+    if bad:
+        raise SpecError(f"{type(model).__name__}: its transformer blocks hold "
+                        + ", ".join(f"{n} {t} layers" for t, n in sorted(bad.items()))
+                        + ", which dike's compression methods cannot handle yet (they compress nn.Linear only)")
     prefix, blocks = transformer_blocks(model)
     return {f"{prefix}.{n}": m for n, m in blocks.named_modules() if isinstance(m, nn.Linear)}
+
+def model_max_len(model: nn.Module, default: int = 512) -> int:
+    "The longest input the model accepts: `max_position_embeddings` / `n_positions` / `n_ctx` of its config."
+    cfg = getattr(model, "config", None)
+    for k in ("max_position_embeddings", "n_positions", "n_ctx"):
+        v = getattr(cfg, k, None)
+        if isinstance(v, int) and v > 0: return v
+    return default
 
 def special_wrap(tok) -> tuple[list[int], list[int]]:
     "The special token ids the tokenizer puts before and after a text (e.g. `[BOS]`, `[]` or `[CLS]`, `[SEP]`)."
@@ -199,8 +229,7 @@ def special_wrap(tok) -> tuple[list[int], list[int]]:
 def calib_batches(lm, texts: list[str], seq_len: int = 256, batch_size: int = 8) -> list[torch.Tensor]:
     "Pack `texts` into `[b, seq_len]` LongTensors of real tokens (the last chunk may be shorter, but >= 8 tokens)."
     tok = lm.tokenizer
-    maxpos = getattr(lm.model.config, "max_position_embeddings", None) or seq_len
-    seq_len = min(seq_len, maxpos)
+    seq_len = min(seq_len, model_max_len(lm.model, seq_len))
     pre, post = special_wrap(tok)
     body = seq_len - len(pre) - len(post)
     sep = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
@@ -374,6 +403,8 @@ def sparsity_report(model: nn.Module, base: nn.Module | None = None) -> dict:
     for name, lin in ref.items():
         numel = lin.weight.numel()
         m = cur.get(name)
+        if m is None and base is not None and name in dict(model.named_modules()):   # replaced (e.g. by an int8 module)
+            layers[name] = {"sparsity": None, "replaced_by": type(model.get_submodule(name)).__name__}; continue
         nz = int(torch.count_nonzero(m.weight.detach())) if m is not None else 0
         layers[name] = {"sparsity": 1 - nz / numel, "nonzero": nz, "numel": numel,
                         "shape": list(m.weight.shape) if m is not None else [0, 0]}
@@ -392,6 +423,7 @@ def perplexity(lm, texts: list[str], batch_size: int = 8, max_len: int = 256) ->
     "`{'perplexity', 'n_tokens', 'kind'}` on `texts`: PPL for causal LMs, pseudo-PPL for masked LMs, None for encoders."
     tok, model = lm.tokenizer, lm.model
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    max_len = min(max_len, model_max_len(model, max_len))          # never past the model's context length
     seqs = [tok(t, truncation=True, max_length=max_len)["input_ids"] for t in texts]
     nll, n = 0.0, 0
     if lm.kind == "causal":
@@ -480,12 +512,72 @@ def needs_calib(step: Step) -> bool:
     n = METHODS[step.method].needs_calib
     return bool(n(step)) if callable(n) else bool(n)
 
+CALIB_DATA = ("bold", "gap")          # the manifest groups `dike.data.text_corpus` draws calibration text from
+
+def weight_code() -> dict:
+    "Hashes of the shared code in this module that decides compressed weights (not the report code)."
+    objs = (transformer_blocks, unsupported_layers, prunable_linears, model_max_len, special_wrap, calib_batches,
+            text_sample, BlockRunner, apply_steps, check_step, weight_digest)
+    return {o.__name__: code_hash(o, module=False) for o in objs}
+
+def method_code(steps: list[Step]) -> dict:
+    "The code identity of compressed weights: each step's method version and module hash, shared helpers, calibration data."
+    out = {"methods": {s.method: {"version": METHODS[s.method].version, "module": METHODS[s.method].fn.__module__,
+                                  "code": code_hash(METHODS[s.method].fn)} for s in steps},
+           "shared": weight_code()}
+    if any(needs_calib(s) for s in steps):
+        from dike.data import text_corpus, data_key
+        out["calib"] = {"text_corpus": source_hash(text_corpus), "data": data_key(CALIB_DATA)}
+    return out
+
 def compress_key(checksum: str, spec: str, seed: int = 0, n_calib: int = 128, dtype: str = "fp32") -> str:
-    "The cache key of a compressed model (normalised spec; n_calib only counts when a step needs calibration)."
+    "The cache key of a compressed model: config (normalised spec; n_calib only with calibration) and the methods' code."
     steps = parse_spec(spec)
     calib = any(needs_calib(s) for s in steps)
     return config_hash({"model": checksum, "spec": "+".join(s.text for s in steps), "seed": seed,
-                        "n_calib": n_calib if calib else None, "dtype": dtype}, n=32)
+                        "n_calib": n_calib if calib else None, "dtype": dtype, "code": method_code(steps)}, n=32)
+
+def weight_digest(model: nn.Module) -> dict[str, str]:
+    "Exact digest of every tensor of the model's state (shape, dtype and bytes), by name."
+    import hashlib
+    out = {}
+    for k, t in model.state_dict().items():
+        if not isinstance(t, torch.Tensor): continue
+        t = t.detach().contiguous().cpu()
+        h = hashlib.blake2b(f"{tuple(t.shape)}{t.dtype}".encode(), digest_size=16)
+        if t.numel(): h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+        out[k] = h.hexdigest()
+    return out
+
+def check_step(lm, st: Step, before: dict[str, str], report: dict) -> dict:
+    "Fail (SpecError) if `st` changed no tensor although it must, or broke its method's promise; returns the change counts."
+    m = METHODS[st.method]
+    after = weight_digest(lm.model)
+    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    must = m.changes_weights(st) if callable(m.changes_weights) else bool(m.changes_weights)
+    if must and not changed:
+        raise SpecError(f"{st.text} changed no weight of {type(lm.model).__name__} "
+                        f"({len(after)} tensors compared); the method found nothing it can compress in this model")
+    if m.verify is not None: m.verify(lm, st, report)
+    return {"tensors_changed": len(changed), "tensors_total": len(after)}
+
+def apply_steps(lm, steps: list[Step], seed: int, calib: list[str] | None, progress: bool = True):
+    "Apply parsed `steps` in place to `lm` (already a copy); each is checked against its promise. Returns (lm, step reports)."
+    reps = []
+    for st in steps:
+        m = METHODS[st.method]
+        seed_everything(seed)
+        ts = time.perf_counter()
+        if progress: print(f"compress {lm.name}: {st.text}", flush=True)
+        before = weight_digest(lm.model)
+        try:
+            lm, r = m.fn(lm, st, list(calib) if needs_calib(st) else [])
+            lm.model.eval()
+            r = dict(r or {}); r.update(check_step(lm, st, before, r))
+        except SpecError as e:                      # the method does not fit this model: same one-line error shape
+            raise SpecError(f"{e}. Valid forms: {valid_forms(lm.kind)}") from None
+        reps.append({"step": st.text, "seconds": round(time.perf_counter() - ts, 2), **r})
+    return lm, reps
 
 def compress(lm, spec: str, seed: int = 0, n_calib: int = 128, progress: bool = True, *, calib: list[str] | None = None,
              heldout: list[str] | None = None, n_heldout: int = 64, report: bool = True):
@@ -497,23 +589,15 @@ def compress(lm, spec: str, seed: int = 0, n_calib: int = 128, progress: bool = 
     calib_src = "given" if calib is not None else None
     if calib is None and any(needs_calib(s) for s in steps):
         calib, calib_src = text_sample("calib", n_calib, seed)
-    reps = []
-    for st in steps:
-        m = METHODS[st.method]
-        seed_everything(seed)
-        ts = time.perf_counter()
-        if progress: print(f"compress {lm.name}: {st.text}", flush=True)
-        try: new, r = m.fn(new, st, list(calib) if needs_calib(st) else [])
-        except SpecError as e:                      # the method does not fit this model: same one-line error shape
-            raise SpecError(f"{e}. Valid forms: {valid_forms(lm.kind)}") from None
-        new.model.eval()
-        reps.append({"step": st.text, "seconds": round(time.perf_counter() - ts, 2), **(r or {})})
+    new, reps = apply_steps(new, steps, seed, calib, progress)
     norm = "+".join(s.text for s in steps)
     key = compress_key(lm.checksum, norm, seed, n_calib, lm.dtype)
     new = dataclasses.replace(new, checksum=key)
     out = {"spec": norm, "seed": seed, "n_calib": n_calib if calib_src else None, "calib_source": calib_src,
            "calib_texts": len(calib) if calib_src else 0, "base": {"name": lm.name, "checksum": lm.checksum},
-           "checksum": key, "compress_seconds": round(time.perf_counter() - t0, 2), "steps": reps}
+           "checksum": key, "key": {"model": lm.checksum, "spec": norm, "seed": seed, "n_calib": n_calib,
+                                    "dtype": lm.dtype},
+           "compress_seconds": round(time.perf_counter() - t0, 2), "steps": reps}
     if report:
         out.update(compression_report(lm, new, heldout, n_heldout=n_heldout, seed=seed, step_reports=reps))
     return new, out
@@ -532,7 +616,8 @@ def save_compressed(lm, spec: str, report: dict, out) -> Path:
         base = report.get("base", {}) if report else {}
         write_json(tmp / "spec.json", {"spec": "+".join(s.text for s in steps), "kind": lm.kind, "name": lm.name,
                                        "checksum": lm.checksum, "dtype": lm.dtype, "base": base,
-                                       "seed": (report or {}).get("seed"), "source": lm.source})
+                                       "seed": (report or {}).get("seed"), "source": lm.source,
+                                       "key": (report or {}).get("key")})
         write_json(tmp / "report.json", report or {})
     return out
 
@@ -605,3 +690,27 @@ def load_or_compress(model: str, spec: str, seed: int = 0, dtype: str = "fp32", 
         lm, rrep = compress(base, runtime, seed=seed, n_calib=n_calib, progress=progress)
         report = {**rrep, "spec": "+".join(s.text for s in steps), "prefix_report": report or None} if saved else rrep
     return lm, report
+
+def _current_key(d: Path) -> str | None:
+    "The key that the compressed model in `d` would get from today's code (None if unreadable or made before keys)."
+    try:
+        k = json.loads((d / "spec.json").read_text()).get("key")
+        return compress_key(k["model"], k["spec"], k["seed"], k["n_calib"], k["dtype"]) if k else None
+    except (OSError, ValueError, KeyError, TypeError, SpecError): return None
+
+def cache_prune(dry_run: bool = False, root=None) -> list[dict]:
+    "Delete cached compressed models that no current key uses (made by other code, unreadable, or half-written)."
+    import shutil
+    root = Path(root) if root else cache_dir("compressed")
+    out = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        if d.name.startswith("."): why = "unfinished (temporary directory)"
+        elif not (d / "report.json").is_file(): why = "incomplete (no report.json)"
+        else:
+            cur = _current_key(d)
+            if cur == d.name: continue
+            why = "made by older code (key changed)" if cur else "made before code-keyed caching (no key in spec.json)"
+        size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+        out.append({"dir": str(d), "bytes": size, "why": why})
+        if not dry_run: shutil.rmtree(d, ignore_errors=True)
+    return out

@@ -13,7 +13,8 @@ from ..core import SpecError, ModelError
 from .core import Param, register_method, transformer_blocks, calib_batches, text_sample
 
 # %% auto #0
-__all__ = ['student_layer_ids', 'make_student', 'mask_tokens', 'kd_loss', 'distill_losses', 'distill', 'distill_method']
+__all__ = ['student_layer_ids', 'make_student', 'mask_tokens', 'kd_loss', 'distill_losses', 'distill', 'distill_method',
+           'verify_layers']
 
 # %% ../../nbs/23_distill.ipynb #02cba010
 def student_layer_ids(n_teacher: int, n_student: int) -> list[int]:
@@ -159,6 +160,11 @@ def distill_method(lm, step, calib=()):
         "params_teacher": _n_params(lm.model), "params_student": _n_params(student), "seed": seed,
         "text_source": src, "texts": len(texts), **rep}
 
+def verify_layers(lm, step, report):
+    "The student has exactly L transformer blocks."
+    n = len(transformer_blocks(lm.model)[1])
+    if n != step["layers"]: raise SpecError(f"{step.text} promised a student of {step['layers']} blocks; it has {n}")
+
 register_method("distill", distill_method, ("causal", "mlm", "encoder"),
                 "distill:L[:steps=N][:seq=N][:bs=N][:lr=X][:T=X][:alpha=X][:texts=N] (student of L>=1 blocks; "
                 "defaults steps=200 seq=128 bs=4 lr=1e-4 T=2 alpha=0.5 texts=4000)",
@@ -170,4 +176,5 @@ register_method("distill", distill_method, ("causal", "mlm", "encoder"),
                         Param("lr", float, lambda v: 0 < v < 1, "0<lr<1", default=1e-4, keyword=True),
                         Param("T", float, lambda v: v > 0, "T>0", default=2.0, keyword=True),
                         Param("alpha", float, lambda v: 0 <= v <= 1, "0<=alpha<=1", default=0.5, keyword=True),
-                        Param("texts", int, lambda v: v >= 1, "texts>=1", default=4000, keyword=True)))
+                        Param("texts", int, lambda v: v >= 1, "texts>=1", default=4000, keyword=True)),
+                verify=verify_layers)

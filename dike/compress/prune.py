@@ -12,9 +12,10 @@ from .core import (Param, register_method, prunable_linears, transformer_blocks,
                                 BlockRunner, _set_module)
 
 # %% auto #0
-__all__ = ['n_pruned', 'smallest_mask', 'zero_smallest', 'prune_magnitude', 'prune_magnitude_global', 'blockwise_sqnorms',
-           'wanda_score', 'prune_wanda', 'nm_mask_apply', 'prune_nm', 'slice_linear', 'prune_ffn', 'attention_units',
-           'lm_loss', 'head_importance', 'remove_units', 'prune_heads']
+__all__ = ['n_pruned', 'smallest_mask', 'zero_smallest', 'verify_magnitude', 'verify_rows', 'verify_global', 'prune_magnitude',
+           'prune_magnitude_global', 'blockwise_sqnorms', 'wanda_score', 'prune_wanda', 'nm_mask_apply', 'verify_nm',
+           'prune_nm', 'slice_linear', 'verify_ffn', 'prune_ffn', 'attention_units', 'lm_loss', 'head_importance',
+           'remove_units', 'prune_heads', 'verify_heads']
 
 # %% ../../nbs/21_prune.ipynb #927d9039
 def n_pruned(frac: float, n: int) -> int:
@@ -47,6 +48,36 @@ def zero_smallest(w: torch.Tensor, score: torch.Tensor, k: int, per_row: bool = 
 # %% ../../nbs/21_prune.ipynb #eed7228f
 _S = Param("sparsity", float, lambda s: 0 <= s < 1, "0<=S<1")
 
+def _zeros(lin) -> int: return int(lin.weight.numel() - torch.count_nonzero(lin.weight.detach()))
+
+def _verify_zeros(step, lm, need, what: str):
+    "SpecError naming the first layer with fewer zeros than promised; `need(name, lin)` is the promised count."
+    for name, lin in prunable_linears(lm.model).items():
+        if _zeros(lin) < need(name, lin):
+            raise SpecError(f"{step.text} promised {what} but {name} has {_zeros(lin)} zeros of {lin.weight.numel()} "
+                            f"(needs {need(name, lin)})")
+
+def verify_magnitude(lm, step, report):
+    "Every prunable layer has at least round(S * numel) zeros."
+    _verify_zeros(step, lm, lambda n, l: n_pruned(step["sparsity"], l.weight.numel()), "per-layer sparsity")
+
+def verify_rows(lm, step, report):
+    "Every output row of every prunable layer has at least round(S * in_features) zeros (Wanda's per-row rule)."
+    for name, lin in prunable_linears(lm.model).items():
+        z = (lin.weight.detach() == 0).sum(1)
+        need = n_pruned(step["sparsity"], lin.in_features)
+        if int(z.min()) < need:
+            raise SpecError(f"{step.text} promised {need} zeros per output row; {name} has a row with {int(z.min())}")
+
+def verify_global(lm, step, report):
+    "At least round(S * total) zeros over all prunable layers together."
+    lins = list(prunable_linears(lm.model).values())
+    z, n = sum(map(_zeros, lins)), sum(l.weight.numel() for l in lins)
+    if z < n_pruned(step["sparsity"], n):
+        raise SpecError(f"{step.text} promised {n_pruned(step['sparsity'], n)} zeros over all layers, found {z}")
+
+_sparse = lambda st: st["sparsity"] > 0          # sparsity 0 is a documented no-op
+
 @torch.no_grad()
 def prune_magnitude(lm, step, calib=()):
     "Per layer: zero the fraction S of weights with the smallest |W|."
@@ -76,10 +107,12 @@ def prune_magnitude_global(lm, step, calib=()):
     return lm, {"method": "magnitude-global", "scope": "global", "threshold": t}
 
 register_method("magnitude", prune_magnitude, ("causal", "mlm", "encoder"), "magnitude:S (0<=S<1, per layer)",
-                params=(_S,), description="unstructured magnitude pruning, per layer")
+                params=(_S,), description="unstructured magnitude pruning, per layer", changes_weights=_sparse,
+                verify=verify_magnitude)
 register_method("magnitude-global", prune_magnitude_global, ("causal", "mlm", "encoder"),
                 "magnitude-global:S (0<=S<1, one threshold over all layers)", params=(_S,),
-                description="unstructured magnitude pruning, global threshold")
+                description="unstructured magnitude pruning, global threshold", changes_weights=_sparse,
+                verify=verify_global)
 
 # %% ../../nbs/21_prune.ipynb #3e2109a2
 def _block_linears(model, i):
@@ -95,6 +128,7 @@ def _need_calib(lm, calib, seq_len=256):
 @torch.no_grad()
 def blockwise_sqnorms(lm, calib, prune_block, progress=False) -> dict:
     "For each block in order: sum of squared inputs of its linears (with earlier blocks pruned), then `prune_block(i, sq)`."
+    prunable_linears(lm.model)                         # refuses blocks with layer types it cannot handle
     runner = BlockRunner(lm, _need_calib(lm, calib))
     n_tok = sum(a[0].shape[0] * a[0].shape[1] if a else k["hidden_states"].shape[0] * k["hidden_states"].shape[1]
                 for a, k in runner.inputs)
@@ -129,7 +163,7 @@ def prune_wanda(lm, step, calib):
 
 register_method("wanda", prune_wanda, ("causal", "mlm", "encoder"),
                 "wanda:S (0<=S<1, |W|*||X|| per output row, calibration text)", needs_calib=True, params=(_S,),
-                description="Wanda (Sun et al. 2023)")
+                description="Wanda (Sun et al. 2023)", changes_weights=_sparse, verify=verify_rows)
 
 # %% ../../nbs/21_prune.ipynb #24c8df45
 def _nm_check(v):
@@ -141,6 +175,13 @@ def nm_mask_apply(w: torch.Tensor, score: torch.Tensor, n: int, m: int) -> None:
     out, d = w.shape
     idx = torch.sort(score.reshape(out, d // m, m), dim=-1, stable=True).indices[..., : m - n]
     w.view(out, d // m, m).scatter_(-1, idx, 0.0)
+
+def verify_nm(lm, step, report):
+    "Every group of M consecutive inputs of every row has at most N nonzeros."
+    n, m = step["n"], step["m"]
+    for name, lin in prunable_linears(lm.model).items():
+        nz = (lin.weight.detach() != 0).reshape(lin.out_features, -1, m).sum(-1)
+        if int(nz.max()) > n: raise SpecError(f"{step.text} promised <= {n} nonzeros in every {m}; {name} has {int(nz.max())}")
 
 def prune_nm(lm, step, calib):
     "N:M semi-structured pruning (magnitude or Wanda score)."
@@ -159,7 +200,8 @@ register_method("nm", prune_nm, ("causal", "mlm", "encoder"),
                 "nm:N:M[:wanda] (1<=N<M, at most N nonzeros in every M inputs, e.g. nm:2:4)",
                 params=(Param("n", int, lambda v: v >= 1, "N>=1"), Param("m", int, lambda v: 2 <= v <= 64, "2<=M<=64"),
                         Param("score", str, default="magnitude", choices=("magnitude", "wanda"))),
-                validate=_nm_check, needs_calib=lambda st: st["score"] == "wanda", description="N:M semi-structured pruning")
+                validate=_nm_check, needs_calib=lambda st: st["score"] == "wanda", description="N:M semi-structured pruning",
+                verify=verify_nm)
 
 # %% ../../nbs/21_prune.ipynb #69f0083b
 @torch.no_grad()
@@ -191,6 +233,14 @@ def _mlp_layout(block):
     return None
 
 # %% ../../nbs/21_prune.ipynb #a9341c92
+def verify_ffn(lm, step, report):
+    "Every block's MLP has exactly the promised number of neurons left."
+    _, blocks = transformer_blocks(lm.model)
+    down, _ = _mlp_layout(blocks[0])
+    sizes = {b.get_submodule(down).in_features for b in blocks}
+    if sizes != {report["intermediate_size"]}:
+        raise SpecError(f"{step.text} promised {report['intermediate_size']} MLP neurons per block, found {sorted(sizes)}")
+
 def prune_ffn(lm, step, calib):
     "Remove the fraction F of MLP neurons of each block with the smallest ||a_j|| * ||W_down[:, j]||."
     f = step["fraction"]
@@ -220,7 +270,8 @@ def prune_ffn(lm, step, calib):
 register_method("ffn", prune_ffn, ("causal", "mlm", "encoder"),
                 "ffn:F (0<=F<1, fraction of MLP neurons removed in every block, calibration text)", needs_calib=True,
                 params=(Param("fraction", float, lambda v: 0 <= v < 1, "0<=F<1"),),
-                description="structured MLP-neuron pruning")
+                description="structured MLP-neuron pruning", changes_weights=lambda st: st["fraction"] > 0,
+                verify=verify_ffn)
 
 # %% ../../nbs/21_prune.ipynb #cbbd5de7
 def attention_units(model) -> list[dict]:
@@ -335,7 +386,15 @@ def prune_heads(lm, step, calib):
                             for l, r in enumerate(removed) if r},
                 "importance": [[round(float(v), 6) for v in x] for x in norm]}
 
+def verify_heads(lm, step, report):
+    "The model has exactly the promised number of query heads left."
+    left = sum(u["nq"] for u in attention_units(lm.model))
+    if left != report["heads_total"] - report["heads_removed"]:
+        raise SpecError(f"{step.text} promised to remove {report['heads_removed']} of {report['heads_total']} heads; "
+                        f"{left} remain")
+
 register_method("heads", prune_heads, ("causal", "mlm"),
                 "heads:F (0<=F<1, fraction of attention heads removed, Michel et al. importance; KV groups under GQA)",
                 needs_calib=True, params=(Param("fraction", float, lambda v: 0 <= v < 1, "0<=F<1"),),
-                description="attention-head pruning (Michel et al. 2019)")
+                description="attention-head pruning (Michel et al. 2019)", verify=verify_heads,
+                changes_weights=lambda st: st["fraction"] > 0)

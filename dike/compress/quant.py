@@ -13,7 +13,8 @@ from .core import (Param, register_method, prunable_linears, transformer_blocks,
 
 # %% auto #0
 __all__ = ['quant_grid', 'fake_quant', 'rtn_quantize', 'gptq_quantize', 'layer_error', 'packed_bytes', 'rtn_model', 'gptq_model',
-           'Int8DynamicLinear', 'int8_dynamic_model', 'quant_rtn', 'quant_gptq', 'quant_int8_dynamic']
+           'Int8DynamicLinear', 'int8_dynamic_model', 'quant_rtn', 'quant_gptq', 'quant_int8_dynamic', 'verify_bits',
+           'verify_int8']
 
 # %% ../../nbs/22_quant.ipynb #5ff5a94b
 def quant_grid(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -268,12 +269,31 @@ def quant_int8_dynamic(lm, step, calib=()):
 def _int8_check(v):
     if v["act"] == "tensor" and v["outlier"] != 6.0: raise ValueError("int8-dynamic:tensor (torch.ao) has no outlier option")
 
+def verify_bits(lm, step, report, n_layers: int = 8):
+    "At most 2^B distinct values in every quantization group of (up to `n_layers` evenly spread) block Linears."
+    bits, g = step["bits"], step["group"]
+    lins = list(_linears(lm.model).items())
+    for name, lin in lins[:: max(1, len(lins) // n_layers)]:
+        w = lin.weight.detach()
+        for chunk in w.split(g or w.shape[1], dim=1):
+            s = chunk.float().sort(dim=1).values
+            distinct = 1 + (s[:, 1:] != s[:, :-1]).sum(1)
+            if int(distinct.max()) > 2 ** bits:
+                raise SpecError(f"{step.text} promised {bits}-bit groups of {g or w.shape[1]} inputs; a group of {name} "
+                                f"holds {int(distinct.max())} distinct values")
+
+def verify_int8(lm, step, report):
+    "No `nn.Linear` is left inside the blocks: each became an int8 module."
+    _, blocks = transformer_blocks(lm.model)
+    left = [n for n, m in blocks.named_modules() if type(m) is nn.Linear]
+    if left: raise SpecError(f"{step.text} promised int8 Linears; {len(left)} stayed float, e.g. {left[0]}")
+
 _KINDS = ("causal", "mlm", "encoder")
 register_method("rtn", quant_rtn, _KINDS, "rtn:B[:gG] (2<=B<=8 bits, G>=1 inputs per group, e.g. rtn:4:g128)",
-                params=(_BITS, _GROUP), description="weight-only round-to-nearest (fake-quant)")
+                params=(_BITS, _GROUP), description="weight-only round-to-nearest (fake-quant)", verify=verify_bits)
 register_method("gptq", quant_gptq, _KINDS,
                 "gptq:B[:gG][:act=1][:damp=X] (2<=B<=8 bits, G>=1, act-order, damping 0<X<1; calibration text)",
-                needs_calib=True, description="GPTQ, Frantar et al. 2022 (fake-quant)",
+                needs_calib=True, description="GPTQ, Frantar et al. 2022 (fake-quant)", verify=verify_bits,
                 params=(_BITS, _GROUP, Param("act", int, lambda v: v in (0, 1), "act=0|1", default=0, keyword=True),
                         Param("damp", float, lambda v: 0 < v < 1, "0<damp<1", default=0.01, keyword=True)))
 register_method("int8-dynamic", quant_int8_dynamic, _KINDS,
@@ -281,4 +301,4 @@ register_method("int8-dynamic", quant_int8_dynamic, _KINDS,
                 " tensor = torch.ao per-tensor)", savable=False, validate=_int8_check,
                 params=(Param("act", str, default="token", choices=("token", "tensor")),
                         Param("outlier", float, lambda v: v >= 0, "X>=0", default=6.0, keyword=True)),
-                description="dynamic int8 quantization (real int8 kernels), a runtime step")
+                description="dynamic int8 quantization (real int8 kernels), a runtime step", verify=verify_int8)

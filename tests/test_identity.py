@@ -1,0 +1,101 @@
+"""Run ids and compressed-weight keys follow the code that computed them (issue: runs keyed by the code).
+
+Each test copies the `dike` package into a temporary folder, edits one line of one module, and computes the ids of a
+grid with the copy first on PYTHONPATH, in a fresh interpreter: exactly the runs that module computes get new ids."""
+import json, os, shutil, subprocess, sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GRID = """name: ids
+experiments:
+  - models: [tiny-llama]
+    compress: [none, "magnitude:0.5", "rtn:4:g16"]
+    benchmarks: [stereoset, crows_pairs, winobias, winogender, bbq]
+"""
+
+IDS = """
+import json, sys
+import dike; print(dike.__file__, file=sys.stderr)
+from dike.runner import load_grid
+from dike.compress.core import compress_key
+g = load_grid(sys.argv[1], validate=False)
+print(json.dumps({"runs": {f"{c['benchmark']}|{c['compress']}": [c["run_id"], c["config_key"]] for c in g.runs},
+                  "keys": {s: compress_key("abc", s) for s in ("magnitude:0.5", "wanda:0.5", "rtn:4:g16")}}))
+"""
+
+
+def ids(tmp_path, data_dir, pkg=None) -> dict:
+    grid = tmp_path / "ids.yaml"; grid.write_text(GRID)
+    env = dict(os.environ, DIKE_DATA_DIR=str(data_dir), DIKE_ROOT=str(ROOT), DIKE_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=str(pkg) if pkg else "")
+    r = subprocess.run([sys.executable, "-c", IDS, str(grid)], env=env, cwd=tmp_path, capture_output=True, text=True,
+                       timeout=600)                           # not cwd=ROOT: `python -c` puts the cwd first on sys.path
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stderr.splitlines()[0].startswith(str(pkg or ROOT)), r.stderr   # the copy, not the checkout, was imported
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def edited_copy(tmp_path, rel: str, old: str, new: str) -> Path:
+    pkg = tmp_path / "pkg"
+    shutil.copytree(ROOT / "dike", pkg / "dike", ignore=shutil.ignore_patterns("__pycache__"))
+    f = pkg / "dike" / rel
+    src = f.read_text()
+    assert src.count(old) == 1, f"{old!r} must occur once in {rel}"
+    f.write_text(src.replace(old, new))
+    return pkg
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, data_dir):
+    return ids(tmp_path_factory.mktemp("base"), data_dir)
+
+
+def changed(a: dict, b: dict) -> set[str]:
+    assert a["runs"].keys() == b["runs"].keys()
+    for k in a["runs"]: assert a["runs"][k][1] == b["runs"][k][1], "config keys never follow the code"
+    return {k for k in a["runs"] if a["runs"][k][0] != b["runs"][k][0]}
+
+
+def test_one_line_of_bbq_changes_only_bbq_runs(tmp_path, data_dir, base):
+    src = (ROOT / "dike" / "bench" / "bbq.py").read_text()
+    line = next(l for l in src.splitlines() if l.startswith("    ") and not l.startswith("     ") and " = " in l
+                and "#" not in l and '"' not in l and all(l.count(a) == l.count(b) for a, b in ("()", "[]", "{}"))
+                and src.count(l + "\n") == 1)
+    pkg = edited_copy(tmp_path, "bench/bbq.py", line + "\n", line + "\n    _edited = 1\n")
+    after = ids(tmp_path, data_dir, pkg)
+    assert changed(base, after) == {k for k in base["runs"] if k.startswith("bbq|")}
+    assert len(changed(base, after)) == 3
+    assert after["keys"] == base["keys"]                       # no compressed weights are invalidated
+
+
+def test_docstring_and_comment_edits_change_nothing(tmp_path, data_dir, base):
+    src = (ROOT / "dike" / "bench" / "bbq.py").read_text()
+    doc = src.split('"""')[1]
+    pkg = edited_copy(tmp_path, "bench/bbq.py", f'"""{doc}"""', f'"""{doc} Edited prose."""\n# a new comment')
+    assert changed(base, ids(tmp_path, data_dir, pkg)) == set()
+
+
+def test_a_pruning_change_recompresses_pruning_only(tmp_path, data_dir, base):
+    pkg = edited_copy(tmp_path, "compress/prune.py", "    return int(math.floor(frac * n + 0.5))",
+                      "    return int(math.floor(frac * n + 0.5)) + 0")
+    after = ids(tmp_path, data_dir, pkg)
+    assert changed(base, after) == {k for k in base["runs"] if k.endswith("|magnitude:0.5")}
+    assert after["keys"]["magnitude:0.5"] != base["keys"]["magnitude:0.5"]
+    assert after["keys"]["wanda:0.5"] != base["keys"]["wanda:0.5"]
+    assert after["keys"]["rtn:4:g16"] == base["keys"]["rtn:4:g16"]
+
+
+def test_a_report_change_recompresses_nothing(tmp_path, data_dir, base):
+    pkg = edited_copy(tmp_path, "compress/core.py", '        "latency_ratio": lat_n / lat_b if lat_b else None,',
+                      '        "latency_ratio": lat_n / lat_b if lat_b else float("nan"),')
+    after = ids(tmp_path, data_dir, pkg)
+    assert after["keys"] == base["keys"] and changed(base, after) == set()
+
+
+def test_a_change_of_weight_code_in_core_recompresses(tmp_path, data_dir, base):
+    pkg = edited_copy(tmp_path, "compress/core.py", "    chunks = [pre + c + post for c in chunks if len(c) >= 8]",
+                      "    chunks = [pre + c + post for c in chunks if len(c) >= 9]")
+    after = ids(tmp_path, data_dir, pkg)
+    assert after["keys"]["wanda:0.5"] != base["keys"]["wanda:0.5"]     # calibration packing decides Wanda's weights
