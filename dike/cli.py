@@ -59,13 +59,13 @@ def _load(model: str, dtype: str, compress_spec: str | None, seed: int):
 def cmd_eval(a):
     from dike.evaluate import evaluate, metrics_table, get_benchmark
     for b in a.benchmarks: get_benchmark(b)              # unknown names fail before the model loads
-    lm, creport = _load(a.model, a.dtype, a.compress, a.seed)
+    lm, creport = _load(a.model, a.dtype, a.compress, 0)          # a calibration seed is part of the spec (seed=K)
     info = lm.info()
     if a.compress: info = {**info, "compress": a.compress, "compress_report": creport}
     out = Path(a.out) if a.out else None
     tables = []
     for b in a.benchmarks:
-        _, rec = evaluate(lm, b, scorer=a.scorer, limit=a.limit, seed=a.seed, batch_size=a.batch_size,
+        _, rec = evaluate(lm, b, scorer=a.scorer, limit=a.limit, seed=a.seed, sample_seed=a.sample_seed, batch_size=a.batch_size,
                           n_boot=a.n_boot, out_dir=out, progress=not a.quiet, model_info=info)
         tables.append(metrics_table(rec).assign(scorer=rec["scorer"]))
         print(f"\n{b} ({rec['scorer']}, n={rec['n_items']}, {rec['seconds']} s)")
@@ -138,42 +138,63 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", help="benchmark data").add_subparsers(dest="sub", required=True)
     c = d.add_parser("check", help="files found and verified, counts, licences per benchmark")
-    c.add_argument("--json", action="store_true"); c.add_argument("--data-dir", default=None)
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.add_argument("--data-dir", default=None, help="data folder to check (default: $DIKE_DATA_DIR, then data/raw)")
     c.set_defaults(fn=cmd_data_check)
     fe = d.add_parser("fetch", help="download missing files from their pinned URLs into data/raw/ (checksums verified)")
-    fe.add_argument("benchmarks", nargs="*"); fe.add_argument("--optional", action="store_true",
+    fe.add_argument("benchmarks", nargs="*", help="benchmark names (default: all)")
+    fe.add_argument("--optional", action="store_true",
                     help="also the files not placed in shared/data (StereoSet dev.json, missing BBQ categories)")
     fe.set_defaults(fn=cmd_data_fetch)
 
     m = sub.add_parser("models", help="model registry").add_subparsers(dest="sub", required=True)
-    ml = m.add_parser("list", help="registered aliases"); ml.add_argument("--json", action="store_true")
+    ml = m.add_parser("list", help="registered aliases")
+    ml.add_argument("--json", action="store_true", help="machine-readable output")
     ml.set_defaults(fn=cmd_models_list)
     ms = m.add_parser("show", help="kind, parameters, dtype, vocab, source, checksum")
-    ms.add_argument("name"); ms.add_argument("--json", action="store_true"); ms.set_defaults(fn=cmd_models_show)
+    ms.add_argument("name", help="alias, Hugging Face hub id or local model folder")
+    ms.add_argument("--json", action="store_true", help="machine-readable output"); ms.set_defaults(fn=cmd_models_show)
 
     e = sub.add_parser("eval", help="score benchmarks with a model")
-    e.add_argument("model"); e.add_argument("benchmarks", nargs="+")
-    e.add_argument("--scorer", default=None); e.add_argument("--limit", type=int, default=None)
-    e.add_argument("--batch-size", type=int, default=16); e.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
-    e.add_argument("--compress", default=None, metavar="SPEC"); e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--n-boot", type=int, default=2000); e.add_argument("--out", default=None)
+    e.add_argument("model", help="alias, Hugging Face hub id or local model folder")
+    e.add_argument("benchmarks", nargs="+", help="registered benchmark names (e.g. crows_pairs stereoset)")
+    e.add_argument("--scorer", default=None, help="scorer name (default: the benchmark's default for the model kind)")
+    e.add_argument("--limit", type=int, default=None, help="score a sample of N whole units of each benchmark (default: all)")
+    e.add_argument("--sample-seed", type=int, default=0, help="which items --limit samples (default 0)")
+    e.add_argument("--batch-size", type=int, default=16, help="sentences per forward pass (speed only)")
+    e.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="dtype the model is loaded in")
+    e.add_argument("--compress", default=None, metavar="SPEC",
+                   help="compress first, e.g. magnitude:0.5 or wanda:0.5:seed=1 (cached; see `dike compress`)")
+    e.add_argument("--seed", type=int, default=0, help="bootstrap seed of the confidence intervals")
+    e.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    e.add_argument("--out", default=None, help="write <out>/<benchmark>/items.parquet and metrics.json (a new folder)")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     e.set_defaults(fn=cmd_eval)
 
     k = sub.add_parser("compress", help="compress a model with a spec and save it")
-    k.add_argument("model"); k.add_argument("spec"); k.add_argument("--out", required=True)
-    k.add_argument("--seed", type=int, default=0); k.add_argument("--n-calib", type=int, default=128)
-    k.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"]); k.add_argument("--quiet", action="store_true")
+    k.add_argument("model", help="alias, Hugging Face hub id or local model folder")
+    k.add_argument("spec", help="compression spec, steps joined by +, e.g. wanda:0.5+rtn:4:g128 (bad specs list every form)")
+    k.add_argument("--out", required=True, help="new folder for safetensors, tokenizer, spec.json and report.json")
+    k.add_argument("--seed", type=int, default=0,
+                   help="seed of the steps that have no seed= of their own (a calibration seed belongs in the spec)")
+    k.add_argument("--n-calib", type=int, default=128, help="calibration texts per calibrated step (default 128)")
+    k.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="dtype the base model is loaded in")
+    k.add_argument("--quiet", action="store_true", help="no progress messages")
     k.set_defaults(fn=cmd_compress)
 
     r = sub.add_parser("run", help="run an experiment grid with papermill")
-    r.add_argument("grid"); r.add_argument("--backend", default="local", choices=["local", "slurm"])
-    r.add_argument("--jobs", type=int, default=1); r.add_argument("--dry-run", action="store_true")
-    r.add_argument("--retry-failed", action="store_true"); r.add_argument("--results", default=None)
+    r.add_argument("grid", help="grid YAML file (see experiments/grids/)")
+    r.add_argument("--backend", default="local", choices=["local", "slurm"], help="where runs execute (default local)")
+    r.add_argument("--jobs", type=int, default=1, help="runs at once (local: processes sharing the cores; slurm: array parallelism)")
+    r.add_argument("--dry-run", action="store_true", help="validate the grid and list the runs to do; run nothing")
+    r.add_argument("--retry-failed", action="store_true", help="also rerun runs whose last attempt failed")
+    r.add_argument("--results", default=None, help="results store (default: $DIKE_RESULTS_DIR or <repo>/results)")
     r.set_defaults(fn=cmd_run)
 
-    s = sub.add_parser("status", help="done / failed / pending runs of a grid")
-    s.add_argument("grid"); s.add_argument("--json", action="store_true"); s.add_argument("--results", default=None)
+    s = sub.add_parser("status", help="done / stale / failed / running / pending runs of a grid")
+    s.add_argument("grid", help="grid YAML file")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument("--results", default=None, help="results store")
     s.set_defaults(fn=cmd_status)
 
     co = sub.add_parser("collect", help="gather a grid's finished runs into results/grids/<grid>/summary.parquet")

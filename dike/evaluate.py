@@ -93,19 +93,20 @@ def metrics_record(bench: Benchmark, scorer: str, metrics: dict, model_info: dic
 
 def evaluate(lm, bench_name: str, scorer: str | None = None, limit: int | None = None, seed: int = 0,
              batch_size: int = 16, n_boot: int = 2000, out_dir=None, progress: bool = True,
-             model_info: dict | None = None) -> tuple[pd.DataFrame, dict]:
-    "Score `bench_name` with `lm`; returns (per-item scores, metrics record) and writes them under `out_dir`."
+             model_info: dict | None = None, sample_seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    "Score `bench_name` with `lm` (items sampled with `sample_seed`, CIs bootstrapped with `seed`); returns (items, record)."
     bench = get_benchmark(bench_name)
     scorer = resolve_scorer(bench, lm.kind, scorer)
     if out_dir is not None and (Path(out_dir) / bench.name / "metrics.json").exists():
         raise FileExistsError(f"{Path(out_dir) / bench.name} holds a finished result; choose another --out")
     set_threads()
     t0 = time.perf_counter()
-    rows = bench.load(limit=limit, seed=seed)
+    rows = bench.load(limit=limit, seed=sample_seed)           # the item sample: the same for every run of a grid
     items = check_finite(bench.score(lm, rows, scorer, batch_size=batch_size, progress=progress), bench.name)
     mets = bench.metrics(items, n_boot=n_boot, seed=seed)
     info = model_info if model_info is not None else (lm.info() if hasattr(lm, "info") else {"name": getattr(lm, "name", None)})
     rec = metrics_record(bench, scorer, mets, info, len(items), limit, seed, n_boot, time.perf_counter() - t0)
+    rec["sample_seed"] = sample_seed
     rec["data_files"] = dict(rows.attrs.get("files", {}))     # relpath -> sha256 of every data file read
     if out_dir is not None:
         with atomic_dir(Path(out_dir) / bench.name) as tmp:

@@ -19,11 +19,14 @@ __all__ = ['GRID_KEYS', 'EXPERIMENT_KEYS', 'DEFAULTS', 'TEMPLATE', 'RUN_PARAMETE
 
 # %% ../nbs/30_runner.ipynb #3012e3a7
 GRID_KEYS = {"name", "description", "template", "imports", "defaults", "experiments", "paper"}
-EXPERIMENT_KEYS = {"models", "compress", "benchmarks", "scorer", "limit", "seeds", "n_boot", "batch_size", "dtype"}
+EXPERIMENT_KEYS = {"models", "compress", "benchmarks", "scorer", "limit", "seeds", "n_boot", "batch_size", "dtype",
+                   "sample_seed"}
 DEFAULTS = {"compress": ["none"], "scorer": None, "limit": None, "seeds": [0], "n_boot": 2000, "batch_size": 16,
+            "sample_seed": 0,
             "dtype": "fp32"}
 TEMPLATE = "experiments/evaluate.ipynb"
-RUN_PARAMETERS = ("run_id", "model", "compress", "benchmark", "scorer", "limit", "seed", "n_boot", "batch_size", "dtype",
+RUN_PARAMETERS = ("run_id", "model", "compress", "benchmark", "scorer", "limit", "sample_seed", "seed", "n_boot",
+                  "batch_size", "dtype",
                   "imports", "out_dir")
 
 @dataclass
@@ -58,8 +61,8 @@ def read_yaml(path) -> dict:
     return data
 
 # %% ../nbs/30_runner.ipynb #3da92402
-CONFIG_FIELDS = ("model", "model_kind", "model_checksum", "compress", "benchmark", "scorer", "limit", "seed", "n_boot",
-                 "dtype", "imports")
+CONFIG_FIELDS = ("model", "model_kind", "model_checksum", "compress", "benchmark", "scorer", "limit", "sample_seed", "seed",
+                 "n_boot", "dtype", "imports")
 EVAL_MODULES = ("dike.evaluate", "dike.scoring", "dike.stats", "dike.data", "dike.models")
 
 def _module_of(f) -> str:
@@ -81,10 +84,11 @@ def config_key(cfg: dict) -> str:
     return cfg.get("config_key") or config_hash({k: cfg.get(k) for k in CONFIG_FIELDS})
 
 def run_config(model: str, compress: str, benchmark: str, scorer, limit, seed: int, n_boot: int, batch_size: int,
-               dtype: str, fingerprint: dict, imports=(), compress_code: dict | None = None) -> dict:
+               dtype: str, fingerprint: dict, imports=(), compress_code: dict | None = None, sample_seed: int = 0) -> dict:
     "The configuration of one run with its `config_key`, `code` (and `code_key`) and `run_id` = hash of both keys."
     cfg = {"model": model, "model_kind": fingerprint["kind"], "model_checksum": fingerprint["checksum"],
-           "compress": compress or "none", "benchmark": benchmark, "scorer": scorer, "limit": limit, "seed": int(seed),
+           "compress": compress or "none", "benchmark": benchmark, "scorer": scorer, "limit": limit,
+           "sample_seed": int(sample_seed), "seed": int(seed),
            "n_boot": int(n_boot), "dtype": dtype, "imports": sorted(imports)}
     if cfg["compress"] != "none" and compress_code is None:
         from dike.compress.core import method_code, parse_spec
@@ -181,7 +185,8 @@ def load_grid(path, validate: bool = True) -> Grid:
                     for s in _as_list(e["seeds"], w, "seeds"):
                         if not isinstance(s, int): raise ConfigError(f"{w}: seeds must be integers, got {s!r}")
                         cfg = run_config(str(m), c, str(b), scorer, _limit_for(lim, str(b), w), s, e["n_boot"],
-                                         e["batch_size"], dtype, fps[m], imports, compress_code=ccode)
+                                         e["batch_size"], dtype, fps[m], imports, compress_code=ccode,
+                                         sample_seed=e["sample_seed"])
                         if cfg["run_id"] not in seen:
                             seen.add(cfg["run_id"]); grid.runs.append(cfg)
     if validate: check_template(grid.template)
@@ -333,7 +338,7 @@ def execute_run(cfg: dict, root=None, template=None, threads: int | None = None,
         store.release(rid)
 
 # %% ../nbs/30_runner.ipynb #64b5f42e
-def evaluate_run(model: str, compress: str | None, benchmark: str, scorer=None, limit=None, seed: int = 0,
+def evaluate_run(model: str, compress: str | None, benchmark: str, scorer=None, limit=None, seed: int = 0, sample_seed: int = 0,
                  n_boot: int = 2000, batch_size: int = 16, dtype: str = "fp32", imports=(), out_dir=".",
                  run_id: str | None = None, progress: bool = False) -> dict:
     "Run one configuration inside a papermill template; writes `<out_dir>/<benchmark>/` and `provenance.json`."
@@ -344,14 +349,14 @@ def evaluate_run(model: str, compress: str | None, benchmark: str, scorer=None, 
     t0 = time.time()
     if compress and compress != "none":
         from dike.compress.core import load_or_compress
-        lm, creport = load_or_compress(model, compress, seed=seed, dtype=dtype)
+        lm, creport = load_or_compress(model, compress, dtype=dtype)       # the calibration seed is in the spec
     else:
         from dike.models import load_model
         lm, creport = load_model(model, dtype=dtype), None
     info = {**lm.info(), "compress": compress or "none"}
     if creport: info["compress_report"] = {k: v for k, v in creport.items() if k != "layers"}
     t_load = time.time() - t0
-    _, rec = evaluate(lm, benchmark, scorer=scorer, limit=limit, seed=seed, batch_size=batch_size, n_boot=n_boot,
+    _, rec = evaluate(lm, benchmark, scorer=scorer, limit=limit, seed=seed, sample_seed=sample_seed, batch_size=batch_size, n_boot=n_boot,
                       out_dir=out_dir, progress=progress, model_info=info)
     write_json(Path(out_dir) / "provenance.json",
                provenance(rec.get("data_files"), run_id=run_id, load_seconds=round(t_load, 2),
@@ -406,7 +411,7 @@ def run_grid(grid, backend: str = "local", jobs: int = 1, dry_run: bool = False,
     "Execute the pending runs of `grid`; finished runs are skipped, failed ones only retried on request."
     if backend not in BACKENDS: raise ConfigError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     if jobs < 1: raise ConfigError(f"--jobs must be >= 1, got {jobs}")
-    g = grid if isinstance(grid, Grid) else load_grid(grid)
+    g = grid if hasattr(grid, "runs") else load_grid(grid)
     store = Store(results)
     store.clean_stale_tmp()
     done = store.done_ids()
@@ -434,7 +439,7 @@ def run_grid(grid, backend: str = "local", jobs: int = 1, dry_run: bool = False,
 
 def grid_results(grid, results=None) -> dict:
     "A grid's finished run folders (`done`), its runs with only older-code results (`stale`: (cfg, old folder)), the rest."
-    g = grid if isinstance(grid, Grid) else load_grid(grid, validate=False)
+    g = grid if hasattr(grid, "runs") else load_grid(grid, validate=False)
     store = Store(results); idx = None
     out = {"done": [], "stale": [], "pending": []}
     for c in g.runs:
@@ -447,7 +452,7 @@ def grid_results(grid, results=None) -> dict:
 
 def grid_status(grid, results=None) -> dict:
     "The state of every run of `grid`: done / failed / running / pending, or stale (only an older-code result exists)."
-    g = grid if isinstance(grid, Grid) else load_grid(grid, validate=False)
+    g = grid if hasattr(grid, "runs") else load_grid(grid, validate=False)
     store = Store(results); idx = store.index()
     runs = []
     for c in g.runs:

@@ -202,3 +202,21 @@ def test_smoke_grid_on_slurm(tmp_path, env):
     assert len(logs) == 5, "expected one submitit job log per run: the runs did not all go through SLURM"
     again = dike(["run", str(SMOKE), "--backend", "slurm"], env)   # a finished grid submits nothing
     assert "5 done, 0 to run" in again.stdout
+
+
+def test_seeds_mean_one_thing_each(tmp_path, data_dir):
+    "Calibration seeds live in the spec, the item sample is fixed per grid, `seeds` only reseed the bootstrap."
+    from dike.runner import load_grid
+    from dike.evaluate import evaluate
+    from dike.models import load_model
+    g = load_grid(grid_file(tmp_path, "  - models: [tiny-llama]\n    benchmarks: [crows_pairs]\n    seeds: [0, 1]\n"
+                            "    compress: [none, 'wanda:0.5', 'wanda:0.5:seed=0', 'wanda:0.5:seed=1']\n"))
+    assert sorted({c["compress"] for c in g.runs}) == ["none", "wanda:0.5", "wanda:0.5:seed=1"]   # seed=0 is the default
+    assert len(g.runs) == 3 * 2 and {c["sample_seed"] for c in g.runs} == {0}
+    lm = load_model("tiny-llama")
+    a, ra = evaluate(lm, "crows_pairs", limit=8, seed=0, n_boot=50, progress=False)
+    b, rb = evaluate(lm, "crows_pairs", limit=8, seed=1, n_boot=50, progress=False)
+    c, _ = evaluate(lm, "crows_pairs", limit=8, seed=0, sample_seed=1, n_boot=50, progress=False)
+    assert list(a.item_id) == list(b.item_id) and set(a.item_id) != set(c.item_id)
+    m = ra["metrics"]["pct_stereotype"], rb["metrics"]["pct_stereotype"]
+    assert m[0]["estimate"] == m[1]["estimate"] and (ra["seed"], rb["seed"], ra["sample_seed"]) == (0, 1, 0)

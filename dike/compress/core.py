@@ -19,8 +19,8 @@ __all__ = ['REQUIRED', 'METHODS', 'BUILTIN_FAMILIES', 'CALIB_DATA', 'Param', 'Me
            'prunable_linears', 'model_max_len', 'special_wrap', 'calib_batches', 'text_sample', 'tiny_tokenizer',
            'tiny_lm', 'BlockRunner', 'param_counts', 'sparsity_report', 'perplexity', 'latency_per_1k', 'disk_size',
            'compression_report', 'needs_calib', 'weight_code', 'method_code', 'compress_key', 'weight_digest',
-           'check_step', 'apply_steps', 'compress', 'save_compressed', 'load_compressed', 'load_or_compress',
-           'cache_prune']
+           'check_step', 'step_seed', 'apply_steps', 'compress', 'save_compressed', 'load_compressed',
+           'load_or_compress', 'cache_prune']
 
 # %% ../../nbs/20_compress.ipynb #f086da7a
 REQUIRED = object()  # marks a Param without default
@@ -77,7 +77,11 @@ def register_method(prefix: str, fn: Callable, kinds, forms, needs_calib=False, 
     bad = set(kinds) - {"causal", "mlm", "encoder"}
     if bad: raise ValueError(f"{prefix}: unknown model kinds {sorted(bad)}")
     forms = (forms,) if isinstance(forms, str) else tuple(forms)
-    m = Method(prefix, fn, kinds, forms, needs_calib, tuple(params), validate, savable, description, str(version),
+    params = tuple(params)
+    if needs_calib and not any(p.name == "seed" for p in params):      # the calibration sample is part of the spec
+        params += (Param("seed", int, lambda v: v >= 0, "seed>=0", default=0, keyword=True),)
+        forms = tuple(f"{f} [:seed=K calibration sample]" for f in forms)
+    m = Method(prefix, fn, kinds, forms, needs_calib, params, validate, savable, description, str(version),
                changes_weights, verify)
     METHODS[prefix] = m
     return m
@@ -517,7 +521,7 @@ CALIB_DATA = ("bold", "gap")          # the manifest groups `dike.data.text_corp
 def weight_code() -> dict:
     "Hashes of the shared code in this module that decides compressed weights (not the report code)."
     objs = (transformer_blocks, unsupported_layers, prunable_linears, model_max_len, special_wrap, calib_batches,
-            text_sample, BlockRunner, apply_steps, check_step, weight_digest)
+            text_sample, BlockRunner, step_seed, apply_steps, check_step, weight_digest)
     return {o.__name__: code_hash(o, module=False) for o in objs}
 
 def method_code(steps: list[Step]) -> dict:
@@ -561,17 +565,21 @@ def check_step(lm, st: Step, before: dict[str, str], report: dict) -> dict:
     if m.verify is not None: m.verify(lm, st, report)
     return {"tensors_changed": len(changed), "tensors_total": len(after)}
 
-def apply_steps(lm, steps: list[Step], seed: int, calib: list[str] | None, progress: bool = True):
-    "Apply parsed `steps` in place to `lm` (already a copy); each is checked against its promise. Returns (lm, step reports)."
+def step_seed(st: Step, seed: int = 0) -> int:
+    "The seed of a step: its `seed=` (the calibration sample, part of the spec) when it has one, else `seed`."
+    return int(st.get("seed", seed) if "seed" in st.params else seed)
+
+def apply_steps(lm, steps: list[Step], seed: int, calib, progress: bool = True):
+    "Apply parsed `steps` in place to `lm` (a copy); `calib(step)` gives a step's calibration texts. Returns (lm, step reports)."
     reps = []
     for st in steps:
         m = METHODS[st.method]
-        seed_everything(seed)
+        seed_everything(step_seed(st, seed))
         ts = time.perf_counter()
         if progress: print(f"compress {lm.name}: {st.text}", flush=True)
         before = weight_digest(lm.model)
         try:
-            lm, r = m.fn(lm, st, list(calib) if needs_calib(st) else [])
+            lm, r = m.fn(lm, st, list(calib(st)) if needs_calib(st) else [])
             lm.model.eval()
             r = dict(r or {}); r.update(check_step(lm, st, before, r))
         except SpecError as e:                      # the method does not fit this model: same one-line error shape
@@ -587,14 +595,21 @@ def compress(lm, spec: str, seed: int = 0, n_calib: int = 128, progress: bool = 
     t0 = time.perf_counter()
     new = dataclasses.replace(lm, model=copy.deepcopy(lm.model))
     calib_src = "given" if calib is not None else None
-    if calib is None and any(needs_calib(s) for s in steps):
-        calib, calib_src = text_sample("calib", n_calib, seed)
-    new, reps = apply_steps(new, steps, seed, calib, progress)
+    drawn: dict[int, list[str]] = {}
+    def calib_of(st):                               # one sample per calibration seed, drawn once
+        if calib is not None: return calib
+        k = step_seed(st, seed)
+        if k not in drawn: drawn[k], src = text_sample("calib", n_calib, k); srcs.add(src)
+        return drawn[k]
+    srcs: set[str] = set()
+    new, reps = apply_steps(new, steps, seed, calib_of, progress)
+    if calib is None and srcs: calib_src = "+".join(sorted(srcs))
+    n_texts = len(calib) if calib is not None else sum(map(len, drawn.values()))
     norm = "+".join(s.text for s in steps)
     key = compress_key(lm.checksum, norm, seed, n_calib, lm.dtype)
     new = dataclasses.replace(new, checksum=key)
     out = {"spec": norm, "seed": seed, "n_calib": n_calib if calib_src else None, "calib_source": calib_src,
-           "calib_texts": len(calib) if calib_src else 0, "base": {"name": lm.name, "checksum": lm.checksum},
+           "calib_texts": n_texts if calib_src else 0, "calib_seeds": sorted(drawn), "base": {"name": lm.name, "checksum": lm.checksum},
            "checksum": key, "key": {"model": lm.checksum, "spec": norm, "seed": seed, "n_calib": n_calib,
                                     "dtype": lm.dtype},
            "compress_seconds": round(time.perf_counter() - t0, 2), "steps": reps}

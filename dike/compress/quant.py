@@ -14,7 +14,7 @@ from .core import (Param, register_method, prunable_linears, transformer_blocks,
 # %% auto #0
 __all__ = ['quant_grid', 'fake_quant', 'rtn_quantize', 'gptq_quantize', 'layer_error', 'packed_bytes', 'rtn_model', 'gptq_model',
            'Int8DynamicLinear', 'int8_dynamic_model', 'quant_rtn', 'quant_gptq', 'quant_int8_dynamic', 'verify_bits',
-           'verify_int8']
+           'verify_int8', 'cast_dtype', 'verify_cast']
 
 # %% ../../nbs/22_quant.ipynb #5ff5a94b
 def quant_grid(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -288,7 +288,23 @@ def verify_int8(lm, step, report):
     left = [n for n, m in blocks.named_modules() if type(m) is nn.Linear]
     if left: raise SpecError(f"{step.text} promised int8 Linears; {len(left)} stayed float, e.g. {left[0]}")
 
+def cast_dtype(lm, step, calib=()):
+    "Spec `cast:bf16|fp16`: every floating tensor cast to that dtype (the model then computes in it)."
+    dt = {"bf16": torch.bfloat16, "fp16": torch.float16}[step["dtype"]]
+    model = lm.model.to(dt)
+    return dataclasses.replace(lm, model=model, dtype=step["dtype"]), {"method": "cast", "dtype": step["dtype"],
+                                                                       "bits": 16}
+
+def verify_cast(lm, step, report):
+    "Every floating parameter and buffer has the promised dtype."
+    dt = {"bf16": torch.bfloat16, "fp16": torch.float16}[step["dtype"]]
+    bad = [n for n, t in lm.model.state_dict().items() if t.is_floating_point() and t.dtype != dt]
+    if bad: raise SpecError(f"{step.text} promised {step['dtype']} tensors; {len(bad)} are not, e.g. {bad[0]}")
+
 _KINDS = ("causal", "mlm", "encoder")
+register_method("cast", cast_dtype, _KINDS, "cast:bf16|fp16 (all weights cast to 16-bit floats: the numerical null)",
+                params=(Param("dtype", str, choices=("bf16", "fp16")),), verify=verify_cast,
+                description="16-bit float cast, the noise floor of any compression")
 register_method("rtn", quant_rtn, _KINDS, "rtn:B[:gG] (2<=B<=8 bits, G>=1 inputs per group, e.g. rtn:4:g128)",
                 params=(_BITS, _GROUP), description="weight-only round-to-nearest (fake-quant)", verify=verify_bits)
 register_method("gptq", quant_gptq, _KINDS,
