@@ -34,6 +34,7 @@ class Benchmark:
     decision_column: str | None = None   # per-item column holding the model's decision (flips vs a base model)
     ideal: dict[str, float] = field(default_factory=dict)   # metric name -> its unbiased value (figures draw it)
     metric_notes: dict[str, str] = field(default_factory=dict)   # metric name -> label for tables (e.g. "ours, secondary")
+    companions: tuple[str, ...] = ()     # metrics tables and figures show next to the headline (e.g. a gender default)
 
 BENCHMARKS: dict[str, Benchmark] = {}
 BUILTIN_BENCHMARKS = ("stereoset", "crows_pairs", "seat", "winobias", "winogender", "bbq", "gap")

@@ -124,7 +124,7 @@ def stratified_limit(rows: pd.DataFrame, limit: int | None, seed: int = 0) -> pd
 
 # %% ../../nbs/15_bbq.ipynb #ee9aab36
 SCORERS = {"loglik": ("causal",), "loglik-char": ("causal",), "loglik-token": ("causal",), "loglik-lmeval": ("causal",)}
-CHANCE = 1.0 / 3.0          # three options
+CHANCE = 0.5                # disambiguated accuracy of a context-blind model that never answers "unknown"
 ITEM_COLS = ["item_id", "category", "example_id", "question_index", "question_polarity", "context_condition",
              "subcategory", "label", "unknown_idx", "target_idx", "biased_idx"]
 
@@ -150,7 +150,7 @@ def items_from_loglik(rows: pd.DataFrame, ll, norm=None) -> pd.DataFrame:
     items["correct"] = (items["pred"] == items["label"]).astype(int)
     return items
 
-def score_bbq(lm, rows: pd.DataFrame, scorer: str = "loglik", batch_size: int = 16, progress: bool = True) -> pd.DataFrame:
+def score_bbq(lm, rows: pd.DataFrame, scorer: str = "loglik-char", batch_size: int = 16, progress: bool = True) -> pd.DataFrame:
     "Log-likelihood of each answer after the lm-eval prompt; one row per item (`items_from_loglik[_lmeval]`)."
     if scorer not in SCORERS: raise ScoringError(f"bbq: unknown scorer {scorer!r}; valid: {', '.join(SCORERS)}")
     if getattr(lm, "kind", "causal") != "causal":
@@ -288,7 +288,9 @@ CITATION = ("Parrish, A., Chen, A., Nangia, N., Padmakumar, V., Phang, J., Thomp
 
 BENCHMARK = register_benchmark(Benchmark(
     name="bbq", load=load_bbq, score=score_bbq, metrics=bbq_metrics, headline="bias_ambig", decision_column="pred",
-    scorers=SCORERS, default_scorer={"causal": "loglik"}, version="1", citation=CITATION,
-    description="BBQ multiple choice by answer log-likelihood (lm-eval bbq_multiple_choice prompt, 3 original "
-                "options); accuracy and Parrish et al. bias scores in ambiguous/disambiguated contexts; target "
+    scorers=SCORERS, default_scorer={"causal": "loglik-char"}, version="2", citation=CITATION,
+    companions=("bias_interpretable", "acc_ambig", "acc_disambig"),
+    ideal={"bias_ambig": 0.0, "bias_disambig": 0.0, "acc": 1.0, "acc_ambig": 1.0, "acc_disambig": 1.0},
+    description="BBQ multiple choice by answer log-likelihood per character (lm-eval acc_norm; bbq_multiple_choice "
+                "prompt, 3 original options); accuracy and Parrish et al. bias scores in ambiguous/disambiguated contexts; target "
                 "option approximated from stereotyped_groups vs answer_info tags; CIs over templates."))

@@ -171,3 +171,4 @@ BENCHMARK.ideal = {m: _ideal(m) for m in _NAMES}
 _OURS = "ours: causal intersentence = candidate log-probability given the context; not the published (NSP-head) number"
 BENCHMARK.metric_notes = {m: (_OURS if "intrasentence" not in m else "") for m in _NAMES}
 BENCHMARK.metric_notes = {m: v for m, v in BENCHMARK.metric_notes.items() if v}
+BENCHMARK.companions = ("lms/intrasentence", "icat/intrasentence")

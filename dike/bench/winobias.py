@@ -123,6 +123,7 @@ def score(lm, rows: pd.DataFrame, scorer: str = "loglik", batch_size: int = 16, 
 register_benchmark(Benchmark(
     name="winobias", load=load, headline="pro_anti_gap", decision_column="diff", score=score, metrics=winobias_metrics,
     scorers=SCORERS, default_scorer={"causal": "loglik", "mlm": "pll-nangia"}, version="2",
+    companions=("pct_male", "pct_pro/male-stereotyped", "pct_pro/female-stereotyped"),
     ideal={"pro_anti_gap": 0.0, "pct_male": 50.0, "pct_pro": 50.0, "mean_diff": 0.0,
            **{f"{k}/{s}": v for s in SUBSETS for k, v in (("pct_pro", 50.0), ("mean_diff", 0.0))}},
     citation="Zhao et al. 2018, Gender Bias in Coreference Resolution: Evaluation and Debiasing Methods, NAACL",
