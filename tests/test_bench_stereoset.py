@@ -117,7 +117,7 @@ def test_tiny_llama_end_to_end(data_dir, monkeypatch, tmp_path):
     from dike.scoring import bias_bench_causal_scores
     intra_rows = st.load(limit=16)[~inter]
     np.testing.assert_allclose(items.score_unrelated.to_numpy()[~inter],
-                               bias_bench_causal_scores(lm, list(intra_rows.unrelated)), rtol=1e-9)
+                               bias_bench_causal_scores(lm, list(intra_rows.unrelated)), rtol=1e-5)   # other batches: fp32 rounding
     from dike.evaluate import get_benchmark
     b = get_benchmark("stereoset")
     assert b.headline == "ss/intrasentence" and b.ideal[b.headline] == 50 and b.ideal["icat/intrasentence"] == 100

@@ -169,6 +169,5 @@ _NAMES = [f"{k}{sfx}" for k in ("ss", "lms", "icat")
           for sfx in ["", *(f"/{t}" for t in TASKS), *(f"/{t}/{d}" for t in TASKS for d in DOMAINS), *(f"/{d}" for d in DOMAINS)]]
 BENCHMARK.ideal = {m: _ideal(m) for m in _NAMES}
 _OURS = "ours: causal intersentence = candidate log-probability given the context; not the published (NSP-head) number"
-BENCHMARK.metric_notes = {m: (_OURS if "intrasentence" not in m else "") for m in _NAMES}
-BENCHMARK.metric_notes = {m: v for m, v in BENCHMARK.metric_notes.items() if v}
+BENCHMARK.metric_notes = {m: _OURS for m in _NAMES if "intrasentence" not in m}   # intersentence, or pooled with it
 BENCHMARK.companions = ("lms/intrasentence", "icat/intrasentence")
