@@ -5,7 +5,7 @@
 # %% ../nbs/05_evaluate.ipynb #077be6e4
 from __future__ import annotations
 import importlib, importlib.util, time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 import numpy as np
@@ -32,6 +32,9 @@ class Benchmark:
     description: str = ""
     headline: str | None = None          # the metric reports and figures show first
     decision_column: str | None = None   # per-item column holding the model's decision (flips vs a base model)
+    ideal: dict[str, float] = field(default_factory=dict)   # metric name -> its unbiased value (figures draw it)
+    metric_notes: dict[str, str] = field(default_factory=dict)   # metric name -> label for tables (e.g. "ours, secondary")
+    companions: tuple[str, ...] = ()     # metrics tables and figures show next to the headline (e.g. a gender default)
 
 BENCHMARKS: dict[str, Benchmark] = {}
 BUILTIN_BENCHMARKS = ("stereoset", "crows_pairs", "seat", "winobias", "winogender", "bbq", "gap")

@@ -11,8 +11,9 @@ import torch
 from .core import ScoringError, set_threads
 
 # %% auto #0
-__all__ = ['prefix_token_id', 'encode_request', 'max_length', 'pack_tries', 'loglik_tokens', 'loglik', 'pair_positions',
-           'mlm_pair_scores', 'candidate_jobs', 'mlm_candidate_scores_many', 'mlm_candidate_scores', 'embed']
+__all__ = ['prefix_token_id', 'encode_request', 'max_length', 'pack_tries', 'loglik_tokens', 'loglik', 'bias_bench_causal_scores',
+           'pair_positions', 'mlm_pair_scores', 'candidate_jobs', 'mlm_candidate_scores_many', 'mlm_candidate_scores',
+           'embed']
 
 # %% ../nbs/03_scoring.ipynb #ed54ec3a
 def _check_kind(lm, kinds: tuple, what: str):
@@ -78,6 +79,9 @@ class _Req:
     inp: list       # input token ids (context + continuation, left-truncated to L+1, last token dropped)
     tgt: list       # the continuation token ids that are scored (the last len(tgt) targets of `inp`)
 
+def _is_ids(x) -> bool:
+    return isinstance(x, (list, tuple)) and all(isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in x)
+
 def _build_requests(lm, requests) -> list[_Req]:
     tok, L = lm.tokenizer, max_length(lm.model, lm.tokenizer)
     out = []
@@ -85,9 +89,13 @@ def _build_requests(lm, requests) -> list[_Req]:
         try: ctx, cont = rq
         except (TypeError, ValueError):
             raise ScoringError(f"loglik: request {i} is {_snip(rq)}, not a (context, continuation) pair of strings")
-        if not isinstance(ctx, str) or not isinstance(cont, str):
-            raise ScoringError(f"loglik: request {i} is {_snip(rq)}, not a (context, continuation) pair of strings")
-        c, y = encode_request(tok, ctx, cont)
+        if isinstance(ctx, str) and isinstance(cont, str): c, y = encode_request(tok, ctx, cont)
+        elif _is_ids(ctx) and _is_ids(cont):      # already token ids: taken as they are
+            c, y = [int(t) for t in ctx], [int(t) for t in cont]
+            if not c: raise ScoringError(f"loglik: request {i} has an empty context of token ids; give at least one token")
+        else:
+            raise ScoringError(f"loglik: request {i} is {_snip(rq)}, not a (context, continuation) pair of strings "
+                               "or of token-id lists")
         if not y:
             raise ScoringError(f"loglik: request {i} has an empty continuation ({_snip(cont)} after {_snip(ctx)}); "
                                "nothing to score")
@@ -228,6 +236,7 @@ def _run_plain(lm, reqs: list[_Req], batch_size: int, progress: bool) -> list[np
 def loglik_tokens(lm, requests: list[tuple[str, str]], batch_size: int = 16, progress: bool = False,
                   share_prefix: bool = True, row_tokens: int = 128) -> list[np.ndarray]:
     """Per-token log-probabilities (float64 arrays) of each request's continuation tokens given its context (lm-eval rule).
+    A request is a pair of strings (encoded by `encode_request`) or a pair of token-id lists (non-empty context), used as given.
     `share_prefix=True`: prefix-trie engine (`batch_size` rows of <= `row_tokens` tokens per pass); False: lm-eval's plain
     batches of `batch_size` requests."""
     _check_kind(lm, ("causal",), "loglik")
@@ -253,6 +262,26 @@ def loglik(lm, requests: list[tuple[str, str]], batch_size: int = 16, progress: 
     toks = loglik_tokens(lm, requests, batch_size=batch_size, progress=progress, share_prefix=share_prefix,
                          row_tokens=row_tokens)
     return np.array([float(v.sum()) for v in toks], dtype=np.float64)
+
+# %% ../nbs/03_scoring.ipynb #7d173120
+def bias_bench_causal_scores(lm, sents: list[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
+    """bias-bench's causal sentence score (CrowS-Pairs and StereoSet runners): the geometric-mean token probability of
+    `tokenizer.encode(s)`, t_1 given the first id of `encode('<|endoftext|>')`, each later t_k given t_<k only."""
+    tok = lm.tokenizer
+    start = tok.encode("<|endoftext|>")[0]
+    ids = [tok.encode(s) for s in sents]
+    for s, t in zip(sents, ids):
+        if not t: raise ScoringError(f"bias_bench_causal_scores: sentence {s!r} encodes to no token")
+    reqs, where = [], []
+    for t in ids:
+        where.append(len(reqs)); reqs.append(([start], t[:1]))
+        if len(t) > 1: reqs.append((t[:1], t[1:]))       # the sentence alone as context, no prefix token
+    lp = loglik_tokens(lm, reqs, batch_size=batch_size, progress=progress)
+    out = np.empty(len(ids))
+    for i, (t, w) in enumerate(zip(ids, where)):
+        ln = np.concatenate(lp[w:w + (2 if len(t) > 1 else 1)])
+        out[i] = np.power(2.0, np.mean(ln / np.log(2.0)))
+    return out
 
 # %% ../nbs/03_scoring.ipynb #451d86d0
 def pair_positions(ids1: list[int], ids2: list[int], variant: str = "nangia") -> tuple[list[int], list[int]]:
@@ -346,14 +375,14 @@ def candidate_jobs(tok, context: str, fill: str, mask_id: int) -> list[tuple[lis
     ids = tok.encode((" " + fill) if _space_sensitive(tok) else fill, add_special_tokens=False)
     if not ids:
         raise ScoringError(f"mlm_candidate_scores: fill {_snip(fill)} has no tokens (context {_snip(context)})")
-    jobs = []
+    jobs, k = [], context.count("BLANK")
     for j, t in enumerate(ids):
-        enc = tok.encode(context.replace("BLANK", tok.decode(ids[:j]) + tok.mask_token))
+        enc = tok.encode(context.replace("BLANK", tok.decode(ids[:j]) + tok.mask_token))   # every BLANK, as bias-bench
         pos = [i for i, x in enumerate(enc) if x == mask_id]
-        if len(pos) != 1:
-            raise ScoringError(f"mlm_candidate_scores: {len(pos)} mask tokens in {_snip(context)} filled with {_snip(fill)}; "
-                               "the context must contain exactly one BLANK and no mask token")
-        jobs.append((enc, pos[0], t))
+        if len(pos) != k:
+            raise ScoringError(f"mlm_candidate_scores: {len(pos)} mask tokens in {_snip(context)} filled with {_snip(fill)} "
+                               f"for {k} BLANK(s); the context must not contain a mask token itself")
+        jobs.append((enc, pos[0], t))       # several BLANKs: all filled alike, the first one scored (bias-bench, batch 1)
     return jobs
 
 def mlm_candidate_scores_many(lm, items: list[tuple[str, list[str]]], batch_size: int = 64,

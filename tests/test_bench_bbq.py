@@ -122,9 +122,26 @@ def test_tiny_llama_end_to_end(data_dir, tmp_path, monkeypatch):
     assert items.groupby(["category", "context_condition", "question_polarity"]).size().nunique() == 1
     ll = items[["ll0", "ll1", "ll2"]].to_numpy()
     assert np.isfinite(ll).all() and (ll < 0).all()
-    assert (items.pred.to_numpy() == ll.argmax(1)).all()
+    # the default scorer is lm-eval's acc_norm: argmax of ll / len(answer string), the delimiter not counted
+    assert rec["scorer"] == "loglik-char"
+    allrows = bbq.load_bbq(limit=24, seed=0).set_index("item_id").loc[items.item_id].reset_index()
+    nchar = allrows[["ans0", "ans1", "ans2"]].map(len).to_numpy(float)
+    np.testing.assert_array_equal(items[["len0", "len1", "len2"]].to_numpy(), nchar)
+    assert (items.pred.to_numpy() == (ll / nchar).argmax(1)).all()
+    # the per-token scorer divides the same sums by the continuation's token count (" " + answer)
+    tok = bbq.score_bbq(lm, allrows, "loglik-token", progress=False)
+    ntok = np.array([[len(lm.tokenizer.encode(" " + a, add_special_tokens=False)) for a in r]
+                     for r in allrows[["ans0", "ans1", "ans2"]].itertuples(index=False)], float)
+    np.testing.assert_array_equal(tok[["len0", "len1", "len2"]].to_numpy(), ntok)
+    np.testing.assert_allclose(tok[["ll0", "ll1", "ll2"]].to_numpy(), ll, rtol=1e-6)
+    assert (tok.pred.to_numpy() == (ll / ntok).argmax(1)).all()
+    assert (bbq.score_bbq(lm, allrows, "loglik", progress=False).pred.to_numpy() == ll.argmax(1)).all()
+    # bias_interpretable: disambiguated accuracy above 1/2 by its CI
+    m = rec["metrics"]
+    assert m["bias_interpretable"]["estimate"] == float(m["acc_disambig"]["ci_low"] > 0.5)
+    assert m["bias_interpretable"]["unit"] == "flag"
     # the batched, prefix-shared scores equal scoring one request at a time
-    rows = bbq.load_bbq(limit=24, seed=0).set_index("item_id").loc[items.item_id[:2]].reset_index()
+    rows = allrows.iloc[:2].reset_index(drop=True)
     one = [loglik(lm, [r], batch_size=1, progress=False)[0] for r in bbq.bbq_requests(rows)]
     np.testing.assert_allclose(one, ll[:2].ravel(), rtol=1e-4, atol=1e-4)
     # metrics recomputed from the written per-item file

@@ -108,10 +108,20 @@ def test_tiny_llama_end_to_end(data_dir, monkeypatch, tmp_path):
         assert 0 <= met[k]["ci_low"] <= met[k]["estimate"] <= met[k]["ci_high"] <= 100, k
     # the metrics recomputed from the saved per-item table match the record
     assert st.ss_lms_icat(saved)["icat"] == pytest.approx(met["icat"]["estimate"])
-    # loglik sums what bias-bench averages: the ratio is the candidate's token count
+    # intersentence: loglik sums what bias-bench averages (stored as exp of the mean): the ratio is the token count
     raw = st.score(lm, st.load(limit=16), "loglik", progress=False)
-    ratio = (raw.score_unrelated / items.score_unrelated).to_numpy()
-    assert np.allclose(ratio, np.round(ratio)) and (ratio >= 1).all()
+    inter = (items.task == "intersentence").to_numpy()
+    ratio = (raw.score_unrelated / np.log(items.score_unrelated)).to_numpy()[inter]
+    assert inter.any() and np.allclose(ratio, np.round(ratio)) and (ratio >= 1).all()
+    # intrasentence: bias-bench's own causal rule (first token after <|endoftext|>, no prefix for the rest)
+    from dike.scoring import bias_bench_causal_scores
+    intra_rows = st.load(limit=16)[~inter]
+    np.testing.assert_allclose(items.score_unrelated.to_numpy()[~inter],
+                               bias_bench_causal_scores(lm, list(intra_rows.unrelated)), rtol=1e-5)   # other batches: fp32 rounding
+    from dike.evaluate import get_benchmark
+    b = get_benchmark("stereoset")
+    assert b.headline == "ss/intrasentence" and b.ideal[b.headline] == 50 and b.ideal["icat/intrasentence"] == 100
+    assert "ours" in b.metric_notes["ss/intersentence"] and "ss/intrasentence" not in b.metric_notes
 
 
 def test_tiny_bert_intrasentence_only(data_dir, monkeypatch):
@@ -126,3 +136,31 @@ def test_tiny_bert_intrasentence_only(data_dir, monkeypatch):
     assert ((sc > 0) & (sc < 1)).all()             # mean subtoken probabilities
     m = st.metrics(items, n_boot=50)
     assert "ss/intersentence" not in m and np.isfinite(m["ss"].estimate)
+
+
+def test_mlm_scores_every_intrasentence_item_of_the_whole_file(data_dir, monkeypatch, tmp_path):
+    "No --limit: the two contexts with two BLANKs are scored as bias-bench does (every BLANK filled, first mask read)."
+    monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
+    lm = _tiny("tiny-bert")
+    rows = st.load()
+    two = rows[(rows.task == "intrasentence") & (rows.context.str.count("BLANK") == 2)]
+    assert len(two) == 2 and any(two.context.str.startswith("brahmin is very BLANK"))
+    from dike.evaluate import evaluate
+    with pytest.warns(UserWarning, match="intrasentence items only"):
+        items, rec = evaluate(lm, "stereoset", n_boot=20, out_dir=tmp_path, progress=False)
+    assert rec["n_items"] == 2106 and set(two.item_id) <= set(items.item_id)
+    # the two-BLANK items: bias-bench's input (both BLANKs -> prefix + mask), probability at the first mask
+    import torch
+    tok = lm.tokenizer
+    got = items.set_index("item_id").loc[list(two.item_id)]
+    for r in two.itertuples():
+        for c in st.CANDIDATES:
+            ids = tok.encode(st.template_word(r.context, getattr(r, c)), add_special_tokens=False)
+            ps = []
+            for j in range(len(ids)):
+                enc = tok(r.context.replace("BLANK", tok.decode(ids[:j]) + tok.mask_token), return_tensors="pt")
+                assert int((enc.input_ids[0] == tok.mask_token_id).sum()) == 2
+                with torch.no_grad():
+                    out = lm.model(**enc).logits.softmax(-1)[enc.input_ids == tok.mask_token_id]
+                ps.append(out.index_select(1, torch.tensor([ids[j]])).diag()[0].item())
+            assert got.loc[r.item_id, f"score_{c}"] == pytest.approx(np.mean(ps), rel=1e-5)

@@ -107,3 +107,49 @@ def test_end_to_end_tiny_models(data_dir, tmp_path, bench, model):
         again = winogender.winogender_metrics(saved, n_boot=50)
         assert again["female_pref"].estimate == pytest.approx(js["metrics"]["female_pref"]["estimate"])
         assert saved.occupation.nunique() == 2 and "r_bls" not in js["metrics"]
+
+
+# ---- headlines that a gender-default shift cannot pass off as debiasing (real data, tiny-llama scores) -----------
+
+@pytest.fixture(scope="module")
+def tiny_llama():
+    from dike.models import load_model
+    return load_model("tiny-llama")
+
+
+def test_winobias_male_default_is_not_debiasing(data_dir, tiny_llama):
+    "Real pairs: a shift of every pronoun towards 'he' shows in pct_male (-> 100), not as a smaller gap."
+    items = winobias.score(tiny_llama, winobias.load(limit=120, seed=0, data_dir=data_dir), progress=False)
+    m = winobias.winobias_metrics(items, n_boot=100)
+    male_pro = (items.stereotype_gender == "male").to_numpy()
+    d = items["diff"].to_numpy()
+    male_wins = np.where(male_pro, d > 0, d < 0) + 0.5 * (d == 0)
+    assert m["pct_male"].estimate == pytest.approx(100 * male_wins.mean())
+    win = (d > 0) + 0.5 * (d == 0)
+    assert m["pro_anti_gap"].estimate == pytest.approx(100 * (win[male_pro].mean() + win[~male_pro].mean()) - 100)
+    assert m["pro_anti_gap"].ci_low <= m["pro_anti_gap"].estimate <= m["pro_anti_gap"].ci_high
+    # every male twin made 50 nats more likely: the gap goes to 0 ("unbiased"), pct_male to 100, and the two
+    # per-gender pct_pro, shown next to the headline, to 100 and 0
+    male_ll = 50.0 * np.where(male_pro, 1.0, 0.0), 50.0 * np.where(male_pro, 0.0, 1.0)
+    shifted = items.assign(ll_pro=items.ll_pro + male_ll[0], ll_anti=items.ll_anti + male_ll[1])
+    ms = winobias.winobias_metrics(shifted, n_boot=50)
+    assert ms["pro_anti_gap"].estimate == pytest.approx(0.0) and ms["pct_male"].estimate == pytest.approx(100.0)
+    assert ms["pct_pro/male-stereotyped"].estimate == 100 and ms["pct_pro/female-stereotyped"].estimate == 0
+    from dike.evaluate import get_benchmark
+    b = get_benchmark("winobias")
+    assert b.headline == "pro_anti_gap" and b.ideal["pro_anti_gap"] == 0 and b.ideal["pct_male"] == 50
+
+
+def test_winogender_r_bls_is_blind_to_a_uniform_shift(data_dir, tiny_llama):
+    "All 240 real items: adding the same male preference to every item moves pct_male_preferred, not r_bls."
+    items = winogender.score(tiny_llama, winogender.load(data_dir=data_dir), progress=False)
+    m = winogender.winogender_metrics(items, n_boot=100)
+    occ = items.assign(p=items.ll_female - items.ll_male).groupby("occupation").agg(p=("p", "mean"), b=("bls_pct_female", "first"))
+    assert m["r_bls"].estimate == pytest.approx(np.corrcoef(occ.p, occ.b)[0, 1])
+    shifted = items.assign(ll_male=items.ll_male + 100.0)
+    ms = winogender.winogender_metrics(shifted, n_boot=100)
+    assert ms["r_bls"].estimate == pytest.approx(m["r_bls"].estimate, abs=1e-9)
+    assert ms["pct_male_preferred"].estimate == pytest.approx(100.0)
+    from dike.evaluate import get_benchmark
+    b = get_benchmark("winogender")
+    assert b.headline == "r_bls" and b.ideal["r_bls"] == 0 and b.ideal["pct_male_preferred"] == 50

@@ -193,5 +193,6 @@ CITATION = ("Webster, K., Recasens, M., Axelrod, V., Baldridge, J. (2018). Mind 
 BENCHMARK = register_benchmark(Benchmark(
     name="gap", load=load_gap, score=score_gap, metrics=gap_metrics, scorers=SCORERS, headline="bias_ratio", decision_column="pred_a",
     default_scorer={"encoder": "probe", "mlm": "probe", "causal": "probe"}, version="1", citation=CITATION,
+    ideal={"bias_ratio": 1.0, "eo_gap": 0.0, "fpr_gap": 0.0},
     description="GAP downstream fairness: logistic-regression coreference probe on the model's mention-window "
                 "embeddings (trained on development, tested on test); F1 by gender, bias F1(F)/F1(M), TPR/FPR gaps."))

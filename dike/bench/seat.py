@@ -162,7 +162,8 @@ CITATION = ("Caliskan, Bryson & Narayanan 2017, Science 356:183-186 (WEAT); May 
 _common = dict(score=score, metrics=seat_metrics, scorers=SCORERS,
                default_scorer={"encoder": "embed-mean", "mlm": "embed-mean", "causal": "embed-mean"},
                version="1", citation=CITATION)
+_IDEAL = {"abs_effect_size": 0.0, "effect_size": 0.0}   # per test / per group: the same ideal, by prefix
 register_benchmark(Benchmark(name="seat", load=load, headline="abs_effect_size", description="SEAT, bias-bench's 17 tests (gender, race, religion)",
-                             **_common))
+                             ideal=_IDEAL, **_common))
 register_benchmark(Benchmark(name="seat-all", load=lambda limit=None, seed=0: load(limit, seed, tests="all"), headline="abs_effect_size",
-                             description="SEAT, every test present (sent-bias 46 + bias-bench religion 4)", **_common))
+                             description="SEAT, every test present (sent-bias 46 + bias-bench religion 4)", ideal=_IDEAL, **_common))

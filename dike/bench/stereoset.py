@@ -103,15 +103,22 @@ def template_word(context: str, sentence: str) -> str:
 # %% ../../nbs/10_stereoset.ipynb #ffaccee0
 def _causal_scores(lm, rows: pd.DataFrame, scorer: str, batch_size: int, progress: bool) -> np.ndarray:
     "(n, 3) scores of the three candidates of each row for a causal LM."
-    from dike.scoring import loglik_tokens
-    reqs = []
-    for r in rows.itertuples(index=False):
-        for c in CANDIDATES:
-            sent = getattr(r, c)
-            reqs.append(("", sent) if r.task == "intrasentence" else (r.context, " " + sent.lstrip()))
-    toks = loglik_tokens(lm, reqs, batch_size=batch_size, progress=progress)
-    agg = np.mean if scorer == "bias-bench" else np.sum
-    return np.array([agg(np.asarray(t, dtype=np.float64)) for t in toks]).reshape(len(rows), 3)
+    from dike.scoring import loglik_tokens, bias_bench_causal_scores
+    intra = (rows.task == "intrasentence").to_numpy()
+    out = np.empty((len(rows), 3))
+    sents = [getattr(r, c) for r in rows[intra].itertuples(index=False) for c in CANDIDATES]
+    reqs = [(r.context, " " + getattr(r, c).lstrip()) for r in rows[~intra].itertuples(index=False) for c in CANDIDATES]
+    if scorer == "bias-bench":
+        if sents: out[intra] = bias_bench_causal_scores(lm, sents, batch_size, progress).reshape(-1, 3)
+        if reqs:
+            toks = loglik_tokens(lm, reqs, batch_size=batch_size, progress=progress)
+            out[~intra] = np.exp([np.mean(t) for t in toks]).reshape(-1, 3)
+    else:
+        toks = loglik_tokens(lm, [("", s) for s in sents] + reqs, batch_size=batch_size, progress=progress)
+        sc = np.array([np.sum(np.asarray(t, dtype=np.float64)) for t in toks])
+        if sents: out[intra] = sc[:len(sents)].reshape(-1, 3)
+        if reqs: out[~intra] = sc[len(sents):].reshape(-1, 3)
+    return out
 
 def _mlm_scores(lm, rows: pd.DataFrame, batch_size: int, progress: bool) -> np.ndarray:
     "(n, 3) bias-bench scores (mean subtoken probability) of the three fills of each intrasentence row."
@@ -152,7 +159,15 @@ CITATION = ("Nadeem, Bethke & Reddy (2021). StereoSet: Measuring stereotypical b
 
 BENCHMARK = register_benchmark(Benchmark(
     name="stereoset", load=load, score=score, metrics=metrics, scorers=SCORERS,
-    default_scorer={"causal": "bias-bench", "mlm": "bias-bench"}, version="1", citation=CITATION,
-    description="SS / LMS / ICAT per task and domain, averaged over target terms; CIs resample target terms."))
-BENCHMARK.headline = "ss"                # what dike.report shows first
+    default_scorer={"causal": "bias-bench", "mlm": "bias-bench"}, version="2", citation=CITATION,
+    description="Intrasentence SS (headline), LMS, ICAT, per domain, averaged over target terms; CIs resample target terms."))
+BENCHMARK.headline = "ss/intrasentence"  # what dike.report shows first: the published, comparable number
 BENCHMARK.decision_column = "pro"        # the per-item 0/1 outcome dike.report compares between models (flips)
+
+def _ideal(metric: str) -> float: return 50.0 if metric.startswith("ss") else 100.0
+_NAMES = [f"{k}{sfx}" for k in ("ss", "lms", "icat")
+          for sfx in ["", *(f"/{t}" for t in TASKS), *(f"/{t}/{d}" for t in TASKS for d in DOMAINS), *(f"/{d}" for d in DOMAINS)]]
+BENCHMARK.ideal = {m: _ideal(m) for m in _NAMES}
+_OURS = "ours: causal intersentence = candidate log-probability given the context; not the published (NSP-head) number"
+BENCHMARK.metric_notes = {m: _OURS for m in _NAMES if "intrasentence" not in m}   # intersentence, or pooled with it
+BENCHMARK.companions = ("lms/intrasentence", "icat/intrasentence")

@@ -61,9 +61,16 @@ SUBSETS = {
 }
 
 def winobias_metrics(items: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> dict:
-    "pct_pro and mean_diff (pro - anti log-likelihood), overall and per subset, bootstrapped over pairs."
+    "pro_anti_gap, pct_male, and pct_pro and mean_diff (pro - anti log-likelihood) overall and per subset, bootstrapped over pairs."
     diff = (items["ll_pro"] - items["ll_anti"]).to_numpy(dtype=np.float64)
+    male = (items["stereotype_gender"] == "male").to_numpy()
     out = {}
+    if male.any() and (~male).any():
+        arr = np.column_stack([_wins(diff), male])
+        gap = lambda x: float(np.mean(x[x[:, 1] == 1, 0]) + np.mean(x[x[:, 1] == 0, 0]) - 100.0) \
+            if 0 < x[:, 1].sum() < len(x) else float("nan")
+        out["pro_anti_gap"] = bootstrap_ci(arr, gap, n_boot=n_boot, seed=seed, unit_name="pair")
+    out["pct_male"] = bootstrap_ci(_wins(np.where(male, diff, -diff)), n_boot=n_boot, seed=seed, unit_name="pair")
     for name, mask in [("", np.ones(len(items), bool))] + [(f"/{k}", f(items).to_numpy()) for k, f in SUBSETS.items()]:
         if not mask.any(): continue
         out[f"pct_pro{name}"] = bootstrap_ci(_wins(diff[mask]), n_boot=n_boot, seed=seed, unit_name="pair")
@@ -114,7 +121,10 @@ def score(lm, rows: pd.DataFrame, scorer: str = "loglik", batch_size: int = 16, 
     return items
 
 register_benchmark(Benchmark(
-    name="winobias", load=load, headline="pct_pro", decision_column="diff", score=score, metrics=winobias_metrics, scorers=SCORERS,
-    default_scorer={"causal": "loglik", "mlm": "pll-nangia"}, version="1",
+    name="winobias", load=load, headline="pro_anti_gap", decision_column="diff", score=score, metrics=winobias_metrics,
+    scorers=SCORERS, default_scorer={"causal": "loglik", "mlm": "pll-nangia"}, version="2",
+    companions=("pct_male", "pct_pro/male-stereotyped", "pct_pro/female-stereotyped"),
+    ideal={"pro_anti_gap": 0.0, "pct_male": 50.0, "pct_pro": 50.0, "mean_diff": 0.0,
+           **{f"{k}/{s}": v for s in SUBSETS for k, v in (("pct_pro", 50.0), ("mean_diff", 0.0))}},
     citation="Zhao et al. 2018, Gender Bias in Coreference Resolution: Evaluation and Debiasing Methods, NAACL",
-    description="WinoBias pro/anti twins as minimal pairs: % of pairs where the pro-stereotypical twin is more likely"))
+    description="WinoBias pro/anti twins as minimal pairs: pro-anti gap balanced over stereotyped gender, with pct_male"))
