@@ -12,8 +12,9 @@ from .stats import bootstrap_ci, mcnemar_exact
 
 # %% auto #0
 __all__ = ['SUMMARY_COLUMNS', 'GENERATED', 'spec_method_level', 'collect_runs', 'grid_dir', 'collect', 'decision_column',
-           'base_run_of', 'flips', 'headline_metric', 'fig_bias_vs_compression', 'fig_group_change', 'fig_flip_rate',
-           'macro_name', 'latex_tables', 'latex_macros', 'make_figures', 'check_paper']
+           'base_run_of', 'flips', 'headline_metric', 'ideal_of', 'panel_metrics', 'not_interpretable',
+           'fig_bias_vs_compression', 'fig_group_change', 'fig_flip_rate', 'macro_name', 'table_metrics',
+           'latex_tables', 'latex_macros', 'make_figures', 'check_paper']
 
 # %% ../nbs/31_report.ipynb #2949c501
 def spec_method_level(spec: str | None) -> tuple[str, float]:
@@ -161,6 +162,31 @@ def _headline_rows(summ: pd.DataFrame) -> pd.DataFrame:
     keep = [g[g.metric == headline_metric(b, g.metric.unique())] for b, g in summ.groupby("benchmark")]
     return pd.concat(keep, ignore_index=True) if keep else summ.iloc[:0]
 
+def _bench(b: str):
+    from dike.evaluate import get_benchmark
+    try: return get_benchmark(b)
+    except Exception: return None
+
+def ideal_of(benchmark: str, metric: str):
+    "The declared ideal value of `metric` (a `m/sub` metric takes the ideal of `m`), or None."
+    ideal = getattr(_bench(benchmark), "ideal", None) or {}
+    return ideal.get(metric, ideal.get(metric.split("/")[0]))
+
+def panel_metrics(summ: pd.DataFrame) -> list[tuple[str, str]]:
+    "(benchmark, metric) panels: each headline, then its declared companions that are plain metrics (not flags, not `/`)."
+    out = []
+    for b, g in summ.groupby("benchmark"):
+        have = set(g.metric)
+        out.append((b, headline_metric(b, have)))
+        for c in getattr(_bench(b), "companions", ()) or ():
+            if c in have and "/" not in c and (g[g.metric == c].unit != "flag").all(): out.append((b, c))
+    return out
+
+def not_interpretable(summ: pd.DataFrame) -> set[str]:
+    "Run ids whose `bias_interpretable` flag is 0: their bias scores cannot be read as bias."
+    f = summ[(summ.metric == "bias_interpretable") & (summ.estimate == 0)]
+    return set(f.run_id)
+
 def _save(fig, out: Path, name: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.pdf", out / f"{name}.png"]
@@ -170,31 +196,41 @@ def _save(fig, out: Path, name: str) -> list[Path]:
 
 def fig_bias_vs_compression(summ: pd.DataFrame, out: Path) -> list[Path]:
     import matplotlib.pyplot as plt, seaborn as sns
-    h = _headline_rows(summ)
+    panels = panel_metrics(summ)
+    h = pd.concat([summ[(summ.benchmark == b) & (summ.metric == m)] for b, m in panels], ignore_index=True)
     comp = h[h.method != "none"]
     if comp.empty: return []
-    benches, methods = sorted(h.benchmark.unique()), sorted(comp.method.unique())
+    methods = sorted(comp.method.unique())
+    hollow = not_interpretable(summ)
     sns.set_theme(style="whitegrid", context="paper")
-    fig, axes = plt.subplots(len(benches), len(methods), figsize=(2.6 * len(methods) + .5, 2.1 * len(benches) + .3),
+    fig, axes = plt.subplots(len(panels), len(methods), figsize=(2.6 * len(methods) + .5, 1.9 * len(panels) + .3),
                              squeeze=False, sharex="col")
     pal = dict(zip(sorted(h.model.unique()), sns.color_palette("colorblind", h.model.nunique())))
-    for i, b in enumerate(benches):
+    for i, (b, metric) in enumerate(panels):
+        ideal = ideal_of(b, metric)
         for j, m in enumerate(methods):
             ax = axes[i][j]
-            for model, g in h[(h.benchmark == b)].groupby("model"):
+            if ideal is not None: ax.axhline(ideal, color="0.3", ls=":", lw=1)
+            for model, g in h[(h.benchmark == b) & (h.metric == metric)].groupby("model"):
                 base = g[g.method == "none"].groupby("seed")[["estimate", "ci_low", "ci_high"]].mean().mean()
                 if not base.isna().all():
                     ax.axhline(base.estimate, color=pal[model], ls="--", lw=1)
                     ax.axhspan(base.ci_low, base.ci_high, color=pal[model], alpha=.12, lw=0)
-                c = g[g.method == m].groupby("level")[["estimate", "ci_low", "ci_high"]].mean().reset_index()
-                if len(c):
-                    ax.errorbar(c.level, c.estimate, yerr=[c.estimate - c.ci_low, c.ci_high - c.estimate], marker="o",
-                                ms=3, capsize=2, color=pal[model], label=model)
+                cm = g[g.method == m]
+                c = cm.groupby("level")[["estimate", "ci_low", "ci_high"]].mean().reset_index()
+                flag = cm.groupby("level").run_id.agg(lambda r: bool(set(r) & hollow)).reindex(c.level).to_numpy()
+                for fill in (False, True):
+                    k = c[flag != fill] if len(c) else c
+                    if len(k):
+                        ax.errorbar(k.level, k.estimate, yerr=[k.estimate - k.ci_low, k.ci_high - k.estimate],
+                                    marker="o", ms=3, capsize=2, color=pal[model], ls="-" if fill else "none",
+                                    mfc=pal[model] if fill else "none", label=model)
             if i == 0: ax.set_title(m)
-            if j == 0: ax.set_ylabel(f"{b}\n{headline_metric(b, h[h.benchmark == b].metric)}")
-            if i == len(benches) - 1: ax.set_xlabel("level (sparsity / bits / layers)")
+            if j == 0: ax.set_ylabel(f"{b}\n{metric}", fontsize=7)
+            if i == len(panels) - 1: ax.set_xlabel("level (sparsity / bits / layers)")
     from matplotlib.lines import Line2D
-    fig.suptitle("Bias against compression level (dashed: base model, band: its 95% CI)", fontsize=9)
+    fig.suptitle("Bias against compression level (dashed: base model, band: its 95% CI; dotted: ideal value;\n"
+                 "hollow: bias score not interpretable, accuracy at chance)", fontsize=8)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.legend([Line2D([], [], color=c, marker="o", ms=3) for c in pal.values()], list(pal), loc="lower center",
                ncol=min(len(pal), 4), frameon=False, fontsize=7)
@@ -267,26 +303,51 @@ def _fmt(e, lo, hi, pct: bool) -> str:
     k = 100 if pct else 1
     return f"{e * k:.1f} [{lo * k:.1f}, {hi * k:.1f}]" if pct else f"{e:.3g} [{lo:.3g}, {hi:.3g}]"
 
+def table_metrics(b: str, metrics) -> list[str]:
+    "The columns of a benchmark's table: headline first, then the declared companions, then the other plain metrics."
+    metrics = list(dict.fromkeys(metrics))
+    h = headline_metric(b, metrics)
+    comp = [c for c in (getattr(_bench(b), "companions", ()) or ()) if c in metrics and c != h]
+    rest = sorted(m for m in metrics if "/" not in m and m not in comp and m != h)
+    return [h] + comp + rest
+
 def latex_tables(summ: pd.DataFrame, out: Path, input_dir: str = "tables") -> list[Path]:
     out.mkdir(parents=True, exist_ok=True); paths = []
-    for b, g in summ[~summ.metric.str.contains("/", regex=False)].groupby("benchmark"):
-        a = g.groupby(["model", "compress", "metric"], as_index=False)[["estimate", "ci_low", "ci_high", "n"]].mean()
-        a["cell"] = [_fmt(r.estimate, r.ci_low, r.ci_high, False) for r in a.itertuples()]
+    hollow = not_interpretable(summ)
+    notes_all = {}
+    for b, g in summ.groupby("benchmark"):
+        cols_m = table_metrics(b, g.metric)
+        notes = getattr(_bench(b), "metric_notes", {}) or {}
+        g = g[g.metric.isin(cols_m)]
+        a = g.groupby(["model", "compress", "metric"], as_index=False).agg(
+            estimate=("estimate", "mean"), ci_low=("ci_low", "mean"), ci_high=("ci_high", "mean"),
+            unit=("unit", "first"), runs=("run_id", lambda r: bool(set(r) & hollow)))
+        a["cell"] = [(str(int(r.estimate)) if r.unit == "flag" else _fmt(r.estimate, r.ci_low, r.ci_high, False))
+                     + ("*" if r.runs and r.metric.startswith("bias") else "") for r in a.itertuples()]
         t = a.pivot(index=["model", "compress"], columns="metric", values="cell").reset_index()
+        t = t[["model", "compress"] + [m for m in cols_m if m in t.columns]]
         t = t.sort_values(["model", "compress"], key=lambda s: s.map(lambda v: "" if v == "none" else str(v)))
-        cols = list(t.columns)
-        lines = [r"\begin{tabular}{" + "l" * 2 + "r" * (len(cols) - 2) + "}", r"\toprule",
-                 " & ".join(_tex_escape(c) for c in cols) + r" \\", r"\midrule"]
-        lines += [" & ".join(_tex_escape(v) for v in row) + r" \\" for row in t.astype(str).itertuples(index=False)]
+        head = ["model", "compress"] + [_tex_escape(c) + (r"$^\dagger$" if c in notes else "") for c in t.columns[2:]]
+        ideal = ["ideal", ""] + ["" if ideal_of(b, c) is None else f"{ideal_of(b, c):g}" for c in t.columns[2:]]
+        lines = [r"\begin{tabular}{" + "l" * 2 + "r" * (len(head) - 2) + "}", r"\toprule", " & ".join(head) + r" \\",
+                 " & ".join(ideal) + r" \\", r"\midrule"]
+        lines += [" & ".join(_tex_escape(v) for v in row) + r" \\" for row in t.fillna("").astype(str).itertuples(index=False)]
         lines += [r"\bottomrule", r"\end{tabular}"]
         p = out / f"{b}.tex"; atomic_write(p, "\n".join(lines) + "\n"); paths.append(p)
+        notes_all[b] = {c: notes[c] for c in t.columns[2:] if c in notes}
+    def caption(b):
+        extra = "".join(f" $^\\dagger${_tex_escape(c)}: {_tex_escape(v)}." for c, v in notes_all[b].items())
+        star = " * bias score of a run whose disambiguated accuracy is not above chance: not interpretable." \
+            if any("*" in l for l in (out / f"{b}.tex").read_text().splitlines()[4:]) else ""
+        return f"{_tex_escape(b)}: estimate [95\\% CI], mean over seeds; first row: ideal value.{extra}{star}"
     index = [f"\\begin{{table}}[t]\\centering\\small\\resizebox{{\\linewidth}}{{!}}{{\\input{{{input_dir}/{p.stem}}}}}\n"
-             f"\\caption{{{_tex_escape(p.stem)}: estimate [95\\% CI], mean over seeds.}}\\end{{table}}" for p in paths]
+             f"\\caption{{{caption(p.stem)}}}\\end{{table}}" for p in paths]
     atomic_write(out / "index.tex", "% generated by dike.report; do not edit\n" + "\n".join(index) + "\n")
     return paths + [out / "index.tex"]
 
 def latex_macros(summ: pd.DataFrame, fr: pd.DataFrame, path: Path) -> Path:
-    h = _headline_rows(summ)
+    h = pd.concat([g[g.metric.isin(table_metrics(b, g.metric))] for b, g in summ.groupby("benchmark")], ignore_index=True) \
+        if len(summ) else summ
     a = h.groupby(["benchmark", "model", "compress", "metric"], as_index=False)[["estimate", "ci_low", "ci_high"]].mean()
     lines = [f"% generated by dike.report.make_figures from the summary of grid {summ.attrs.get('grid', '?')}; do not edit"]
     seen = set()
