@@ -34,7 +34,7 @@ class Benchmark:
     decision_column: str | None = None   # per-item column holding the model's decision (flips vs a base model)
 
 BENCHMARKS: dict[str, Benchmark] = {}
-BUILTIN_BENCHMARKS = ("stereoset", "crows_pairs", "seat", "winobias", "winogender", "bbq", "gap")
+BUILTIN_BENCHMARKS = ("stereoset", "crows_pairs", "seat", "winobias", "winogender", "bbq", "gap", "wikitext2")
 
 def register_benchmark(b: Benchmark) -> Benchmark:
     "Add `b` to the registry (a later registration of the same name replaces the earlier one)."
