@@ -64,8 +64,9 @@ def rolling_windows(n_tokens: int, window: int, stride: int) -> list[tuple[int, 
     return out
 
 # %% ../../nbs/17_wikitext2.ipynb #c109ead4
-def _causal_nll(lm, texts: list[str], window: int | None, stride: int | None, batch_size: int, progress: bool):
-    "Per-document (nll sum, token count) with strided windows, batched (right-padded), fp32 log-softmax."
+def _causal_nll(lm, texts: list[str], window: int | None, stride: int | None, batch_size: int, progress: bool,
+                max_batch_tokens: int = 8192):
+    "Per-document (nll sum, token count) with strided windows, batched (right-padded, <= max_batch_tokens), fp32 log-softmax."
     import torch
     from dike.scoring import prefix_token_id, max_length, _split_head, _model_device, _pbar
     tok, model = lm.tokenizer, lm.model
@@ -81,10 +82,11 @@ def _causal_nll(lm, texts: list[str], window: int | None, stride: int | None, ba
     dev = _model_device(model)
     split = _split_head(model)
     pad = tok.pad_token_id if tok.pad_token_id is not None else p0
+    bs = max(1, min(batch_size, max_batch_tokens // L))     # windows per forward pass: bounds activation memory
     bar = _pbar(len(jobs), progress, "wikitext2 windows")
     with torch.inference_mode():
-        for b0 in range(0, len(jobs), max(1, batch_size)):
-            bj = jobs[b0:b0 + max(1, batch_size)]
+        for b0 in range(0, len(jobs), bs):
+            bj = jobs[b0:b0 + bs]
             T = max(e - b for _, b, e, _ in bj)
             ids = torch.full((len(bj), T), pad, dtype=torch.long)
             att = torch.zeros((len(bj), T), dtype=torch.long)
