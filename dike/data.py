@@ -815,7 +815,7 @@ def text_corpus(n_texts: int, seed: int = 0, split: str = "calib", data_dir=None
 # %% ../nbs/01_data.ipynb #7557eb8c
 CHECK_GROUPS = {"stereoset": ("stereoset", "stereoset_derived"), "crows_pairs": ("crows_pairs", "crows_pairs_revised"),
                 "seat": ("seat",), "winobias": ("winobias",), "winogender": ("winogender",), "bbq": ("bbq",),
-                "gap": ("gap",), "bold": ("bold",), "bias_words": ("bias_bench",)}
+                "gap": ("gap",), "bold": ("bold",), "bias_words": ("bias_bench",), "wikitext2": ("wikitext2",)}
 
 def _counts(name: str, r: _Reader) -> dict:
     "Example counts of one benchmark (files already verified)."
@@ -831,6 +831,7 @@ def _counts(name: str, r: _Reader) -> dict:
     if name == "gap": d = _load_gap(r); return {"examples": len(d), "pairs": 2 * len(d), **d.split.value_counts().sort_index().to_dict()}
     if name == "bold": return {"prompts": len(_load_bold(r)), "wikipedia": len(_load_bold(r, "wikipedia"))}
     if name == "bias_words": return {k: len(v) for k, v in _bias_words(r).items()}
+    if name == "wikitext2": return {f"{s}_words": len(_read_text(r(f"wikitext2/{s}.txt"), f"wikitext2/{s}.txt").split()) for s in ("test", "valid")}
     return {}
 
 def data_check(data_dir=None) -> dict:
@@ -884,7 +885,7 @@ def format_data_check(rep: dict) -> str:
         c = b["counts"]
         ex = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in c.items() if k in
                        ("total", "source", "original", "revised", "tests", "examples", "sentences", "pairs", "prompts", "wikipedia",
-                        "gender", "race", "religion", "categories"))
+                        "gender", "race", "religion", "categories", "test_words", "valid_words"))
         lic = ", ".join(dict.fromkeys(l.split(" (")[0].removeprefix("data ") for l in b["licenses"])) + (" [NON-COMMERCIAL]" if b["non_commercial"] else "")
         rows.append([name, b["status"], f"{b['verified']}/{b['files']} verified", ex or "-", lic])
     w = [max(len(cols[i]), *(len(r[i]) for r in rows)) for i in range(len(cols))]

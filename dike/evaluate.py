@@ -37,7 +37,7 @@ class Benchmark:
     companions: tuple[str, ...] = ()     # metrics tables and figures show next to the headline (e.g. a gender default)
 
 BENCHMARKS: dict[str, Benchmark] = {}
-BUILTIN_BENCHMARKS = ("stereoset", "crows_pairs", "seat", "winobias", "winogender", "bbq", "gap")
+BUILTIN_BENCHMARKS = ("stereoset", "crows_pairs", "seat", "winobias", "winogender", "bbq", "gap", "wikitext2")
 
 def register_benchmark(b: Benchmark) -> Benchmark:
     "Add `b` to the registry (a later registration of the same name replaces the earlier one)."

@@ -51,7 +51,7 @@ def private_manifest(tmp_path, monkeypatch, rows):
 def test_manifest_matches_sources_table():
     m = D.manifest()
     placed = [e for e in m.values() if not e.optional]
-    assert len(placed) == 121 and sum(e.size for e in placed) == 21_388_269
+    assert len(placed) == 124 and sum(e.size for e in placed) == 23_766_558
     assert all(re.fullmatch(r"[0-9a-f]{64}", e.sha256) and re.fullmatch(r"[0-9a-f]{40}", e.git_blob) for e in placed)
     assert all(re.match(r"https://raw\.githubusercontent\.com/[^/]+/[^/]+/[0-9a-f]{40}/", e.url) for e in m.values())
     assert {e.path for e in m.values() if e.optional} == {
@@ -66,7 +66,7 @@ def test_manifest_sha256_equals_SHA256SUMS(data_dir):
         h, p = line.split(None, 1); sums[p.lstrip("*").removeprefix("./")] = h
     m = D.manifest()
     assert {p: e.sha256 for p, e in m.items() if not e.optional} == {p: h for p, h in sums.items() if p in m}
-    assert len([p for p in sums if p in m]) == 121
+    assert len([p for p in sums if p in m]) == 124
 
 
 def test_malformed_manifest(tmp_path, monkeypatch):
@@ -587,9 +587,9 @@ def test_real_data_check_and_cli(data_dir, monkeypatch, capsys):
     def no_rehash(path): raise AssertionError(f"{path} re-hashed although unchanged")
     monkeypatch.setattr(D._core, "sha256_file", no_rehash)
     placed = [e for e in D.manifest().values() if not e.optional]
-    assert len({D.verify_file(data_dir / e.path, e) for e in placed}) == 121   # all verified from the (path, size, mtime) cache
+    assert len({D.verify_file(data_dir / e.path, e) for e in placed}) == 124   # all verified from the (path, size, mtime) cache
     monkeypatch.undo()
-    assert rep["ok"] and (rep["n_files"], rep["n_verified"]) == (121, 121)
+    assert rep["ok"] and (rep["n_files"], rep["n_verified"]) == (124, 124)
     b = rep["benchmarks"]
     assert b["stereoset"]["status"] == "partial" and "stereoset/dev.json" in b["stereoset"]["not_placed"]
     assert b["bbq"]["counts"]["examples"] == 11956 and any("Gender_identity" in n for n in b["bbq"]["notes"])
@@ -597,9 +597,9 @@ def test_real_data_check_and_cli(data_dir, monkeypatch, capsys):
     assert b["winobias"]["counts"] == {"sentences": 3168, "pairs": 1584}
     assert b["gap"]["counts"]["pairs"] == 8908 and b["bold"]["counts"] == {"prompts": 23679, "wikipedia": 23679}
     txt = D.format_data_check(rep)
-    assert "NON-COMMERCIAL" in txt and "121/121 files verified; OK" in txt and "missing categories: Gender_identity" in txt
+    assert "NON-COMMERCIAL" in txt and "124/124 files verified; OK" in txt and "missing categories: Gender_identity" in txt
     from dike.cli import main
     monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
     assert main(["data", "check", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["n_verified"] == 121 and out["benchmarks"]["crows_pairs"]["counts"] == {"original": 1508, "revised": 1677}
+    assert out["n_verified"] == 124 and out["benchmarks"]["crows_pairs"]["counts"] == {"original": 1508, "revised": 1677}
