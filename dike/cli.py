@@ -177,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--out", required=True, help="new folder for safetensors, tokenizer, spec.json and report.json")
     k.add_argument("--seed", type=int, default=0,
                    help="seed of the steps that have no seed= of their own (a calibration seed belongs in the spec)")
-    k.add_argument("--n-calib", type=int, default=128, help="calibration texts per calibrated step (default 128)")
+    k.add_argument("--n-calib", type=int, default=32,
+                   help="calibration windows of 256 tokens per calibrated step (default 32; the source is the spec's calib=)")
     k.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="dtype the base model is loaded in")
     k.add_argument("--quiet", action="store_true", help="no progress messages")
     k.set_defaults(fn=cmd_compress)

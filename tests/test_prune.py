@@ -115,7 +115,6 @@ def test_head_pruning_removes_heads_and_model_runs(lm):
     else:                     # a BERT head: q, k, v rows with their biases + output columns
         expected = n_units * (4 * h * d + 3 * d)
     assert rep["base_params_total"] - rep["params_total"] == expected
-    assert rep["perplexity"] is not None and rep["perplexity"] > 1
     ids = torch.tensor([[lm.tokenizer.cls_token_id or lm.tokenizer.bos_token_id or 1, 10, 20, 30, 40]])
     assert torch.isfinite(new.model(input_ids=ids)[0]).all()
 

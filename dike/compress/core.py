@@ -14,13 +14,13 @@ from ..core import (SpecError, ModelError, cache_dir, config_hash, atomic_dir, w
                        set_threads, source_hash, code_hash)
 
 # %% auto #0
-__all__ = ['REQUIRED', 'METHODS', 'BUILTIN_FAMILIES', 'CALIB_DATA', 'Param', 'Method', 'Step', 'register_method', 'list_methods',
-           'valid_forms', 'parse_spec', 'normalize_spec', 'transformer_blocks', 'unsupported_layers',
-           'prunable_linears', 'model_max_len', 'special_wrap', 'calib_batches', 'text_sample', 'tiny_tokenizer',
-           'tiny_lm', 'BlockRunner', 'param_counts', 'sparsity_report', 'perplexity', 'latency_per_1k', 'disk_size',
-           'compression_report', 'needs_calib', 'weight_code', 'method_code', 'compress_key', 'weight_digest',
-           'check_step', 'step_seed', 'apply_steps', 'compress', 'save_compressed', 'load_compressed',
-           'load_or_compress', 'cache_prune']
+__all__ = ['REQUIRED', 'METHODS', 'BUILTIN_FAMILIES', 'CALIB_SEQ', 'CALIB_SOURCES', 'Param', 'Method', 'Step', 'register_method',
+           'list_methods', 'valid_forms', 'parse_spec', 'normalize_spec', 'transformer_blocks', 'unsupported_layers',
+           'prunable_linears', 'model_max_len', 'special_wrap', 'calib_batches', 'calib_pool', 'calib_texts',
+           'text_sample', 'tiny_tokenizer', 'tiny_lm', 'BlockRunner', 'param_counts', 'sparsity_report',
+           'latency_per_1k', 'disk_size', 'compression_report', 'needs_calib', 'weight_code', 'method_code',
+           'compress_key', 'weight_digest', 'check_step', 'step_seed', 'apply_steps', 'compress', 'save_compressed',
+           'load_compressed', 'load_or_compress', 'cache_prune']
 
 # %% ../../nbs/20_compress.ipynb #f086da7a
 REQUIRED = object()  # marks a Param without default
@@ -79,8 +79,9 @@ def register_method(prefix: str, fn: Callable, kinds, forms, needs_calib=False, 
     forms = (forms,) if isinstance(forms, str) else tuple(forms)
     params = tuple(params)
     if needs_calib and not any(p.name == "seed" for p in params):      # the calibration sample is part of the spec
-        params += (Param("seed", int, lambda v: v >= 0, "seed>=0", default=0, keyword=True),)
-        forms = tuple(f"{f} [:seed=K calibration sample]" for f in forms)
+        params += (Param("seed", int, lambda v: v >= 0, "seed>=0", default=0, keyword=True),
+                   Param("calib", str, default="wikitext", choices=tuple(CALIB_SOURCES), keyword=True))
+        forms = tuple(f"{f} [:seed=K calibration sample][:calib=wikitext|bold]" for f in forms)
     m = Method(prefix, fn, kinds, forms, needs_calib, params, validate, savable, description, str(version),
                changes_weights, verify)
     METHODS[prefix] = m
@@ -249,52 +250,32 @@ def calib_batches(lm, texts: list[str], seq_len: int = 256, batch_size: int = 8)
     return out
 
 # %% ../../nbs/20_compress.ipynb #f5d84075
-_STANDIN = [
-    "The river flows through the valley and reaches the sea after a long journey across the plain.",
-    "Most of the city was rebuilt in stone after the great fire destroyed the wooden houses.",
-    "The committee met twice a year to review the budget and to plan new projects.",
-    "A small library opened in the old station building, with books donated by local families.",
-    "The orchestra performed a new symphony that had been written for the anniversary of the school.",
-    "Heavy rain delayed the harvest, and farmers waited several weeks before they could enter the fields.",
-    "The bridge, completed in the nineteenth century, is still used by trains every day.",
-    "Researchers measured the temperature of the lake at different depths during the summer.",
-    "The museum holds a collection of maps, coins and tools found in the surrounding hills.",
-    "After graduating, the engineer worked on the design of harbours and canals for ten years.",
-    "The island has a mild climate, and its forests are home to many species of birds.",
-    "The new railway line shortened the journey between the two towns to less than an hour.",
-    "A festival of music and food takes place in the main square every autumn.",
-    "The company began by making bicycles and later produced cars and small aircraft.",
-    "The manuscript was copied by hand and kept in the monastery for several centuries.",
-    "Students can choose courses in mathematics, history, languages and the natural sciences.",
-    "The mountain road is closed in winter because of snow and the risk of avalanches.",
-    "The painter travelled widely and returned with sketches of coasts, markets and harbours.",
-    "The team won the regional championship and was promoted to the national league.",
-    "Water from the spring was carried to the town through a long stone aqueduct.",
-    "The novel tells the story of a family that moves from the countryside to the capital.",
-    "The observatory was built on the hill to avoid the lights of the city below.",
-    "Local councils are elected every four years and manage schools, roads and parks.",
-    "The ship sank in a storm near the coast, and its remains were found a century later.",
-    "A market for wool and grain made the village one of the richest in the region.",
-    "The film was shot in the desert and released to good reviews the following spring.",
-    "Scientists studied how the plants adapt to dry soil and long periods without rain.",
-    "The castle was enlarged several times and now houses a museum and a garden.",
-    "The newspaper was founded by a group of printers and appeared every morning except Sunday.",
-    "The airport handles flights to most large cities in the country and a few abroad.",
-    "The language is spoken by about two million people, mostly in the northern provinces.",
-    "The old mill was restored by volunteers and now grinds flour for visitors on weekends.",
-]
+CALIB_SEQ = 256
+CALIB_SOURCES = {"wikitext": ("wikitext2",), "bold": ("bold",)}   # source -> manifest groups it reads
+
+def calib_pool(source: str) -> list[str]:
+    "The calibration paragraphs of `source` (see the table above), in file order."
+    from dike.data import data_file, _text_pool
+    if source not in CALIB_SOURCES: raise SpecError(f"calib={source!r}: unknown source; valid: {', '.join(CALIB_SOURCES)}")
+    if source == "bold": return list(_text_pool(sources=("bold",)).text)
+    lines = data_file("wikitext2/valid.txt").read_text(encoding="utf-8").splitlines()
+    return [l.strip() for l in lines if len(l.split()) >= 8 and not l.strip().startswith("=")]
+
+def calib_texts(lm, source: str = "wikitext", n_windows: int = 32, seed: int = 0, seq_len: int = CALIB_SEQ) -> list[str]:
+    "Shuffled (`seed`) paragraphs of `source` until they fill `n_windows` windows of `seq_len` tokens of `lm`'s tokenizer."
+    import numpy as np
+    pool = calib_pool(source)
+    need, got, out = n_windows * seq_len, 0, []
+    for i in np.random.default_rng(seed).permutation(len(pool)):
+        out.append(pool[i]); got += len(lm.tokenizer(pool[i], add_special_tokens=False)["input_ids"]) + 1
+        if got >= need: return out
+    raise SpecError(f"calib={source}: {len(pool)} paragraphs give {got} tokens, fewer than {n_windows} x {seq_len}; "
+                    "ask for fewer windows (n_calib)")
 
 def text_sample(split: str, n: int, seed: int = 0) -> tuple[list[str], str]:
-    "`(texts, source)`: `n` texts of `split` (calib|heldout) from `dike.data.text_corpus`, else the stand-in list."
-    try:
-        from dike.data import text_corpus
-    except ImportError:
-        text_corpus = None
-    if text_corpus is not None: return list(text_corpus(n, seed, split=split)), "dike.data.text_corpus"
-    half = _STANDIN[0::2] if split == "calib" else _STANDIN[1::2]
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(half), generator=g).tolist()
-    return [half[i] for i in idx][:n], "stand-in"
+    "`(texts, source)`: `n` texts of `split` (calib|heldout) of `dike.data.text_corpus` (BOLD and GAP, disjoint by entity)."
+    from dike.data import text_corpus
+    return list(text_corpus(n, seed, split=split)), "dike.data.text_corpus"
 
 # %% ../../nbs/20_compress.ipynb #f6b6a3a0
 def _lm_class():
@@ -416,41 +397,6 @@ def sparsity_report(model: nn.Module, base: nn.Module | None = None) -> dict:
     return {"sparsity": z / n if n else 0.0, "layers": layers}
 
 # %% ../../nbs/20_compress.ipynb #55dbd7a8
-def _pad_batch(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    L = max(map(len, seqs))
-    ids = torch.full((len(seqs), L), pad, dtype=torch.long); att = torch.zeros((len(seqs), L), dtype=torch.long)
-    for i, s in enumerate(seqs): ids[i, :len(s)] = torch.tensor(s); att[i, :len(s)] = 1
-    return ids, att
-
-@torch.inference_mode()
-def perplexity(lm, texts: list[str], batch_size: int = 8, max_len: int = 256) -> dict:
-    "`{'perplexity', 'n_tokens', 'kind'}` on `texts`: PPL for causal LMs, pseudo-PPL for masked LMs, None for encoders."
-    tok, model = lm.tokenizer, lm.model
-    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-    max_len = min(max_len, model_max_len(model, max_len))          # never past the model's context length
-    seqs = [tok(t, truncation=True, max_length=max_len)["input_ids"] for t in texts]
-    nll, n = 0.0, 0
-    if lm.kind == "causal":
-        for i in range(0, len(seqs), batch_size):
-            ids, att = _pad_batch(seqs[i:i + batch_size], pad)
-            logp = torch.log_softmax(model(input_ids=ids, attention_mask=att).logits.float(), -1)
-            lp = logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
-            m = att[:, 1:].bool()
-            nll -= float(lp[m].double().sum()); n += int(m.sum())
-        return {"perplexity": math.exp(nll / n) if n else None, "n_tokens": n, "kind": "ppl"}
-    if lm.kind == "mlm":
-        special = set(tok.all_special_ids)
-        rows = [(s, j) for s in seqs for j, t in enumerate(s) if t not in special]
-        for i in range(0, len(rows), batch_size * 8):
-            chunk = rows[i:i + batch_size * 8]
-            ids, att = _pad_batch([s for s, _ in chunk], pad)
-            pos = torch.tensor([j for _, j in chunk]); ar = torch.arange(len(chunk))
-            gold = ids[ar, pos].clone(); ids[ar, pos] = tok.mask_token_id
-            logits = model(input_ids=ids, attention_mask=att).logits[ar, pos].float()
-            nll -= float(torch.log_softmax(logits, -1).gather(-1, gold[:, None]).double().sum()); n += len(chunk)
-        return {"perplexity": math.exp(nll / n) if n else None, "n_tokens": n, "kind": "pseudo-ppl"}
-    return {"perplexity": None, "n_tokens": 0, "kind": "none: an encoder without LM head has no perplexity"}
-
 @torch.inference_mode()
 def latency_per_1k(lms: list, texts: list[str], n_tokens: int = 512, repeats: int = 5) -> list[float]:
     "Fastest ms per 1000 tokens of one forward pass over the same ~`n_tokens` packed tokens, for each LM (interleaved)."
@@ -485,14 +431,13 @@ def _bits(model: nn.Module, step_reports: list[dict]) -> float:
 
 def compression_report(base, new, heldout: list[str] | None = None, *, n_heldout: int = 64, seed: int = 0,
                        step_reports: list[dict] | None = None, latency_repeats: int = 5) -> dict:
-    "Sparsity (per layer and overall), bits, parameters, size on disk, held-out perplexity and latency vs `base`."
+    "Sparsity (per layer and overall), bits, parameters, size on disk and latency vs `base`."
     t0 = time.perf_counter()
     src = "given"
     if heldout is None: heldout, src = text_sample("heldout", n_heldout, seed)
     sp = sparsity_report(new.model, base.model)
     pb, pn = param_counts(base.model), param_counts(new.model)
     nz_all = pn["nonzero"]
-    ppl_b, ppl_n = perplexity(base, heldout), perplexity(new, heldout)
     lat_b, lat_n = latency_per_1k([base, new], heldout, repeats=latency_repeats)
     size_b, size_n = disk_size(base.model), disk_size(new.model)
     return {
@@ -502,8 +447,8 @@ def compression_report(base, new, heldout: list[str] | None = None, *, n_heldout
         "params_total": pn["total"], "params_nonzero": pn["nonzero"],
         "base_params_total": pb["total"], "base_params_nonzero": pb["nonzero"],
         "size_on_disk_bytes": size_n, "base_size_on_disk_bytes": size_b,
-        "perplexity": ppl_n["perplexity"], "base_perplexity": ppl_b["perplexity"], "perplexity_kind": ppl_n["kind"],
-        "heldout_tokens": ppl_n["n_tokens"], "heldout_texts": len(heldout), "heldout_source": src,
+        "quality": "not in the report: run the wikitext2 benchmark on the base and the compressed model (paired)",
+        "latency_texts": len(heldout), "latency_source": src,
         "latency_ms_per_1k_tokens": lat_n, "base_latency_ms_per_1k_tokens": lat_b,
         "latency_ratio": lat_n / lat_b if lat_b else None,
         "report_seconds": round(time.perf_counter() - t0, 2),
@@ -516,8 +461,6 @@ def needs_calib(step: Step) -> bool:
     n = METHODS[step.method].needs_calib
     return bool(n(step)) if callable(n) else bool(n)
 
-CALIB_DATA = ("bold", "gap")          # the manifest groups `dike.data.text_corpus` draws calibration text from
-
 def weight_code() -> dict:
     "Hashes of the shared code in this module that decides compressed weights (not the report code)."
     objs = (transformer_blocks, unsupported_layers, prunable_linears, model_max_len, special_wrap, calib_batches,
@@ -529,12 +472,15 @@ def method_code(steps: list[Step]) -> dict:
     out = {"methods": {s.method: {"version": METHODS[s.method].version, "module": METHODS[s.method].fn.__module__,
                                   "code": code_hash(METHODS[s.method].fn)} for s in steps},
            "shared": weight_code()}
-    if any(needs_calib(s) for s in steps):
+    srcs = sorted({s.get("calib", "wikitext") for s in steps if needs_calib(s)})
+    if srcs:
         from dike.data import text_corpus, data_key
-        out["calib"] = {"text_corpus": source_hash(text_corpus), "data": data_key(CALIB_DATA)}
+        out["calib"] = {"code": [code_hash(calib_pool, module=False), code_hash(calib_texts, module=False),
+                                 source_hash(text_corpus)],
+                        "data": {s: data_key(CALIB_SOURCES[s]) for s in srcs}, "seq": CALIB_SEQ}
     return out
 
-def compress_key(checksum: str, spec: str, seed: int = 0, n_calib: int = 128, dtype: str = "fp32") -> str:
+def compress_key(checksum: str, spec: str, seed: int = 0, n_calib: int = 32, dtype: str = "fp32") -> str:
     "The cache key of a compressed model: config (normalised spec; n_calib only with calibration) and the methods' code."
     steps = parse_spec(spec)
     calib = any(needs_calib(s) for s in steps)
@@ -587,7 +533,7 @@ def apply_steps(lm, steps: list[Step], seed: int, calib, progress: bool = True):
         reps.append({"step": st.text, "seconds": round(time.perf_counter() - ts, 2), **r})
     return lm, reps
 
-def compress(lm, spec: str, seed: int = 0, n_calib: int = 128, progress: bool = True, *, calib: list[str] | None = None,
+def compress(lm, spec: str, seed: int = 0, n_calib: int = 32, progress: bool = True, *, calib: list[str] | None = None,
              heldout: list[str] | None = None, n_heldout: int = 64, report: bool = True):
     "Apply `spec` to a copy of `lm`; returns `(compressed LM, report dict)`."
     steps = parse_spec(spec, kind=lm.kind)
@@ -595,21 +541,21 @@ def compress(lm, spec: str, seed: int = 0, n_calib: int = 128, progress: bool = 
     t0 = time.perf_counter()
     new = dataclasses.replace(lm, model=copy.deepcopy(lm.model))
     calib_src = "given" if calib is not None else None
-    drawn: dict[int, list[str]] = {}
-    def calib_of(st):                               # one sample per calibration seed, drawn once
+    drawn: dict[tuple, list[str]] = {}
+    def calib_of(st):                               # one sample per (calibration source, seed), drawn once
         if calib is not None: return calib
-        k = step_seed(st, seed)
-        if k not in drawn: drawn[k], src = text_sample("calib", n_calib, k); srcs.add(src)
+        k = (st.get("calib", "wikitext"), step_seed(st, seed))
+        if k not in drawn: drawn[k] = calib_texts(lm, k[0], n_calib, k[1])
         return drawn[k]
-    srcs: set[str] = set()
     new, reps = apply_steps(new, steps, seed, calib_of, progress)
-    if calib is None and srcs: calib_src = "+".join(sorted(srcs))
+    if calib is None and drawn: calib_src = "+".join(sorted({k[0] for k in drawn}))
     n_texts = len(calib) if calib is not None else sum(map(len, drawn.values()))
     norm = "+".join(s.text for s in steps)
     key = compress_key(lm.checksum, norm, seed, n_calib, lm.dtype)
     new = dataclasses.replace(new, checksum=key)
     out = {"spec": norm, "seed": seed, "n_calib": n_calib if calib_src else None, "calib_source": calib_src,
-           "calib_texts": n_texts if calib_src else 0, "calib_seeds": sorted(drawn), "base": {"name": lm.name, "checksum": lm.checksum},
+           "calib_texts": n_texts if calib_src else 0, "calib_windows": n_calib if calib_src else 0,
+           "calib_samples": [f"{a}:seed={b}" for a, b in sorted(drawn)], "base": {"name": lm.name, "checksum": lm.checksum},
            "checksum": key, "key": {"model": lm.checksum, "spec": norm, "seed": seed, "n_calib": n_calib,
                                     "dtype": lm.dtype},
            "compress_seconds": round(time.perf_counter() - t0, 2), "steps": reps}
@@ -676,7 +622,7 @@ def load_compressed(path) -> Any:
                        source=f"compressed {meta['spec']} from {path}", checksum=meta["checksum"],
                        dtype=meta.get("dtype", "fp32"))
 
-def load_or_compress(model: str, spec: str, seed: int = 0, dtype: str = "fp32", n_calib: int = 128,
+def load_or_compress(model: str, spec: str, seed: int = 0, dtype: str = "fp32", n_calib: int = 32,
                      progress: bool = True):
     "`(LM, report)` of `model` compressed by `spec`, from the cache when this (checksum, spec, seed, n_calib, dtype) was done."
     from dike.models import load_model, model_fingerprint
