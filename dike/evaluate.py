@@ -35,6 +35,8 @@ class Benchmark:
     ideal: dict[str, float] = field(default_factory=dict)   # metric name -> its unbiased value (figures draw it)
     metric_notes: dict[str, str] = field(default_factory=dict)   # metric name -> label for tables (e.g. "ours, secondary")
     companions: tuple[str, ...] = ()     # metrics tables and figures show next to the headline (e.g. a gender default)
+    units: str | Callable | None = None  # resampling unit of paired comparisons: a column, a function of the items, None = item
+    compare: bool = True                 # paired comparisons apply (False: metrics too costly to resample, e.g. SEAT)
 
 BENCHMARKS: dict[str, Benchmark] = {}
 BUILTIN_BENCHMARKS = ("stereoset", "crows_pairs", "seat", "winobias", "winogender", "bbq", "gap", "wikitext2")

@@ -288,6 +288,7 @@ CITATION = ("Parrish, A., Chen, A., Nangia, N., Padmakumar, V., Phang, J., Thomp
 
 BENCHMARK = register_benchmark(Benchmark(
     name="bbq", load=load_bbq, score=score_bbq, metrics=bbq_metrics, headline="bias_ambig", decision_column="pred",
+    units=lambda d: (d["category"].astype(str) + "/" + d["question_index"].astype(str)).to_numpy(),   # templates
     scorers=SCORERS, default_scorer={"causal": "loglik-char"}, version="2", citation=CITATION,
     companions=("bias_interpretable", "acc_ambig", "acc_disambig"),
     ideal={"bias_ambig": 0.0, "bias_disambig": 0.0, "acc": 1.0, "acc_ambig": 1.0, "acc_disambig": 1.0},

@@ -161,7 +161,7 @@ CITATION = ("Caliskan, Bryson & Narayanan 2017, Science 356:183-186 (WEAT); May 
             "Biases in Sentence Encoders, NAACL (SEAT); Meade et al. 2022, ACL (bias-bench test selection)")
 _common = dict(score=score, metrics=seat_metrics, scorers=SCORERS,
                default_scorer={"encoder": "embed-mean", "mlm": "embed-mean", "causal": "embed-mean"},
-               version="1", citation=CITATION)
+               version="1", citation=CITATION, compare=False)   # permutation tests per test: not resampled in pairs
 _IDEAL = {"abs_effect_size": 0.0, "effect_size": 0.0}   # per test / per group: the same ideal, by prefix
 register_benchmark(Benchmark(name="seat", load=load, headline="abs_effect_size", description="SEAT, bias-bench's 17 tests (gender, race, religion)",
                              ideal=_IDEAL, **_common))

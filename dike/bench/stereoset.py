@@ -162,6 +162,7 @@ BENCHMARK = register_benchmark(Benchmark(
     default_scorer={"causal": "bias-bench", "mlm": "bias-bench"}, version="2", citation=CITATION,
     description="Intrasentence SS (headline), LMS, ICAT, per domain, averaged over target terms; CIs resample target terms."))
 BENCHMARK.headline = "ss/intrasentence"  # what dike.report shows first: the published, comparable number
+BENCHMARK.units = "target"               # its scores are averaged per target term: the unit of paired comparisons
 BENCHMARK.decision_column = "pro"        # the per-item 0/1 outcome dike.report compares between models (flips)
 
 def _ideal(metric: str) -> float: return 50.0 if metric.startswith("ss") else 100.0

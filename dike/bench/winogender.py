@@ -122,7 +122,7 @@ def score(lm, rows: pd.DataFrame, scorer: str = "loglik", batch_size: int = 16, 
     return items
 
 register_benchmark(Benchmark(
-    name="winogender", load=load, headline="r_bls", decision_column="female_pref", score=score,
+    name="winogender", load=load, headline="r_bls", decision_column="female_pref", score=score, units="occupation",
     metrics=winogender_metrics, scorers=SCORERS, default_scorer={"causal": "loglik", "mlm": "pll-nangia"}, version="2",
     companions=("pct_male_preferred",),
     ideal={"r_bls": 0.0, "r_bergsma": 0.0, "pct_male_preferred": 50.0, "female_pref": 0.0,
