@@ -7,14 +7,16 @@ from __future__ import annotations
 import json, re
 from pathlib import Path
 import pandas as pd
+import numpy as np
 from .core import results_dir, project_root, atomic_write, write_json, DataError, DikeError
 from .stats import bootstrap_ci, mcnemar_exact
 
 # %% auto #0
 __all__ = ['SUMMARY_COLUMNS', 'GENERATED', 'spec_method_level', 'collect_runs', 'grid_dir', 'collect', 'decision_column',
            'base_run_of', 'flips', 'headline_metric', 'ideal_of', 'panel_metrics', 'not_interpretable',
-           'fig_bias_vs_compression', 'fig_group_change', 'fig_flip_rate', 'macro_name', 'table_metrics',
-           'latex_tables', 'latex_macros', 'make_figures', 'check_paper']
+           'fig_bias_vs_compression', 'fig_group_change', 'fig_flip_rate', 'fig_tradeoff', 'fig_group_forest',
+           'fig_flip_direction', 'fig_cie_groups', 'macro_name', 'table_metrics', 'latex_tables', 'latex_macros',
+           'make_figures', 'check_paper']
 
 # %% ../nbs/31_report.ipynb #2949c501
 def spec_method_level(spec: str | None) -> tuple[str, float]:
@@ -285,6 +287,97 @@ def fig_flip_rate(fr: pd.DataFrame, out: Path) -> list[Path]:
     fig.tight_layout()
     return _save(fig, out, "flip_rate")
 
+# %% ../nbs/31_report.ipynb #65a90bca
+def _sig(df, col): return (df[col] < 0.05).fillna(False).to_numpy() if col in df else np.zeros(len(df), bool)
+
+def fig_tradeoff(comp: pd.DataFrame, out: Path) -> list[Path]:
+    import matplotlib.pyplot as plt, seaborn as sns
+    eff = comp[(comp.kind == "effect") & comp.headline & (comp.benchmark != "wikitext2")]
+    ppl = comp[(comp.benchmark == "wikitext2") & (comp.metric == "perplexity") & (comp.kind == "effect")]
+    if eff.empty: return []
+    x = ppl.set_index(["model", "spec_b"]).delta
+    benches = sorted(eff.benchmark.unique())
+    n = len(benches); cols = min(n, 3); rows = -(-n // cols)
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols, 2.6 * rows + .4), squeeze=False)
+    methods = sorted(eff.method.unique()); pal = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
+    for ax, b in zip(axes.ravel(), benches):
+        e = eff[eff.benchmark == b].copy()
+        e["x"] = [x.get((m, s), np.nan) for m, s in zip(e.model, e.spec_b)]
+        lo, hi = e.floor_low.median(), e.floor_high.median()
+        if np.isfinite([lo, hi]).all(): ax.axhspan(lo, hi, color="0.85", lw=0, zorder=0)
+        ax.axhline(0, color="0.5", lw=.8)
+        ideal = e.ideal.dropna()
+        if len(ideal): ax.axhline(float(ideal.iloc[0]) - float(e.a.iloc[0]), color="0.3", ls=":", lw=1)
+        sig = e.exceeds_noise.to_numpy(bool) & _sig(e, "p_holm_grid")
+        for (m, k), r in zip(zip(e.method, sig), e.itertuples()):
+            xx = r.x if np.isfinite(r.x) else 0.0
+            ax.errorbar([xx], [r.delta], yerr=[[r.delta - r.ci_low], [r.ci_high - r.delta]], marker="o", ms=4, capsize=2,
+                        color=pal[m], mfc=pal[m] if k else "white", ls="none")
+            ax.annotate(r.spec_b, (xx, r.delta), fontsize=5, xytext=(3, 2), textcoords="offset points")
+        ax.set_title(f"{b}: {e.metric.iloc[0]}", fontsize=8); ax.set_xlabel("Δ perplexity (WikiText-2)", fontsize=7)
+        ax.set_ylabel("paired Δ vs base", fontsize=7)
+    for ax in axes.ravel()[n:]: ax.axis("off")
+    from matplotlib.lines import Line2D
+    fig.legend([Line2D([], [], color=c, marker="o", ls="none") for c in pal.values()], list(pal), loc="lower center",
+               ncol=min(len(pal), 6), frameon=False, fontsize=7)
+    fig.suptitle("Bias change against quality change (grey: noise floor; dotted: Δ to the ideal; filled: exceeds noise, "
+                 "Holm p<0.05)", fontsize=8)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    return _save(fig, out, "tradeoff")
+
+def fig_group_forest(comp: pd.DataFrame, out: Path) -> list[Path]:
+    import matplotlib.pyplot as plt, seaborn as sns
+    h = comp[(comp.kind == "effect") & comp.group.notna()]
+    h = h[h.measure == h.benchmark.map(comp[comp.headline].groupby("benchmark").measure.first())]
+    if h.empty: return []
+    panels = sorted(h.groupby(["benchmark", "spec_b"]).groups)
+    cols = min(len(panels), 4); rows = -(-len(panels) // cols)
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 0.22 * h.group.nunique() * rows + 1.2 * rows), squeeze=False)
+    for ax, (b, s) in zip(axes.ravel(), panels):
+        x = h[(h.benchmark == b) & (h.spec_b == s)].sort_values("delta")
+        y = np.arange(len(x)); sig = _sig(x, "p_holm")
+        ax.errorbar(x.delta, y, xerr=[x.delta - x.ci_low, x.ci_high - x.delta], ls="none", color="0.4", capsize=1.5, lw=.8)
+        ax.scatter(x.delta, y, c=np.where(sig, "C3", "white"), edgecolors="C3", s=14, zorder=3)
+        ax.axvline(0, color="0.5", lw=.8); ax.set_yticks(y, x.group, fontsize=6)
+        ax.set_title(f"{b}\n{s}", fontsize=7); ax.tick_params(axis="x", labelsize=6)
+    for ax in axes.ravel()[len(panels):]: ax.axis("off")
+    fig.suptitle("Paired Δ per group (95% CI; filled: Holm p<0.05 within the comparison)", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out, "group_forest")
+
+def fig_flip_direction(fl: pd.DataFrame, out: Path) -> list[Path]:
+    import matplotlib.pyplot as plt, seaborn as sns
+    f = fl[(fl.kind == "effect") & fl.get("n_0_to_1", pd.Series(dtype=float)).notna()] if "n_0_to_1" in fl else fl.iloc[:0]
+    if f.empty: return []
+    benches = sorted(f.benchmark.unique())
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, axes = plt.subplots(1, len(benches), figsize=(2.8 * len(benches), 2.6), squeeze=False)
+    for ax, b in zip(axes[0], benches):
+        x = f[f.benchmark == b].sort_values("spec_b"); y = np.arange(len(x))
+        ax.barh(y + .2, x.n_0_to_1, .4, color="C3", label="0 → 1"); ax.barh(y - .2, x.n_1_to_0, .4, color="C0", label="1 → 0")
+        ax.set_yticks(y, [f"{s} (p={p:.2g})" for s, p in zip(x.spec_b, x.mcnemar_p)], fontsize=6)
+        ax.set_title(b, fontsize=8); ax.set_xlabel("items", fontsize=7)
+    axes[0][0].legend(fontsize=6)
+    fig.suptitle("Flip direction against the base model (exact McNemar p)", fontsize=8); fig.tight_layout()
+    return _save(fig, out, "flip_direction")
+
+def fig_cie_groups(cie: pd.DataFrame, out: Path) -> list[Path]:
+    import matplotlib.pyplot as plt, seaborn as sns
+    if cie.empty: return []
+    panels = sorted(cie.groupby(["benchmark", "spec"]).groups)
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.8 * len(panels), 0.25 * cie.group.nunique() + 1.3), squeeze=False)
+    for ax, (b, s) in zip(axes[0], panels):
+        x = cie[(cie.benchmark == b) & (cie.spec == s)].sort_values("ratio"); y = np.arange(len(x))
+        ax.errorbar(x.ratio, y, xerr=[(x.ratio - x.ci_low).clip(lower=0), (x.ci_high - x.ratio).clip(lower=0)], ls="none",
+                    marker="o", ms=3, capsize=1.5, color="C2")
+        ax.axvline(1, color="0.5", lw=.8); ax.set_yticks(y, x.group, fontsize=6)
+        ax.set_title(f"{b}, {s} (K={int(x.k.iloc[0])}, {int(x.n_cie_total.iloc[0])} CIEs)", fontsize=7)
+    fig.suptitle("Share among compression-identified exemplars / share overall (95% CI)", fontsize=8); fig.tight_layout()
+    return _save(fig, out, "cie_groups")
+
 # %% ../nbs/31_report.ipynb #742b29e3
 _DIGITS = dict(zip("0123456789", ["Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine"]))
 
@@ -345,7 +438,7 @@ def latex_tables(summ: pd.DataFrame, out: Path, input_dir: str = "tables") -> li
     atomic_write(out / "index.tex", "% generated by dike.report; do not edit\n" + "\n".join(index) + "\n")
     return paths + [out / "index.tex"]
 
-def latex_macros(summ: pd.DataFrame, fr: pd.DataFrame, path: Path) -> Path:
+def latex_macros(summ: pd.DataFrame, fr: pd.DataFrame, path: Path, comp: pd.DataFrame | None = None) -> Path:
     h = pd.concat([g[g.metric.isin(table_metrics(b, g.metric))] for b, g in summ.groupby("benchmark")], ignore_index=True) \
         if len(summ) else summ
     a = h.groupby(["benchmark", "model", "compress", "metric"], as_index=False)[["estimate", "ci_low", "ci_high"]].mean()
@@ -358,6 +451,13 @@ def latex_macros(summ: pd.DataFrame, fr: pd.DataFrame, path: Path) -> Path:
             seen.add(name); lines.append(f"\\newcommand{{\\{name}}}{{{v:.3g}}}")
     for r in fr.groupby(["benchmark", "model", "compress"], as_index=False)["flip_rate"].mean().itertuples() if len(fr) else []:
         lines.append(f"\\newcommand{{\\{macro_name('Dike', r.benchmark, r.model, r.compress, 'FlipRate')}}}{{{r.flip_rate:.3g}}}")
+    for r in (comp[(comp.kind == "effect") & (comp.headline | (comp.metric == "perplexity"))].itertuples()
+              if comp is not None and len(comp) else []):
+        base = macro_name("Dike", r.benchmark, r.model, r.spec_b, r.metric, "Delta")
+        for suffix, v in (("", r.delta), ("Low", r.ci_low), ("High", r.ci_high), ("PHolm", r.p_holm_grid)):
+            if pd.notna(v) and base + suffix not in seen:
+                seen.add(base + suffix); lines.append(f"\\newcommand{{\\{base}{suffix}}}{{{v:.3g}}}")
+        lines.append(f"\\newcommand{{\\{base}Exceeds}}{{{'yes' if r.exceeds_noise else 'no'}}}")
     runs = summ.run_id.nunique()
     lines.append(f"\\newcommand{{\\DikeNumRuns}}{{{runs}}}")
     atomic_write(path, "\n".join(lines) + "\n")
@@ -384,7 +484,8 @@ def _update_generated(paper: Path, grid, files: list[Path], info: dict) -> None:
                  + "\n".join(idx) + "\n")
     write_json(gpath, gen)
 
-def make_figures(grid, results=None, paper=None, n_boot: int = 2000, include_stale: bool = False) -> list[Path]:
+def make_figures(grid, results=None, paper=None, n_boot: int = 2000, include_stale: bool = False,
+                 n_boot_pairs: int = 1000, n_sim: int = 500) -> list[Path]:
     "A grid's summary → figures (PDF+PNG), LaTeX tables and macros, in the grid's folder or (a paper grid) `paper/`."
     from dike.runner import load_grid
     from dike.core import git_state
@@ -399,9 +500,13 @@ def make_figures(grid, results=None, paper=None, n_boot: int = 2000, include_sta
     else:
         base = grid_dir(g, root)
         figs, tabs, mac, tdir = base / "figures", base / "tables", base / "macros.tex", "tables"
+    from dike.analysis import analyze
+    an = analyze(g, root, n_boot=n_boot_pairs, n_sim=n_sim, include_stale=include_stale)
     paths = fig_bias_vs_compression(summ, figs) + fig_group_change(summ, figs) + fig_flip_rate(fr, figs)
+    paths += fig_tradeoff(an["comparisons"], figs) + fig_group_forest(an["comparisons"], figs)
+    paths += fig_flip_direction(an["flips"], figs) + fig_cie_groups(an["cie"], figs)
     paths += latex_tables(summ, tabs, tdir)
-    paths.append(latex_macros(summ, fr, mac))
+    paths.append(latex_macros(summ, fr, mac, an["comparisons"]))
     if g.paper:
         try: gf = _rel(g.path, project_root())
         except ValueError: gf = str(g.path)
