@@ -125,6 +125,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                           'dike.cli._load': ('cli.html#_load', 'dike/cli.py'),
                           'dike.cli._print_json': ('cli.html#_print_json', 'dike/cli.py'),
                           'dike.cli.build_parser': ('cli.html#build_parser', 'dike/cli.py'),
+                          'dike.cli.cmd_analyze': ('cli.html#cmd_analyze', 'dike/cli.py'),
                           'dike.cli.cmd_cache_prune': ('cli.html#cmd_cache_prune', 'dike/cli.py'),
                           'dike.cli.cmd_collect': ('cli.html#cmd_collect', 'dike/cli.py'),
                           'dike.cli.cmd_compress': ('cli.html#cmd_compress', 'dike/cli.py'),

@@ -10,7 +10,8 @@ from .core import DikeError
 
 # %% auto #0
 __all__ = ['cmd_data_check', 'cmd_data_fetch', 'cmd_models_list', 'cmd_models_show', 'cmd_eval', 'cmd_compress', 'cmd_run',
-           'cmd_status', 'cmd_collect', 'cmd_figures', 'cmd_cache_prune', 'cmd_paper_check', 'build_parser', 'main']
+           'cmd_status', 'cmd_collect', 'cmd_analyze', 'cmd_figures', 'cmd_cache_prune', 'cmd_paper_check',
+           'build_parser', 'main']
 
 # %% ../nbs/39_cli.ipynb #882fa416
 def _print_json(obj):
@@ -110,9 +111,25 @@ def cmd_collect(a):
           + f" -> {grid_dir(g, a.results) / 'summary.parquet'}")
     return 0
 
+def cmd_analyze(a):
+    from dike.analysis import analyze, analysis_dir
+    from dike.runner import load_grid
+    import time
+    g = load_grid(a.grid, validate=False); t0 = time.time()
+    res = analyze(g, results=a.results, reference=a.reference, n_boot=a.n_boot, n_sim=a.n_sim,
+                  include_stale=a.include_stale, progress=not a.quiet)
+    c = res["comparisons"]
+    h = c[(c.kind == "effect") & c.headline].sort_values(["benchmark", "spec_b"])
+    print(_fmt_table(h.assign(exceeds=h.exceeds_noise.map({True: "yes", False: "no"})).to_dict("records"),
+                     ["benchmark", "spec_b", "metric", "a", "b", "delta", "ci_low", "ci_high", "p_holm_grid", "exceeds"]))
+    print(f"\n{len(c)} rows, {len(res['flips'])} comparisons, {len(res['cie'])} CIE group rows in {time.time() - t0:.1f} s "
+          f"-> {analysis_dir(g, a.results)}")
+    return 0
+
 def cmd_figures(a):
     from dike.report import make_figures
-    for p in make_figures(a.grid, results=a.results, paper=a.paper, include_stale=a.include_stale): print(p)
+    for p in make_figures(a.grid, results=a.results, paper=a.paper, include_stale=a.include_stale,
+                          n_boot_pairs=a.n_boot_pairs, n_sim=a.n_sim): print(p)
     return 0
 
 def cmd_cache_prune(a):
@@ -204,11 +221,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="summarise runs that only have results of older code (marked stale) instead of refusing")
     co.add_argument("--results", default=None, help="results store (default: $DIKE_RESULTS_DIR or <repo>/results)")
     co.set_defaults(fn=cmd_collect)
+    an = sub.add_parser("analyze", help="paired comparisons of a grid's runs: deltas, adjusted p, flips, noise floor, CIEs")
+    an.add_argument("grid", help="grid YAML file")
+    an.add_argument("--reference", default="none", help="the spec every other run is compared with (default: none, the base)")
+    an.add_argument("--n-boot", type=int, default=1000, help="paired bootstrap replicates (default 1000)")
+    an.add_argument("--n-sim", type=int, default=500, help="random-flip draws of the noise floor (default 500)")
+    an.add_argument("--include-stale", action="store_true", help="as for collect")
+    an.add_argument("--results", default=None, help="results store")
+    an.add_argument("--quiet", action="store_true", help="no progress lines")
+    an.set_defaults(fn=cmd_analyze)
     f = sub.add_parser("figures", help="figures, LaTeX tables and macros of one grid (into paper/ if the grid says paper: true)")
     f.add_argument("grid", help="grid YAML file")
     f.add_argument("--include-stale", action="store_true", help="as for collect")
     f.add_argument("--results", default=None, help="results store")
     f.add_argument("--paper", default=None, help="paper folder for a paper grid (default <repo>/paper)")
+    f.add_argument("--n-boot-pairs", type=int, default=1000, help="paired bootstrap replicates of the analysis")
+    f.add_argument("--n-sim", type=int, default=500, help="random-flip draws of the noise floor")
     f.set_defaults(fn=cmd_figures)
     ca = sub.add_parser("cache", help="the compressed-model cache").add_subparsers(dest="sub", required=True)
     cp = ca.add_parser("prune", help="delete cached compressed models that no current key uses (older code, unfinished)")
