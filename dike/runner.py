@@ -118,7 +118,9 @@ def _spec_cache_key(spec: str, kind: str, imports) -> str:
         sp = importlib.util.find_spec(m)
         if sp is not None and sp.origin and Path(sp.origin).is_file(): files.append(Path(sp.origin))
     stamp = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.is_file()]
-    return config_hash({"spec": spec, "kind": kind, "imports": sorted(imports), "src": stamp})
+    from dike.data import _search_dirs            # the method code records which data files are present
+    return config_hash({"spec": spec, "kind": kind, "imports": sorted(imports), "src": stamp,
+                        "data_dirs": [str(d) for d in _search_dirs()]})
 
 def checked_spec(spec: str, kind: str, imports=()) -> tuple[str, dict]:
     "`(normalised text, method code)` of a valid `spec` for a `kind` model; cached, keyed by the sources it depends on."
