@@ -288,18 +288,21 @@ def verify_int8(lm, step, report):
     left = [n for n, m in blocks.named_modules() if type(m) is nn.Linear]
     if left: raise SpecError(f"{step.text} promised int8 Linears; {len(left)} stayed float, e.g. {left[0]}")
 
+_CAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+@torch.no_grad()
 def cast_dtype(lm, step, calib=()):
-    "Spec `cast:bf16|fp16`: every floating tensor cast to that dtype (the model then computes in it)."
-    dt = {"bf16": torch.bfloat16, "fp16": torch.float16}[step["dtype"]]
-    model = lm.model.to(dt)
-    return dataclasses.replace(lm, model=model, dtype=step["dtype"]), {"method": "cast", "dtype": step["dtype"],
-                                                                       "bits": 16}
+    "Spec `cast:bf16|fp16`: every floating weight rounded to that dtype, kept (and computed) in its original dtype."
+    dt = _CAST[step["dtype"]]
+    for p in lm.model.parameters():
+        if p.is_floating_point(): p.copy_(p.to(dt).to(p.dtype))
+    return lm, {"method": "cast", "dtype": step["dtype"], "bits": 16, "fake_cast": True}
 
 def verify_cast(lm, step, report):
-    "Every floating parameter and buffer has the promised dtype."
-    dt = {"bf16": torch.bfloat16, "fp16": torch.float16}[step["dtype"]]
-    bad = [n for n, t in lm.model.state_dict().items() if t.is_floating_point() and t.dtype != dt]
-    if bad: raise SpecError(f"{step.text} promised {step['dtype']} tensors; {len(bad)} are not, e.g. {bad[0]}")
+    "Every floating parameter is exactly representable in the promised dtype."
+    dt = _CAST[step["dtype"]]
+    bad = [n for n, p in lm.model.named_parameters() if p.is_floating_point() and not torch.equal(p, p.to(dt).to(p.dtype))]
+    if bad: raise SpecError(f"{step.text} promised {step['dtype']}-rounded weights; {len(bad)} are not, e.g. {bad[0]}")
 
 _KINDS = ("causal", "mlm", "encoder")
 register_method("cast", cast_dtype, _KINDS, "cast:bf16|fp16 (all weights cast to 16-bit floats: the numerical null)",
