@@ -132,7 +132,8 @@ def checked_spec(spec: str, kind: str, imports=()) -> tuple[str, dict]:
     from dike.compress.core import parse_spec, method_code      # imports torch and every method: about 1.5 s
     steps = parse_spec(spec, kind)
     norm, code = "+".join(s.text for s in steps), method_code(steps)
-    write_json(p, {"spec": spec, "kind": kind, "normalized": norm, "code": code})
+    if all(m["module"] != "__main__" for m in code["methods"].values()):   # never cache a method defined interactively
+        write_json(p, {"spec": spec, "kind": kind, "normalized": norm, "code": code})
     return norm, code
 
 def load_grid(path, validate: bool = True) -> Grid:
