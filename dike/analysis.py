@@ -191,8 +191,9 @@ def analyze(grid, results=None, reference: str = "none", n_boot: int = 1000, n_s
     for k in ("null-cast", "null-seed"):
         col = {"null-cast": "null_cast", "null-seed": "null_seed"}[k]
         c[col] = [nulls[k].get((m, b, mt), np.nan) if k in nulls else np.nan for m, b, mt in zip(c.model, c.benchmark, c.metric)]
-    c["exceeds_noise"] = [bool(o) and exceeds_noise(d, lo, hi, (n1, n2)) if pd.notna(o) else False
-                          for d, lo, hi, o, n1, n2 in zip(c.delta, c.floor_low, c.floor_high, c.outside_floor, c.null_cast, c.null_seed)]
+    c["exceeds_noise"] = pd.array([(bool(o) and exceeds_noise(d, lo, hi, (n1, n2))) if pd.notna(o) else pd.NA   # NA: no floor
+                                   for d, lo, hi, o, n1, n2 in zip(c.delta, c.floor_low, c.floor_high, c.outside_floor,
+                                                                   c.null_cast, c.null_seed)], dtype="boolean")
     c["outside_floor"] = c.outside_floor.astype("boolean")
     fl = pd.DataFrame(flips)
     cie = cie_table(summ, root, n_boot=n_boot, seed=seed)

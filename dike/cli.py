@@ -120,7 +120,7 @@ def cmd_analyze(a):
                   include_stale=a.include_stale, progress=not a.quiet)
     c = res["comparisons"]
     h = c[(c.kind == "effect") & c.headline].sort_values(["benchmark", "spec_b"])
-    print(_fmt_table(h.assign(exceeds=h.exceeds_noise.map({True: "yes", False: "no"})).to_dict("records"),
+    print(_fmt_table(h.assign(exceeds=h.exceeds_noise.map({True: "yes", False: "no"}).fillna("n/a")).to_dict("records"),
                      ["benchmark", "spec_b", "metric", "a", "b", "delta", "ci_low", "ci_high", "p_holm_grid", "exceeds"]))
     print(f"\n{len(c)} rows, {len(res['flips'])} comparisons, {len(res['cie'])} CIE group rows in {time.time() - t0:.1f} s "
           f"-> {analysis_dir(g, a.results)}")

@@ -309,7 +309,7 @@ def fig_tradeoff(comp: pd.DataFrame, out: Path) -> list[Path]:
         ax.axhline(0, color="0.5", lw=.8)
         ideal = e.ideal.dropna()
         if len(ideal): ax.axhline(float(ideal.iloc[0]) - float(e.a.iloc[0]), color="0.3", ls=":", lw=1)
-        sig = e.exceeds_noise.to_numpy(bool) & _sig(e, "p_holm_grid")
+        sig = e.exceeds_noise.fillna(False).to_numpy(bool) & _sig(e, "p_holm_grid")
         for (m, k), r in zip(zip(e.method, sig), e.itertuples()):
             xx = r.x if np.isfinite(r.x) else 0.0
             ax.errorbar([xx], [r.delta], yerr=[[r.delta - r.ci_low], [r.ci_high - r.delta]], marker="o", ms=4, capsize=2,
@@ -457,7 +457,8 @@ def latex_macros(summ: pd.DataFrame, fr: pd.DataFrame, path: Path, comp: pd.Data
         for suffix, v in (("", r.delta), ("Low", r.ci_low), ("High", r.ci_high), ("PHolm", r.p_holm_grid)):
             if pd.notna(v) and base + suffix not in seen:
                 seen.add(base + suffix); lines.append(f"\\newcommand{{\\{base}{suffix}}}{{{v:.3g}}}")
-        lines.append(f"\\newcommand{{\\{base}Exceeds}}{{{'yes' if r.exceeds_noise else 'no'}}}")
+        if pd.notna(r.exceeds_noise):
+            lines.append(f"\\newcommand{{\\{base}Exceeds}}{{{'yes' if r.exceeds_noise else 'no'}}}")
     runs = summ.run_id.nunique()
     lines.append(f"\\newcommand{{\\DikeNumRuns}}{{{runs}}}")
     atomic_write(path, "\n".join(lines) + "\n")
