@@ -61,11 +61,16 @@ def compare_items(bench, items_a: pd.DataFrame, items_b: pd.DataFrame, n_boot: i
         col = bench.decision_column
         floor = noise_floor(a, col, fl["n_flips"], stat, n_sim=n_sim, seed=seed, flip_fn=flip_fn)
         w = floor.where(dict(zip(d.metric, d.delta)))[["metric", "floor_low", "floor_high", "outside"]]
+        deaf = [m for m in floor.null.columns if fl["n_flips"] and np.allclose(floor.null[m].fillna(0), 0)]
+        w["outside"] = w["outside"].astype("boolean")
+        w.loc[w.metric.isin(deaf), ["floor_low", "floor_high"]] = np.nan      # the metric does not read the decision
+        w.loc[w.metric.isin(deaf), "outside"] = pd.NA
         d = d.merge(w.rename(columns={"outside": "outside_floor"}), on="metric", how="left")
     else:
         col = getattr(bench, "decision_column", None)
-        n = len(a); changed = int((a[col].to_numpy() != b[col].to_numpy()).sum()) if col in a else 0
-        fl = {"n": n, "n_flips": changed, "flip_rate": changed / n if n else np.nan, "mcnemar_p": np.nan}
+        n = len(a); changed = int((a[col].to_numpy() != b[col].to_numpy()).sum()) if col and col in a else None
+        fl = {"n": n, "n_flips": changed, "flip_rate": changed / n if n and changed is not None else np.nan,
+              "mcnemar_p": np.nan}
         d = d.assign(floor_low=np.nan, floor_high=np.nan, outside_floor=np.nan)
     return d, fl
 

@@ -304,14 +304,14 @@ def fig_tradeoff(comp: pd.DataFrame, out: Path) -> list[Path]:
     for ax, b in zip(axes.ravel(), benches):
         e = eff[eff.benchmark == b].copy()
         e["x"] = [x.get((m, s), np.nan) for m, s in zip(e.model, e.spec_b)]
-        lo, hi = e.floor_low.median(), e.floor_high.median()
-        if np.isfinite([lo, hi]).all(): ax.axhspan(lo, hi, color="0.85", lw=0, zorder=0)
         ax.axhline(0, color="0.5", lw=.8)
         ideal = e.ideal.dropna()
         if len(ideal): ax.axhline(float(ideal.iloc[0]) - float(e.a.iloc[0]), color="0.3", ls=":", lw=1)
         sig = e.exceeds_noise.fillna(False).to_numpy(bool) & _sig(e, "p_holm_grid")
         for (m, k), r in zip(zip(e.method, sig), e.itertuples()):
             xx = r.x if np.isfinite(r.x) else 0.0
+            if np.isfinite([r.floor_low, r.floor_high]).all():         # this comparison's own noise floor
+                ax.vlines(xx, r.floor_low, r.floor_high, color="0.82", lw=7, zorder=0)
             ax.errorbar([xx], [r.delta], yerr=[[r.delta - r.ci_low], [r.ci_high - r.delta]], marker="o", ms=4, capsize=2,
                         color=pal[m], mfc=pal[m] if k else "white", ls="none")
             ax.annotate(r.spec_b, (xx, r.delta), fontsize=5, xytext=(3, 2), textcoords="offset points")
@@ -321,8 +321,8 @@ def fig_tradeoff(comp: pd.DataFrame, out: Path) -> list[Path]:
     from matplotlib.lines import Line2D
     fig.legend([Line2D([], [], color=c, marker="o", ls="none") for c in pal.values()], list(pal), loc="lower center",
                ncol=min(len(pal), 6), frameon=False, fontsize=7)
-    fig.suptitle("Bias change against quality change (grey: noise floor; dotted: Δ to the ideal; filled: exceeds noise, "
-                 "Holm p<0.05)", fontsize=8)
+    fig.suptitle("Bias change against quality change (grey bar: noise floor of that comparison; dotted: Δ to the ideal;\n"
+                 "filled: exceeds noise and measured nulls, Holm p<0.05 over the grid)", fontsize=8)
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
     return _save(fig, out, "tradeoff")
 
