@@ -92,8 +92,8 @@ def test_same_spec_and_seed_give_identical_weights(lm):
     b, _ = compress(lm, spec, seed=3, calib=None, n_calib=16, progress=False, report=False)
     sa, sb = a.model.state_dict(), b.model.state_dict()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-    c, _ = compress(lm, "wanda:0.4", seed=4, n_calib=16, progress=False, report=False)
-    d, _ = compress(lm, "wanda:0.4", seed=3, n_calib=16, progress=False, report=False)
+    c, _ = compress(lm, "wanda:0.4:seed=4", n_calib=16, progress=False, report=False)   # the calibration seed is in the spec
+    d, _ = compress(lm, "wanda:0.4:seed=3", n_calib=16, progress=False, report=False)
     assert any(not torch.equal(x, y) for x, y in zip(_zeros(c.model).values(), _zeros(d.model).values()))
 
 
