@@ -7,7 +7,7 @@ costs. The results store is only read; the cache goes to a temporary copy of `re
 
     DIKE_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_analysis.py experiments/grids/core.yaml [--n-boot B --n-sim S]
 """
-import argparse, shutil, tempfile, time
+import argparse, tempfile, time
 from pathlib import Path
 import pandas as pd
 
@@ -19,7 +19,7 @@ def main():
     a = ap.parse_args()
     from dike.runner import load_grid
     from dike.report import collect
-    from dike.analysis import analyze, analysis_dir, point_stat
+    from dike.analysis import analyze, point_stat
     from dike.evaluate import get_benchmark
     from dike.core import results_dir
     g = load_grid(a.grid, validate=False)

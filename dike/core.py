@@ -104,7 +104,7 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 # %% ../nbs/00_core.ipynb #57f23b2a
-import ast, inspect, importlib, functools
+import ast, inspect, importlib, importlib.util, functools
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
@@ -123,7 +123,6 @@ def _ast_digest(src: str) -> str:
 def source_hash(obj, n: int = 16) -> str:
     "Hash of the code of `obj` (a module, its dotted name, a class or a function), docstrings and comments ignored."
     if isinstance(obj, str):                      # a module name: read its file without importing it (no torch import)
-        import importlib.util
         try: spec = importlib.util.find_spec(obj)
         except (ImportError, ValueError): spec = None
         if spec is None: raise DikeError(f"cannot find module {obj!r} to key its results")
