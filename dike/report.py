@@ -12,11 +12,11 @@ from .core import results_dir, project_root, atomic_write, write_json, DataError
 from .stats import bootstrap_ci, mcnemar_exact
 
 # %% auto #0
-__all__ = ['SUMMARY_COLUMNS', 'GENERATED', 'spec_method_level', 'collect_runs', 'grid_dir', 'collect', 'decision_column',
-           'base_run_of', 'flips', 'headline_metric', 'ideal_of', 'panel_metrics', 'not_interpretable',
-           'fig_bias_vs_compression', 'fig_group_change', 'fig_flip_rate', 'fig_tradeoff', 'fig_group_forest',
-           'fig_flip_direction', 'fig_cie_groups', 'macro_name', 'table_metrics', 'latex_tables', 'latex_macros',
-           'make_figures', 'check_paper']
+__all__ = ['SUMMARY_COLUMNS', 'SLICES', 'GENERATED', 'spec_method_level', 'collect_runs', 'grid_dir', 'collect',
+           'decision_column', 'base_run_of', 'flips', 'headline_metric', 'ideal_of', 'panel_metrics',
+           'not_interpretable', 'fig_bias_vs_compression', 'fig_group_change', 'fig_flip_rate', 'fig_tradeoff',
+           'fig_group_forest', 'fig_flip_direction', 'fig_cie_groups', 'macro_name', 'table_metrics', 'latex_tables',
+           'latex_macros', 'make_figures', 'check_paper']
 
 # %% ../nbs/31_report.ipynb #2949c501
 def spec_method_level(spec: str | None) -> tuple[str, float]:
@@ -326,9 +326,12 @@ def fig_tradeoff(comp: pd.DataFrame, out: Path) -> list[Path]:
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
     return _save(fig, out, "tradeoff")
 
+SLICES = {"stereo", "antistereo", "dev", "test", "type1", "type2", "intrasentence", "intersentence", "ambig", "disambig"}
+
 def fig_group_forest(comp: pd.DataFrame, out: Path) -> list[Path]:
+    "Data slices (`SLICES`: CrowS directions, WinoBias splits and types, ...) are not social groups and are left out."
     import matplotlib.pyplot as plt, seaborn as sns
-    h = comp[(comp.kind == "effect") & comp.group.notna()]
+    h = comp[(comp.kind == "effect") & comp.group.notna() & ~comp.group.isin(SLICES)]
     h = h[h.measure == h.benchmark.map(comp[comp.headline].groupby("benchmark").measure.first())]
     if h.empty: return []
     panels = sorted(h.groupby(["benchmark", "spec_b"]).groups)
