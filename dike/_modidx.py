@@ -2,7 +2,6 @@
 
 d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_url': '', 'lib_path': 'dike'},
   'syms': { 'dike.analysis': { 'dike.analysis._cached': ('compare.html#_cached', 'dike/analysis.py'),
-                               'dike.analysis._headline': ('compare.html#_headline', 'dike/analysis.py'),
                                'dike.analysis._runs': ('compare.html#_runs', 'dike/analysis.py'),
                                'dike.analysis.analysis_dir': ('compare.html#analysis_dir', 'dike/analysis.py'),
                                'dike.analysis.analyze': ('compare.html#analyze', 'dike/analysis.py'),

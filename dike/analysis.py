@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from .core import DataError, config_hash, code_hash, results_dir
-from .stats import (Estimate, paired_cluster_bootstrap, adjust_families, flip_stats, noise_floor, flip_binary,
-                        flip_sign, exceeds_noise, cie_population)
+from .stats import (Estimate, align_items, paired_cluster_bootstrap, adjust_families, flip_stats, noise_floor,
+                        flip_binary, flip_sign, exceeds_noise, cie_population)
 
 # %% auto #0
-__all__ = ['GROUP_COLUMNS', 'ANALYSIS_FILES', 'point_stat', 'unit_labels', 'decisions', 'group_of', 'compare_items', 'unseeded',
-           'comparison_pairs', 'analysis_dir', 'cie_table', 'analyze']
+__all__ = ['GROUP_COLUMNS', 'point_stat', 'unit_labels', 'decisions', 'group_of', 'compare_items', 'unseeded', 'comparison_pairs',
+           'analysis_dir', 'cie_table', 'analyze']
 
 # %% ../nbs/32_compare.ipynb #c14f0fc9
 GROUP_COLUMNS = ("bias_type", "category", "domain", "stereotype_gender", "occupation")
@@ -47,7 +47,6 @@ def group_of(items: pd.DataFrame):
 def compare_items(bench, items_a: pd.DataFrame, items_b: pd.DataFrame, n_boot: int = 1000, n_sim: int = 500,
                   seed: int = 0) -> tuple[pd.DataFrame, dict]:
     "Paired Δ of every metric (with the noise floor of each) and the flips of run b against run a."
-    from dike.stats import align_items
     a, b = align_items(items_a, items_b)
     stat = point_stat(bench)
     units = unit_labels(bench, a)
@@ -107,8 +106,6 @@ def comparison_pairs(summ: pd.DataFrame, reference: str = "none") -> pd.DataFram
     return pd.DataFrame(out)
 
 # %% ../nbs/32_compare.ipynb #a1634456
-ANALYSIS_FILES = ("comparisons.parquet", "flips.parquet", "cie.parquet")
-
 def analysis_dir(grid, results=None) -> Path:
     return (Path(results) if results else results_dir()) / "analysis" / grid.name
 
@@ -122,10 +119,6 @@ def _cached(path: Path, fn):
     _write_parquet(d, path)
     write_json(side, {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in fl.items()})
     return d, fl
-
-def _headline(bench, metrics) -> str:
-    from dike.report import headline_metric
-    return headline_metric(bench.name, metrics)
 
 def cie_table(summ: pd.DataFrame, root: Path, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     "CIE group shares for every population: >= 3 runs of one method differing only in `seed=K`, with their base run."
@@ -143,7 +136,6 @@ def cie_table(summ: pd.DataFrame, root: Path, n_boot: int = 1000, seed: int = 0)
             if db is None or gcol is None: continue
             cols = []
             for rid in sorted(pop.run_id):
-                from dike.stats import align_items
                 _, ic = align_items(ib, load(rid)); cols.append(decisions(bench, ic)[0])
             res = cie_population(db, np.column_stack(cols), ib[gcol].astype(str).to_numpy(), units=unit_labels(bench, ib),
                                  n_boot=n_boot, seed=seed, item_ids=ib.item_id.to_numpy())
@@ -155,7 +147,7 @@ def analyze(grid, results=None, reference: str = "none", n_boot: int = 1000, n_s
             include_stale: bool = False, progress: bool = False) -> dict[str, pd.DataFrame]:
     "Every comparison of a grid's runs; writes and returns `comparisons`, `flips` and `cie` tables."
     from dike.runner import load_grid
-    from dike.report import collect, _write_parquet, ideal_of
+    from dike.report import collect, _write_parquet, ideal_of, headline_metric
     from dike.evaluate import get_benchmark
     import time
     g = grid if hasattr(grid, "runs") else load_grid(grid, validate=False)
@@ -178,7 +170,7 @@ def analyze(grid, results=None, reference: str = "none", n_boot: int = 1000, n_s
         if progress: print(f"{p.benchmark} {p.spec_a} -> {p.spec_b}: {time.time() - t0:.1f} s", flush=True)
         info = {k: getattr(p, k) for k in ("model", "benchmark", "scorer", "limit", "seed", "run_a", "run_b", "spec_a",
                                            "spec_b", "method", "level", "kind")}
-        h = _headline(bench, d.metric)
+        h = headline_metric(bench.name, d.metric)
         d = d.assign(**info, measure=d.metric.str.split("/").str[0], group=d.metric.str.split("/", n=1).str[1],
                      headline=d.metric == h, ideal=[ideal_of(p.benchmark, m) for m in d.metric])
         comps.append(d); flips.append({**info, **fl})
