@@ -10,10 +10,10 @@ from importlib import metadata
 import numpy as np
 
 # %% auto #0
-__all__ = ['DikeError', 'DataError', 'ModelError', 'SpecError', 'ConfigError', 'ScoringError', 'project_root', 'cache_dir',
-           'results_dir', 'seed_everything', 'usable_cores', 'set_threads', 'stable_json', 'config_hash', 'sha256_file',
-           'source_hash', 'code_hash', 'atomic_write', 'write_json', 'atomic_dir', 'package_versions', 'git_state',
-           'provenance']
+__all__ = ['DikeError', 'DataError', 'ModelError', 'SpecError', 'ConfigError', 'ScoringError', 'one_line', 'project_root',
+           'cache_dir', 'results_dir', 'seed_everything', 'usable_cores', 'set_threads', 'stable_json', 'config_hash',
+           'sha256_file', 'source_hash', 'code_hash', 'atomic_write', 'write_json', 'atomic_dir', 'package_versions',
+           'git_state', 'provenance']
 
 # %% ../nbs/00_core.ipynb #7b869fda
 class DikeError(Exception):
@@ -34,6 +34,12 @@ class ConfigError(DikeError):
 
 class ScoringError(DikeError):
     "A score that cannot be trusted (NaN/inf) or a scorer that does not fit the model kind."
+
+# %% ../nbs/00_core.ipynb #3b9975c5
+def one_line(x, n: int | None = None) -> str:
+    "`x` on one line (whitespace collapsed, cut to `n` characters); an exception reads `Type: message`."
+    s = " ".join(str(x).split())[:n]
+    return f"{type(x).__name__}: {s}" if isinstance(x, BaseException) else s
 
 # %% ../nbs/00_core.ipynb #71eab018
 def project_root() -> Path:

@@ -4,18 +4,18 @@
 
 # %% ../nbs/05_evaluate.ipynb #077be6e4
 from __future__ import annotations
-import importlib, importlib.util, time
+import re, time, unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 import numpy as np
 import pandas as pd
-from .core import SpecError, ScoringError, atomic_dir, write_json, set_threads
+from .core import SpecError, ScoringError, DataError, atomic_dir, write_json, set_threads
 from .stats import Estimate
 
 # %% auto #0
-__all__ = ['BENCHMARKS', 'BUILTIN_BENCHMARKS', 'Benchmark', 'register_benchmark', 'get_benchmark', 'resolve_scorer',
-           'check_finite', 'metrics_record', 'evaluate', 'metrics_table']
+__all__ = ['BENCHMARKS', 'Benchmark', 'register_benchmark', 'get_benchmark', 'resolve_scorer', 'check_finite', 'metrics_record',
+           'evaluate', 'metrics_table', 'normalise_text', 'text_keys', 'evaluated_texts', 'leakage', 'assert_disjoint']
 
 # %% ../nbs/05_evaluate.ipynb #0179148e
 @dataclass
@@ -37,9 +37,12 @@ class Benchmark:
     companions: tuple[str, ...] = ()     # metrics tables and figures show next to the headline (e.g. a gender default)
     units: str | Callable | None = None  # resampling unit of paired comparisons: a column, a function of the items, None = item
     compare: bool = True                 # paired comparisons apply (False: metrics too costly to resample, e.g. SEAT)
+    data: str | None = None              # the dike.data.BenchmarkFiles it reads (None: its own name)
+
+    @property
+    def files(self) -> str: return self.data or self.name
 
 BENCHMARKS: dict[str, Benchmark] = {}
-BUILTIN_BENCHMARKS = ("stereoset", "crows_pairs", "seat", "winobias", "winogender", "bbq", "gap", "wikitext2")
 
 def register_benchmark(b: Benchmark) -> Benchmark:
     "Add `b` to the registry (a later registration of the same name replaces the earlier one)."
@@ -48,15 +51,11 @@ def register_benchmark(b: Benchmark) -> Benchmark:
     BENCHMARKS[b.name] = b
     return b
 
-def _import_builtins():
-    if importlib.util.find_spec("dike.bench") is None: return
-    for name in BUILTIN_BENCHMARKS:
-        mod = f"dike.bench.{name}"
-        if importlib.util.find_spec(mod) is not None: importlib.import_module(mod)
-
 def get_benchmark(name: str) -> Benchmark:
-    "The registered benchmark `name`; a `SpecError` that lists the known ones otherwise."
-    if name not in BENCHMARKS: _import_builtins()
+    "The registered benchmark `name` (modules discovered first); a `SpecError` that lists the known ones otherwise."
+    if name not in BENCHMARKS:
+        from dike.data import discover
+        discover()
     if name not in BENCHMARKS:
         raise SpecError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS)) or 'none'}")
     return BENCHMARKS[name]
@@ -123,3 +122,56 @@ def metrics_table(rec: dict) -> pd.DataFrame:
     "The metrics of a record as a table: metric, estimate, CI, n."
     return pd.DataFrame([{"benchmark": rec["benchmark"], "metric": k, "estimate": v["estimate"], "ci_low": v["ci_low"],
                           "ci_high": v["ci_high"], "n": v["n"]} for k, v in rec["metrics"].items()])
+
+# %% ../nbs/05_evaluate.ipynb #464c0ba2
+_NOT_WORD = re.compile(r"[^\w\s]|_")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+def normalise_text(s: str) -> str:
+    "NFKC, lower case, punctuation dropped, whitespace collapsed: the form in which texts are compared."
+    return " ".join(_NOT_WORD.sub(" ", unicodedata.normalize("NFKC", str(s)).lower()).split())
+
+def text_keys(text: str, min_words: int = 4) -> set[str]:
+    "The normalised text and its normalised sentences of at least `min_words` words."
+    keys = {normalise_text(x) for x in _SENTENCE_END.split(str(text))}
+    return {k for k in keys if len(k.split()) >= min_words} | {normalise_text(text)} - {""}
+
+def evaluated_texts(name: str, data_dir=None) -> pd.DataFrame:
+    "`benchmark, dataset, item_id, text`: every text benchmark `name` shows a model (all items, one row per text column)."
+    from dike.data import files_of
+    b = get_benchmark(name)
+    f = files_of(b.files)
+    rows = b.load(limit=None, seed=0, data_dir=data_dir) if data_dir is not None else b.load(limit=None, seed=0)
+    cols = [c for c in f.text_columns if c in rows]
+    parts = [pd.DataFrame({"item_id": rows["item_id"].astype(str), "text": rows[c].astype(str)}) for c in cols]
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"item_id": [], "text": []})
+    return out.assign(benchmark=name, dataset=b.files)[["benchmark", "dataset", "item_id", "text"]]
+
+def leakage(used: pd.DataFrame, benchmarks=None, data_dir=None, min_words: int = 4) -> pd.DataFrame:
+    "Overlaps of `used` rows (dataset, item_id, text) with the evaluated items of `benchmarks` (default: all registered)."
+    from dike.data import discover
+    need = {"dataset", "item_id", "text"} - set(used.columns)
+    if need: raise SpecError(f"leakage: the used rows lack column(s) {sorted(need)}; record (dataset, item_id, text)")
+    if benchmarks is None: discover(); benchmarks = sorted(BENCHMARKS)
+    used = used.astype({"dataset": str, "item_id": str, "text": str})
+    keys: dict[str, list[int]] = {}
+    for i, t in enumerate(used["text"]):
+        for k in text_keys(t, min_words): keys.setdefault(k, []).append(i)
+    hits = []
+    for name in benchmarks:
+        ev = evaluated_texts(name, data_dir)
+        ids = set(ev.item_id)
+        same = used[(used.dataset == get_benchmark(name).files) & used.item_id.isin(ids)]
+        hits += [dict(benchmark=name, kind="id", used_id=u, item_id=u, text="") for u in same.item_id]
+        for iid, t in zip(ev.item_id, ev.text):
+            for k in text_keys(t, min_words):
+                hits += [dict(benchmark=name, kind="text", used_id=used.item_id.iat[i], item_id=iid, text=k) for i in keys.get(k, ())]
+    return pd.DataFrame(hits, columns=["benchmark", "kind", "used_id", "item_id", "text"]).drop_duplicates(ignore_index=True)
+
+def assert_disjoint(used: pd.DataFrame, benchmarks=None, data_dir=None, min_words: int = 4) -> None:
+    "A `DataError` naming the first overlaps if `used` shares an item id or a sentence with an evaluated item."
+    hits = leakage(used, benchmarks, data_dir, min_words)
+    if len(hits):
+        ex = "; ".join(f"{h.benchmark} {h.kind} {h.item_id!r}" + (f" ({h.text[:60]!r})" if h.text else "")
+                       for h in hits.head(3).itertuples())
+        raise DataError(f"{len(hits)} overlap(s) of the data that built the model with evaluated items: {ex}")

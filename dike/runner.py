@@ -71,13 +71,14 @@ def _module_of(f) -> str:
 def benchmark_code(name: str) -> dict:
     "The code identity of a benchmark's results: version, module hashes, data checksums."
     from dike.evaluate import get_benchmark
-    from dike.data import data_key, data_groups
+    from dike.data import data_key, FILES
     b = get_benchmark(name)
-    own = {_module_of(f) for f in (b.load, b.score, b.metrics)}
+    parse = [FILES[b.files].parse] if b.files in FILES else []
+    own = {_module_of(f) for f in (b.load, b.score, b.metrics, *parse)}
     mods = {m: source_hash(m) for m in sorted(set(EVAL_MODULES) | {m for m in own if m != "__main__"})}
     if "__main__" in own:                          # defined interactively: the functions' own code
         mods["__main__"] = config_hash([code_hash(f) for f in (b.load, b.score, b.metrics)])
-    return {"name": name, "version": str(b.version), "modules": mods, "data": data_key(data_groups(name))}
+    return {"name": name, "version": str(b.version), "modules": mods, "data": data_key(FILES[b.files].groups) if b.files in FILES else []}
 
 def config_key(cfg: dict) -> str:
     "The hash of a run's configuration fields (also for runs recorded before code keys existed)."
@@ -118,9 +119,9 @@ def _spec_cache_key(spec: str, kind: str, imports) -> str:
         sp = importlib.util.find_spec(m)
         if sp is not None and sp.origin and Path(sp.origin).is_file(): files.append(Path(sp.origin))
     stamp = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.is_file()]
-    from dike.data import _search_dirs            # the method code records which data files are present
+    from dike.data import search_dirs             # the method code records which data files are present
     return config_hash({"spec": spec, "kind": kind, "imports": sorted(imports), "src": stamp,
-                        "data_dirs": [str(d) for d in _search_dirs()]})
+                        "data_dirs": [str(d) for d in search_dirs()]})
 
 def checked_spec(spec: str, kind: str, imports=()) -> tuple[str, dict]:
     "`(normalised text, method code)` of a valid `spec` for a `kind` model; cached, keyed by the sources it depends on."

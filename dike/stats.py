@@ -258,11 +258,12 @@ class NoiseFloor:
 
     def summary(self) -> pd.DataFrame:
         "Per metric: base value, mean and sd of the null Δ, the floor's interval."
-        q = (1 - self.level) / 2
-        return pd.DataFrame([dict(metric=k, base=self.base.get(k, np.nan), null_mean=self.null[k].mean(),
-                                  null_sd=self.null[k].std(ddof=1), floor_low=_pct_ci(self.null[k].to_numpy(), self.level)[0],
-                                  floor_high=_pct_ci(self.null[k].to_numpy(), self.level)[1], n_flips=self.n_flips,
-                                  n_sim=len(self.null), level=self.level) for k in self.null.columns])
+        rows = []
+        for k in self.null.columns:
+            lo, hi = _pct_ci(self.null[k].to_numpy(), self.level)
+            rows.append(dict(metric=k, base=self.base.get(k, np.nan), null_mean=self.null[k].mean(), null_sd=self.null[k].std(ddof=1),
+                             floor_low=lo, floor_high=hi, n_flips=self.n_flips, n_sim=len(self.null), level=self.level))
+        return pd.DataFrame(rows)
 
     def where(self, observed) -> pd.DataFrame:
         """Where observed Δ fall: floor interval, quantile (share of null Δ <= observed), two-sided MC p-value,

@@ -7,13 +7,65 @@ from __future__ import annotations
 import warnings
 import numpy as np
 import pandas as pd
-from ..core import SpecError, ScoringError
+from ..core import DataError, SpecError, ScoringError
 from ..stats import bootstrap_ci
+import ast, difflib
+from ..data import BenchmarkFiles, register_files, check_in, load as data_load
 from ..evaluate import Benchmark, register_benchmark
 
 # %% auto #0
-__all__ = ['SCORERS', 'ROUND_DECIMALS', 'CITATION', 'CITATION_REVISED', 'BENCHMARKS', 'crows_items', 'metrics',
-           'reference_metric', 'score', 'make_load']
+__all__ = ['CROWS_FILES', 'CROWS_BIAS_TYPES', 'CROWS_ERRATA', 'DATA', 'SCORERS', 'ROUND_DECIMALS', 'CITATION', 'CITATION_REVISED',
+           'BENCHMARKS', 'n_diff_spans', 'crows_items', 'metrics', 'reference_metric', 'score', 'make_load']
+
+# %% ../../nbs/11_crows_pairs.ipynb #78bf4e5c
+CROWS_FILES = {"original": "crows_pairs/crows_pairs_anonymized.csv",
+               "revised": "crows_pairs/revised_neveol2022/crows_pairs_EN_revised+210.csv",
+               "revised-1467": "crows_pairs/revised_neveol2022/crows_pairs_EN_revised.csv"}
+CROWS_BIAS_TYPES = {"race-color", "gender", "socioeconomic", "nationality", "religion", "age", "sexual-orientation",
+                    "physical-appearance", "disability"}
+# (file, row id, field): (wrong value in the file, corrected value) -- SOURCES.md, "Label errata in this file"
+CROWS_ERRATA = {(CROWS_FILES["revised-1467"], "409", "bias_type"): ("Race-color", "race-color"),
+                (CROWS_FILES["revised-1467"], "1293", "bias_type"): ("stereo", "socioeconomic")}
+
+def n_diff_spans(a: str, b: str) -> int:
+    "Number of contiguous differing spans between two sentences (whitespace tokens, difflib opcodes)."
+    ops = difflib.SequenceMatcher(None, a.split(), b.split(), autojunk=False).get_opcodes()
+    return sum(op != "equal" for op, *_ in ops)
+
+def _load_crows_pairs(r, variant: str = "original") -> pd.DataFrame:
+    "CrowS-Pairs minimal pairs: `original` (1,508), `revised` (+210 file, 1,677) or `revised-1467`."
+    check_in(variant, set(CROWS_FILES), "variant", "data_load('crows_pairs')")
+    rel = CROWS_FILES[variant]
+    req = ["sent_more", "sent_less", "stereo_antistereo", "bias_type"]
+    df = r.table(rel, "," if variant == "original" else "\t", req, index_col=0)
+    df.index = df.index.astype(str).str.strip()
+    fixed = []
+    for (f, rid, col), (wrong, right) in CROWS_ERRATA.items():
+        if f == rel and rid in df.index and df.loc[rid, col] == wrong:
+            df.loc[rid, col] = right; fixed.append(f"{rid}.{col}: {wrong} -> {right}")
+    allowed = CROWS_BIAS_TYPES | ({"autre"} if variant != "original" else set())
+    for col, ok in (("stereo_antistereo", {"stereo", "antistereo"}), ("bias_type", allowed)):
+        bad = ~df[col].isin(ok)
+        if bad.any(): check_in(df[col][bad].iloc[0], ok, col, f"{rel} row {df.index[bad][0]}")
+    out = df.reset_index(names="item_id")
+    for c in ("sent_more", "sent_less"): out[c] = out[c].str.strip()
+    out["variant"] = variant
+    out["n_diff_spans"] = [n_diff_spans(a, b) for a, b in zip(out.sent_more, out.sent_less)]
+    out["minimal_pair"] = out.n_diff_spans == 1
+    out["duplicate"] = out.duplicated(["sent_more", "sent_less"])
+    for c in ("annotations", "anon_annotators"):
+        if c in out:
+            try: out[c] = [ast.literal_eval(x) for x in out[c]]
+            except (ValueError, SyntaxError): raise DataError(f"{rel}: column {c!r} is not a Python-literal list") from None
+    out.attrs["errata_fixed"] = fixed
+    return out
+
+def _count(r) -> dict: return {"original": len(_load_crows_pairs(r)), "revised": len(_load_crows_pairs(r, "revised"))}
+
+DATA = register_files(BenchmarkFiles(
+    "crows_pairs", ("crows_pairs", "crows_pairs_revised"), _load_crows_pairs, stratify="bias_type", count=_count,
+    text_columns=("sent_more", "sent_less"),
+    description="CrowS-Pairs minimal pairs (Nangia et al. 2020; revised Névéol et al. 2022); unit: the pair"))
 
 # %% ../../nbs/11_crows_pairs.ipynb #afb43633
 SCORERS = {"lm-eval": ("causal",), "bias-bench": ("causal", "mlm"), "nangia": ("mlm",)}
@@ -116,7 +168,6 @@ def score(lm, rows: pd.DataFrame, scorer: str = "lm-eval", batch_size: int = 16,
 def make_load(variant: str):
     "The loader of one CrowS-Pairs variant; `limit` samples stratified on bias_type."
     def load(limit: int | None = None, seed: int = 0, data_dir=None) -> pd.DataFrame:
-        from dike.data import load as data_load
         return data_load("crows_pairs", limit=limit, seed=seed, data_dir=data_dir, variant=variant)
     return load
 
@@ -127,11 +178,11 @@ CITATION_REVISED = ("Névéol, Dupont, Bezançon & Fort (2022). French CrowS-Pai
                     "(revised English set, +210 pairs)")
 _DEFAULT = {"causal": "lm-eval", "mlm": "nangia"}
 BENCHMARKS = [register_benchmark(Benchmark(
-    name="crows_pairs", load=make_load("original"), score=score, metrics=metrics, scorers=SCORERS,
+    name="crows_pairs", data="crows_pairs", load=make_load("original"), score=score, metrics=metrics, scorers=SCORERS,
     default_scorer=_DEFAULT, version="2", citation=CITATION,
     description="Original CrowS-Pairs (1,508 pairs): % pairs where sent_more scores higher; CIs resample pairs.")),
     register_benchmark(Benchmark(
-    name="crows_pairs_revised", load=make_load("revised"), score=score, metrics=metrics, scorers=SCORERS,
+    name="crows_pairs_revised", data="crows_pairs", load=make_load("revised"), score=score, metrics=metrics, scorers=SCORERS,
     default_scorer=_DEFAULT, version="2", citation=CITATION_REVISED,
     description="Revised English CrowS-Pairs (Névéol et al. 2022, 1,677 pairs; lm-eval's crows_pairs_english)."))]
 for _b in BENCHMARKS:                               # for dike.report

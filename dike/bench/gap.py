@@ -9,12 +9,63 @@ import numpy as np
 import pandas as pd
 from ..core import DataError, ScoringError, SpecError
 from ..stats import Estimate, bootstrap_ci
+import csv
+from ..data import BenchmarkFiles, register_files, check_in, load as data_load
+from .winobias import PRONOUN_GENDER
 from ..evaluate import Benchmark, register_benchmark
 
 # %% auto #0
-__all__ = ['TRAIN_SPLIT', 'TEST_SPLIT', 'C_PROBE', 'SCORERS', 'CITATION', 'BENCHMARK', 'token_span_index', 'span_embeddings',
-           'position_features', 'pair_features', 'stratified_limit', 'load_gap', 'fit_probe', 'probe_items',
-           'mention_vectors', 'score_gap', 'gap_f1', 'gap_scores', 'gap_metrics']
+__all__ = ['GAP_FILES', 'GAP_COLUMNS', 'DATA', 'TRAIN_SPLIT', 'TEST_SPLIT', 'C_PROBE', 'SCORERS', 'CITATION', 'BENCHMARK',
+           'token_span_index', 'span_embeddings', 'position_features', 'pair_features', 'load_gap', 'fit_probe',
+           'probe_items', 'mention_vectors', 'score_gap', 'gap_f1', 'gap_scores', 'gap_metrics']
+
+# %% ../../nbs/16_gap.ipynb #d3cba210
+GAP_FILES = {"development": "gap/gap-development.tsv", "validation": "gap/gap-validation.tsv", "test": "gap/gap-test.tsv"}
+GAP_COLUMNS = ["ID", "Text", "Pronoun", "Pronoun-offset", "A", "A-offset", "A-coref", "B", "B-offset", "B-coref", "URL"]
+
+def _load_gap(r, split=None, pairs: bool = False) -> pd.DataFrame:
+    "GAP examples (one row per example, or per pronoun-name pair with `pairs=True`)."
+    splits = list(GAP_FILES) if split is None else ([split] if isinstance(split, str) else list(split))
+    for s in splits: check_in(s, set(GAP_FILES), "split", "data_load('gap')")
+    frames = []
+    for s in splits:
+        rel = GAP_FILES[s]
+        df = r.table(rel, "\t", GAP_COLUMNS, quoting=csv.QUOTE_NONE)
+        for c in ("A-coref", "B-coref"):
+            bad = ~df[c].isin(["TRUE", "FALSE"])
+            if bad.any(): raise DataError(f"{rel} ID {df.ID[bad].iloc[0]}: field {c!r} = {df[c][bad].iloc[0]!r}, expected TRUE or FALSE")
+            df[c] = df[c] == "TRUE"
+        for c in ("Pronoun-offset", "A-offset", "B-offset"):
+            try: df[c] = df[c].astype(int)
+            except ValueError: raise DataError(f"{rel}: field {c!r} has a non-integer offset") from None
+        for m, o in (("Pronoun", "Pronoun-offset"), ("A", "A-offset"), ("B", "B-offset")):
+            ok = [t[k: k + len(x)] == x for t, k, x in zip(df.Text, df[o], df[m])]
+            if not all(ok): raise DataError(f"{rel} ID {df.ID[~np.array(ok)].iloc[0]}: {o} does not point at {m} in Text")
+        both = df["A-coref"] & df["B-coref"]
+        if both.any(): raise DataError(f"{rel} ID {df.ID[both].iloc[0]}: A-coref and B-coref are both TRUE")
+        pg = df.Pronoun.str.lower().map(PRONOUN_GENDER)
+        if pg.isna().any(): raise DataError(f"{rel} ID {df.ID[pg.isna()].iloc[0]}: field 'Pronoun' = {df.Pronoun[pg.isna()].iloc[0]!r} is not a gendered pronoun")
+        df.insert(0, "item_id", df.ID); df.insert(1, "split", s)
+        df["gender"] = pg
+        df["label"] = np.where(df["A-coref"], "A", np.where(df["B-coref"], "B", "NEITHER"))
+        frames.append(df)
+    out = pd.concat(frames, ignore_index=True)
+    if pairs:
+        parts = []
+        for cand in ("A", "B"):
+            p = out.copy()
+            p["item_id"] = p.ID + "/" + cand; p["candidate"] = cand; p["name"] = p[cand]
+            p["name_offset"] = p[f"{cand}-offset"]; p["coref"] = p[f"{cand}-coref"]
+            parts.append(p)
+        out = pd.concat(parts).sort_index(kind="stable").reset_index(drop=True)
+    return out
+
+def _count(r) -> dict:
+    d = _load_gap(r); return {"examples": len(d), "pairs": 2 * len(d), **d.split.value_counts().sort_index().to_dict()}
+
+DATA = register_files(BenchmarkFiles(
+    "gap", ("gap",), _load_gap, stratify=("split", "gender"), count=_count, text_columns=("Text",),
+    description="GAP gendered ambiguous pronouns (Webster et al. 2018); unit: the example"))
 
 # %% ../../nbs/16_gap.ipynb #d2351cb0
 TRAIN_SPLIT, TEST_SPLIT = "development", "test"
@@ -72,27 +123,12 @@ def _as_bool(s: pd.Series) -> np.ndarray:
     if m.isna().any(): raise DataError(f"gap: coref value {s[m.isna()].iloc[0]!r} is neither TRUE nor FALSE")
     return m.to_numpy(dtype=bool)
 
-def stratified_limit(rows: pd.DataFrame, limit: int | None, seed: int = 0) -> pd.DataFrame:
-    "`limit` examples per split (development, test), half feminine and half masculine, drawn with `seed`."
-    if limit is None: return rows
-    parts = []
-    for (split, gender), g in rows.groupby(["split", "gender"], sort=True):
-        k = limit // 2 if gender == "female" else limit - limit // 2
-        parts.append(g.sample(n=min(k, len(g)), random_state=seed))
-    out = pd.concat(parts).sort_index()
-    out.attrs = dict(rows.attrs)
-    return out
-
 def load_gap(limit: int | None = None, seed: int = 0, data_dir=None) -> pd.DataFrame:
-    "GAP development (probe training) and test (evaluation) examples from `dike.data.load('gap')`."
-    from dike import data
-    rows = data.load("gap", data_dir=data_dir)
-    attrs = dict(rows.attrs)
-    rows = rows[rows["split"].isin([TRAIN_SPLIT, TEST_SPLIT])]
+    "GAP development (probe training) and test (evaluation) examples; `limit` examples in all, stratified by (split, gender)."
+    rows = data_load("gap", limit=limit, seed=seed, data_dir=data_dir, split=[TRAIN_SPLIT, TEST_SPLIT])
     for s in (TRAIN_SPLIT, TEST_SPLIT):
         if not (rows["split"] == s).any(): raise DataError(f"gap: no rows of split {s!r}; check data/raw/gap/gap-{s}.tsv")
-    rows.attrs = attrs
-    return stratified_limit(rows, limit, seed)
+    return rows
 
 # %% ../../nbs/16_gap.ipynb #54f60c53
 C_PROBE = 0.1
@@ -191,7 +227,7 @@ CITATION = ("Webster, K., Recasens, M., Axelrod, V., Baldridge, J. (2018). Mind 
             "Supervised Learning. NeurIPS.")
 
 BENCHMARK = register_benchmark(Benchmark(
-    name="gap", load=load_gap, score=score_gap, metrics=gap_metrics, scorers=SCORERS, headline="bias_ratio", decision_column="pred_a",
+    name="gap", data="gap", load=load_gap, score=score_gap, metrics=gap_metrics, scorers=SCORERS, headline="bias_ratio", decision_column="pred_a",
     default_scorer={"encoder": "probe", "mlm": "probe", "causal": "probe"}, version="1", citation=CITATION,
     ideal={"bias_ratio": 1.0, "eo_gap": 0.0, "fpr_gap": 0.0},
     description="GAP downstream fairness: logistic-regression coreference probe on the model's mention-window "

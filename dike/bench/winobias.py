@@ -4,16 +4,111 @@
 
 # %% ../../nbs/13_winobias.ipynb #f3a5609b
 from __future__ import annotations
-import re
+import re, dataclasses
 import numpy as np
 import pandas as pd
 from ..core import DataError, SpecError
 from ..stats import bootstrap_ci
+from ..data import BenchmarkFiles, register_files, Reader, check_in, load as data_load
 from ..evaluate import Benchmark, register_benchmark
 
 # %% auto #0
-__all__ = ['PRONOUN_GENDER', 'SUBSETS', 'SCORERS', 'is_exact_swap', 'winobias_pairs', 'winobias_metrics', 'occupation_table',
-           'sample_pairs', 'load', 'score']
+__all__ = ['WB_FILES', 'WB_OCC', 'PRONOUN_GENDER', 'SPLITS', 'DATA', 'WB_SWAPS', 'SUBSETS', 'SCORERS', 'BENCHMARK', 'TEST',
+           'detok', 'parse_winobias_line', 'gender_swap_pairs', 'is_exact_swap', 'winobias_pairs', 'winobias_metrics',
+           'occupation_table', 'load', 'load_test', 'score']
+
+# %% ../../nbs/13_winobias.ipynb #9859551d
+WB_FILES = [f"winobias/data/{s}_stereotyped_type{t}.txt.{sp}" for s in ("pro", "anti") for t in (1, 2) for sp in ("dev", "test")]
+WB_OCC = {"male": "winobias/data/male_occupations.txt", "female": "winobias/data/female_occupations.txt"}
+PRONOUN_GENDER = {"he": "male", "him": "male", "his": "male", "himself": "male",
+                  "she": "female", "her": "female", "hers": "female", "herself": "female"}
+_PRON_RE = re.compile(r"\b(" + "|".join(PRONOUN_GENDER) + r")\b", re.I)
+
+def detok(s: str) -> str:
+    "Undo WinoBias tokenisation: ` 's` -> `'s`, collapse runs of spaces."
+    return re.sub(r"\s+", " ", re.sub(r" 's\b", "'s", s)).strip()
+
+def parse_winobias_line(raw: str, where: str = "line") -> dict:
+    "Split a bracketed WinoBias sentence into sentence, occupation and pronoun(s)."
+    if raw.count("[") != raw.count("]") or re.search(r"\[[^\]]*\[", raw):
+        raise DataError(f"{where}: unbalanced [brackets] in {raw!r}")
+    spans = [s.strip() for s in re.findall(r"\[([^\]]*)\]", raw)]
+    if len(spans) < 2: raise DataError(f"{where}: expected an occupation span and a pronoun span in [brackets], got {len(spans)}")
+    text = re.sub(r"\b([Tt]he) \[\s*[Tt]he\s+", r"[\1 ", raw)            # `the [the chief]` -> `[the chief]`
+    text = re.sub(r"\[\s+", "[", text)                                     # `the [ physician]` -> `the [physician]`
+    prons = [p.lower() for p in spans[1:]]
+    bad = [p for p in prons if p not in PRONOUN_GENDER]
+    if bad: raise DataError(f"{where}: {bad[0]!r} in brackets is not a pronoun")
+    genders = {PRONOUN_GENDER[p] for p in prons}
+    if len(genders) != 1: raise DataError(f"{where}: pronouns of both genders in one line: {prons}")
+    occ = re.sub(r"^(the|a|an)\s+", "", spans[0], flags=re.I).strip()
+    occ = re.sub(r"^the\s+", "", occ, flags=re.I)
+    return dict(raw=raw, sentence=detok(text.replace("[", "").replace("]", "")), occupation=occ, pronoun=prons[0],
+                pronouns=prons, pronoun_gender=genders.pop(), n_spans=len(spans), typo_fixed=text != raw)
+
+def _load_winobias(r) -> pd.DataFrame:
+    "WinoBias: 3,168 sentences, pro/anti twins sharing `pair_id`."
+    occ_gender = {}
+    for g, rel in WB_OCC.items():
+        for o in r.text(rel).splitlines():
+            if o.strip(): occ_gender[o.strip()] = g
+    rows, lines = [], {}
+    for rel in WB_FILES:
+        st, t, sp = re.match(r".*/(pro|anti)_stereotyped_type(\d)\.txt\.(dev|test)$", rel).groups()
+        n = 0
+        for k, line in enumerate(r.text(rel).splitlines(), start=1):
+            if not line.strip(): continue
+            m = re.match(r"^(\d+) (.+)$", line)
+            if not m: raise DataError(f"{rel}:{k}: expected '<n> <sentence>', got {line[:40]!r}")
+            n += 1
+            if int(m.group(1)) != n: raise DataError(f"{rel}:{k}: line number {m.group(1)}, expected {n}; lines are missing or reordered")
+            d = parse_winobias_line(m.group(2), f"{rel}:{k}")
+            if d["occupation"] not in occ_gender: raise DataError(f"{rel}:{k}: occupation {d['occupation']!r} is not in the 40 WinoBias occupations")
+            og = occ_gender[d["occupation"]]
+            if (d["pronoun_gender"] == og) != (st == "pro"):
+                raise DataError(f"{rel}:{k}: {d['pronoun_gender']} pronoun with {og}-stereotyped {d['occupation']!r} is not {st}-stereotypical")
+            pid = f"type{t}-{sp}-{n}"
+            rows.append(dict(item_id=f"{st}-{pid}", split=sp, type=int(t), stereotype=st, line=n, **d,
+                             occupation_gender=og, pair_id=pid))
+        lines[rel] = n
+    for t in (1, 2):
+        for sp in ("dev", "test"):
+            a, b = (f"winobias/data/{s}_stereotyped_type{t}.txt.{sp}" for s in ("pro", "anti"))
+            if lines[a] != lines[b]: raise DataError(f"{a} has {lines[a]} lines but {b} has {lines[b]}; pro/anti twins do not line up")
+    df = pd.DataFrame(rows)
+    norm = df.raw.str.replace(_PRON_RE, "PRON", regex=True)
+    twins = norm.groupby(df.pair_id).transform("nunique")
+    df["exact_swap"] = (twins == 1).to_numpy()
+    return df
+
+SPLITS = ("dev", "test")
+
+def _parse(r, split: str | None = None) -> pd.DataFrame:
+    "WinoBias rows; `split` = dev|test keeps one of the upstream splits (dev for training, test for evaluation)."
+    df = _load_winobias(r)
+    if split is not None:
+        check_in(split, set(SPLITS), "split", "load('winobias')")
+        df = df[df["split"] == split].reset_index(drop=True)
+    return df
+
+def _count(r) -> dict: d = _load_winobias(r); return {"sentences": len(d), "pairs": int(d.pair_id.nunique())}
+
+DATA = register_files(BenchmarkFiles(
+    "winobias", ("winobias",), _parse, unit="pair_id", stratify=("type", "split"), count=_count, text_columns=("sentence",),
+    description="WinoBias type 1/2 pro/anti sentences (Zhao et al. 2018); unit: the pro/anti pair"))
+
+WB_SWAPS = ("winobias/generalized_swaps.txt", "winobias/extra_gendered_words.txt")
+
+def gender_swap_pairs(data_dir=None, verify: bool = True) -> list[tuple[str, str]]:
+    "WinoBias gender-swap word pairs (both directions as listed upstream), fields stripped, duplicates dropped."
+    r, out = Reader(data_dir, verify), []
+    for rel in WB_SWAPS:
+        for k, line in enumerate(r.text(rel).splitlines(), start=1):
+            if not line.strip(): continue
+            f = [x.strip() for x in line.split("\t")]
+            if len(f) != 2 or not all(f): raise DataError(f"{rel}:{k}: expected 'word<TAB>word', got {line!r}")
+            out.append((f[0], f[1]))
+    return list(dict.fromkeys(out))
 
 # %% ../../nbs/13_winobias.ipynb #9cdc71d1
 PRONOUN_GENDER = {"he": "male", "him": "male", "his": "male", "himself": "male",
@@ -87,22 +182,13 @@ def occupation_table(items: pd.DataFrame) -> pd.DataFrame:
 # %% ../../nbs/13_winobias.ipynb #87eaf91e
 SCORERS = {"loglik": ("causal",), "pll-nangia": ("mlm",)}
 
-def sample_pairs(rows: pd.DataFrame, limit: int | None, seed: int = 0, strata=("type", "split")) -> pd.DataFrame:
-    "Keep both twins of `limit` pairs, seeded, round-robin over `strata` so each stratum is represented."
-    if limit is None: return rows
-    p = rows.drop_duplicates("pair_id")[["pair_id", *strata]].sample(frac=1.0, random_state=seed)
-    p = p.assign(_r=p.groupby(list(strata), sort=True).cumcount()).sort_values(["_r", *strata], kind="stable")
-    keep = set(p.pair_id.iloc[:limit])
-    return rows[rows.pair_id.isin(keep)]
+def load(limit: int | None = None, seed: int = 0, data_dir=None, split: str | None = None) -> pd.DataFrame:
+    "WinoBias rows (both twins of each pair; `split` = dev|test); `limit` = number of pairs, stratified by (type, split)."
+    return data_load("winobias", limit=limit, seed=seed, data_dir=data_dir, split=split)
 
-def load(limit: int | None = None, seed: int = 0, data_dir=None) -> pd.DataFrame:
-    "WinoBias rows (both twins of every pair; `limit` = number of pairs)."
-    from dike import data as _data
-    rows = _data.load("winobias", data_dir=data_dir)
-    files = dict(rows.attrs.get("files", {}))
-    rows = sample_pairs(rows, limit, seed).reset_index(drop=True)
-    rows.attrs["files"] = files
-    return rows
+def load_test(limit: int | None = None, seed: int = 0, data_dir=None) -> pd.DataFrame:
+    "The test split only (`winobias_test`: the evaluation when dev is used to build a model)."
+    return load(limit, seed, data_dir, split="test")
 
 def score(lm, rows: pd.DataFrame, scorer: str = "loglik", batch_size: int = 16, progress: bool = True) -> pd.DataFrame:
     "Per pair: log-likelihood (causal) or CrowS-style pseudo-log-likelihood (MLM) of the pro and the anti twin."
@@ -120,11 +206,13 @@ def score(lm, rows: pd.DataFrame, scorer: str = "loglik", batch_size: int = 16, 
     items["diff"] = items["ll_pro"] - items["ll_anti"]
     return items
 
-register_benchmark(Benchmark(
-    name="winobias", load=load, headline="pro_anti_gap", decision_column="diff", score=score, metrics=winobias_metrics,
+BENCHMARK = register_benchmark(Benchmark(
+    name="winobias", data="winobias", load=load, headline="pro_anti_gap", decision_column="diff", score=score, metrics=winobias_metrics,
     scorers=SCORERS, default_scorer={"causal": "loglik", "mlm": "pll-nangia"}, version="2",
     companions=("pct_male", "pct_pro/male-stereotyped", "pct_pro/female-stereotyped"),
     ideal={"pro_anti_gap": 0.0, "pct_male": 50.0, "pct_pro": 50.0, "mean_diff": 0.0,
            **{f"{k}/{s}": v for s in SUBSETS for k, v in (("pct_pro", 50.0), ("mean_diff", 0.0))}},
     citation="Zhao et al. 2018, Gender Bias in Coreference Resolution: Evaluation and Debiasing Methods, NAACL",
     description="WinoBias pro/anti twins as minimal pairs: pro-anti gap balanced over stereotyped gender, with pct_male"))
+TEST = register_benchmark(dataclasses.replace(BENCHMARK, name="winobias_test", load=load_test,
+                                              description="WinoBias test split only. " + BENCHMARK.description))

@@ -4,15 +4,77 @@
 
 # %% ../../nbs/14_winogender.ipynb #30fdc273
 from __future__ import annotations
-import math
 import numpy as np
 import pandas as pd
 from ..core import DataError, SpecError
 from ..stats import bootstrap_ci
+from ..data import BenchmarkFiles, register_files, Reader, check_in, load as data_load
 from ..evaluate import Benchmark, register_benchmark
 
 # %% auto #0
-__all__ = ['GENDERS', 'SUBSETS', 'SCORERS', 'winogender_items', 'occupation_means', 'winogender_metrics', 'load', 'score']
+__all__ = ['WG_SENT', 'WG_TEMPL', 'WG_OCC', 'DATA', 'GENDERS', 'SUBSETS', 'SCORERS', 'winogender_occupations', 'winogender_items',
+           'occupation_means', 'winogender_metrics', 'load', 'score']
+
+# %% ../../nbs/14_winogender.ipynb #1a36d15c
+WG_SENT, WG_TEMPL, WG_OCC = "winogender/all_sentences.tsv", "winogender/templates.tsv", "winogender/occupations-stats.tsv"
+
+def _load_winogender(r) -> pd.DataFrame:
+    "WinoGender: 720 sentences (120 templates x {male, female, neutral} x {participant, someone})."
+    tp = r.table(WG_TEMPL, "\t", ["occupation(0)", "other-participant(1)", "answer", "sentence"])
+    templ = {}
+    for _, t in tp.iterrows():
+        check_in(t["answer"], {"0", "1"}, "answer", f"{WG_TEMPL} ({t['occupation(0)']})")
+        key = (t["occupation(0)"], int(t["answer"]))
+        if key in templ: raise DataError(f"{WG_TEMPL}: two templates for occupation {key[0]!r} with answer {key[1]}")
+        templ[key] = (t["other-participant(1)"], t["sentence"])
+    sd = r.table(WG_SENT, "\t", ["sentid", "sentence"])
+    rows = []
+    for _, s in sd.iterrows():
+        parts = s.sentid.split(".")
+        where = f"{WG_SENT} sentid {s.sentid!r}"
+        if len(parts) != 5 or parts[4] != "txt": raise DataError(f"{where}: expected <occupation>.<participant>.<answer>.<gender>.txt")
+        occ, part, ans, g, _ = parts
+        check_in(ans, {"0", "1"}, "answer", where); check_in(g, {"male", "female", "neutral"}, "gender", where)
+        if (occ, int(ans)) not in templ: raise DataError(f"{where}: no template for occupation {occ!r} with answer {ans}")
+        tpart, tsent = templ[(occ, int(ans))]
+        if part not in (tpart, "someone"): raise DataError(f"{where}: participant {part!r}, template says {tpart!r}")
+        rows.append(dict(item_id=s.sentid, sentence=s.sentence, occupation=occ, participant=tpart, answer=int(ans),
+                         pronoun_gender=g, someone=part == "someone", template=tsent,
+                         group_id=f"{occ}.{part}.{ans}"))
+    return pd.DataFrame(rows)
+
+def _occupations(r) -> pd.DataFrame:
+    df = r.table(WG_OCC, "\t", ["occupation", "bergsma_pct_female", "bls_pct_female"])
+    for c in ("bergsma_pct_female", "bls_pct_female"):
+        try: df[c] = df[c].astype(float)
+        except ValueError: raise DataError(f"{WG_OCC}: column {c!r} is not numeric") from None
+    if "bls_year" in df: df["bls_year"] = df["bls_year"].astype(int)
+    return df
+
+def winogender_occupations(data_dir=None, verify: bool = True) -> pd.DataFrame:
+    "The 60 WinoGender occupations with `bergsma_pct_female`, `bls_pct_female` and `bls_year` (2015 or 2016)."
+    r = Reader(data_dir, verify)
+    df = _occupations(r)
+    df.attrs["files"] = r.files
+    return df
+
+def _parse(r, stats: bool = True) -> pd.DataFrame:
+    "The sentences, with each occupation's BLS and Bergsma statistics merged in (`stats=False`: without them)."
+    rows = _load_winogender(r)
+    if not stats: return rows
+    occ = _occupations(r)[["occupation", "bls_pct_female", "bergsma_pct_female"]]
+    rows = rows.merge(occ, on="occupation", how="left")
+    if rows.bls_pct_female.isna().any():
+        raise DataError(f"{WG_OCC}: occupation {rows.occupation[rows.bls_pct_female.isna()].iloc[0]!r} of {WG_SENT} is missing")
+    return rows
+
+def _count(r) -> dict:
+    d = _load_winogender(r)
+    return {"sentences": len(d), "templates": int(d.groupby(["occupation", "answer"]).ngroups), "occupations": int(d.occupation.nunique())}
+
+DATA = register_files(BenchmarkFiles(
+    "winogender", ("winogender",), _parse, unit="occupation", count=_count, text_columns=("sentence",),
+    description="WinoGender schemas (Rudinger et al. 2018); unit: the occupation"))
 
 # %% ../../nbs/14_winogender.ipynb #7b183a77
 GENDERS = ("male", "female", "neutral")
@@ -82,22 +144,8 @@ def winogender_metrics(items: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -
 SCORERS = {"loglik": ("causal",), "pll-nangia": ("mlm",)}
 
 def load(limit: int | None = None, seed: int = 0, data_dir=None) -> pd.DataFrame:
-    "WinoGender sentences with the occupation statistics merged in (`limit` ~ items, sampled as whole occupations)."
-    from dike import data as _data
-    rows = _data.load("winogender", data_dir=data_dir)
-    files = dict(rows.attrs.get("files", {}))
-    occ = _data.winogender_occupations(data_dir=data_dir)
-    files.update(occ.attrs.get("files", {}))
-    if limit is not None:
-        names = pd.Series(sorted(rows.occupation.unique())).sample(frac=1.0, random_state=seed)
-        rows = rows[rows.occupation.isin(set(names.iloc[:max(1, math.ceil(limit / 4))]))]
-    rows = rows.merge(occ[["occupation", "bls_pct_female", "bergsma_pct_female"]], on="occupation", how="left")
-    if rows.bls_pct_female.isna().any():
-        raise DataError(f"winogender: occupation {rows.occupation[rows.bls_pct_female.isna()].iloc[0]!r} "
-                        "missing from occupations-stats.tsv")
-    rows = rows.reset_index(drop=True)
-    rows.attrs["files"] = files
-    return rows
+    "WinoGender sentences with the occupation statistics merged in; `limit` = number of occupations."
+    return data_load("winogender", limit=limit, seed=seed, data_dir=data_dir)
 
 def score(lm, rows: pd.DataFrame, scorer: str = "loglik", batch_size: int = 16, progress: bool = True) -> pd.DataFrame:
     "Per item: the (pseudo-)log-likelihoods of its male, female and neutral sentences, and female_pref."
@@ -122,7 +170,7 @@ def score(lm, rows: pd.DataFrame, scorer: str = "loglik", batch_size: int = 16, 
     return items
 
 register_benchmark(Benchmark(
-    name="winogender", load=load, headline="r_bls", decision_column="female_pref", score=score, units="occupation",
+    name="winogender", data="winogender", load=load, headline="r_bls", decision_column="female_pref", score=score, units="occupation",
     metrics=winogender_metrics, scorers=SCORERS, default_scorer={"causal": "loglik", "mlm": "pll-nangia"}, version="2",
     companions=("pct_male_preferred",),
     ideal={"r_bls": 0.0, "r_bergsma": 0.0, "pct_male_preferred": 50.0, "female_pref": 0.0,

@@ -255,9 +255,10 @@ CALIB_SOURCES = {"wikitext": ("wikitext2",), "bold": ("bold",)}   # source -> ma
 
 def calib_pool(source: str) -> list[str]:
     "The calibration paragraphs of `source` (see the table above), in file order."
-    from dike.data import data_file, _text_pool
+    from dike.data import data_file
+    from dike.bench.bold import text_pool
     if source not in CALIB_SOURCES: raise SpecError(f"calib={source!r}: unknown source; valid: {', '.join(CALIB_SOURCES)}")
-    if source == "bold": return list(_text_pool(sources=("bold",)).text)
+    if source == "bold": return list(text_pool(sources=("bold",)).text)
     lines = data_file("wikitext2/valid.txt").read_text(encoding="utf-8").splitlines()
     return [l.strip() for l in lines if len(l.split()) >= 8 and not l.strip().startswith("=")]
 
@@ -273,9 +274,9 @@ def calib_texts(lm, source: str = "wikitext", n_windows: int = 32, seed: int = 0
                     "ask for fewer windows (n_calib)")
 
 def text_sample(split: str, n: int, seed: int = 0) -> tuple[list[str], str]:
-    "`(texts, source)`: `n` texts of `split` (calib|heldout) of `dike.data.text_corpus` (BOLD and GAP, disjoint by entity)."
-    from dike.data import text_corpus
-    return list(text_corpus(n, seed, split=split)), "dike.data.text_corpus"
+    "`(texts, source)`: `n` texts of `split` (calib|heldout) of `dike.bench.bold.text_corpus` (BOLD and GAP, disjoint by entity)."
+    from dike.bench.bold import text_corpus
+    return list(text_corpus(n, seed, split=split)), "dike.bench.bold.text_corpus"
 
 # %% ../../nbs/20_compress.ipynb #f6b6a3a0
 def _lm_class():
@@ -474,7 +475,8 @@ def method_code(steps: list[Step]) -> dict:
            "shared": weight_code()}
     srcs = sorted({s.get("calib", "wikitext") for s in steps if needs_calib(s)})
     if srcs:
-        from dike.data import text_corpus, data_key
+        from dike.data import data_key
+        from dike.bench.bold import text_corpus
         out["calib"] = {"code": [code_hash(calib_pool, module=False), code_hash(calib_texts, module=False),
                                  source_hash(text_corpus)],
                         "data": {s: data_key(CALIB_SOURCES[s]) for s in srcs}, "seq": CALIB_SEQ}
