@@ -246,7 +246,17 @@ def build_parser() -> argparse.ArgumentParser:
     pc = pa.add_parser("check", help="fail on undefined generated macros, missing figures or inputs")
     pc.add_argument("tex", nargs="?", default="paper/main.tex", help="the LaTeX file (default paper/main.tex)")
     pc.set_defaults(fn=cmd_paper_check)
+    _describe(p)
     return p
+
+def _describe(p: argparse.ArgumentParser) -> None:
+    "Each sub-command's `--help` opens with the line its parent lists it with."
+    for a in p._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for c in a._choices_actions:
+                sp = a.choices[c.dest]
+                if sp.description is None: sp.description = c.help
+                _describe(sp)
 
 def main(argv=None) -> int:
     "Entry point of the `dike` console script."

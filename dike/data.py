@@ -18,7 +18,7 @@ from . import core as _core
 __all__ = ['MANIFEST_COLUMNS', 'FILES', 'PLUGIN_GROUP', 'FileEntry', 'manifest_path', 'manifest', 'raw_dir', 'data_dir',
            'git_blob_sha1', 'file_digest', 'verify_file', 'search_dirs', 'entry', 'find_local', 'data_file', 'data_key',
            'fetch', 'Reader', 'BenchmarkFiles', 'register_files', 'discover', 'sample_units', 'files_of', 'load',
-           'need', 'check_in', 'data_check', 'format_data_check']
+           'to_dataset', 'need', 'check_in', 'data_check', 'format_data_check']
 
 # %% ../nbs/01_data.ipynb #80bf7119
 MANIFEST_COLUMNS = ("benchmark", "path", "url", "sha256", "size", "license", "citation", "git_blob", "optional")
@@ -301,8 +301,9 @@ def files_of(name: str) -> BenchmarkFiles:
     if name not in FILES: raise SpecError(f"unknown dataset {name!r}; known: {', '.join(sorted(FILES)) or 'none'}")
     return FILES[name]
 
-def load(name: str, limit: int | None = None, seed: int = 0, data_dir=None, verify: bool = True, **options) -> pd.DataFrame:
-    "The rows of dataset `name` (`options` go to its parser); with `limit`, a seeded stratified sample of that many units."
+def load(name: str, limit: int | None = None, seed: int = 0, data_dir=None, verify: bool = True, as_dataset: bool = False,
+         **options):
+    "The rows of dataset `name` (`options` go to its parser); with `limit`, a seeded sample of that many units; a `datasets.Dataset` if `as_dataset`."
     f = files_of(name)
     ok = [k for k in inspect.signature(f.parse).parameters][1:]
     bad = [k for k in options if k not in ok]
@@ -318,7 +319,15 @@ def load(name: str, limit: int | None = None, seed: int = 0, data_dir=None, veri
     attrs = dict(df.attrs)
     df = sample_units(df, limit, seed, f.unit, f.stratify)
     df.attrs = {**attrs, "dataset": name, "files": dict(sorted(r.files.items())), "limit": limit, "seed": seed}
-    return df
+    return to_dataset(df, f) if as_dataset else df
+
+def to_dataset(df: pd.DataFrame, f: BenchmarkFiles | None = None):
+    "The rows as a Hugging Face `datasets.Dataset` (for `Trainer`, `map`, the hub); the files read and their sha256 in its description."
+    import datasets
+    desc = json.dumps({"dataset": df.attrs.get("dataset"), "files": df.attrs.get("files", {}), "limit": df.attrs.get("limit"),
+                       "seed": df.attrs.get("seed")})
+    info = datasets.DatasetInfo(description=(f.description + "\n" if f else "") + desc)
+    return datasets.Dataset.from_pandas(df.reset_index(drop=True), preserve_index=False, info=info)
 
 # %% ../nbs/01_data.ipynb #258de6f0
 def _read_text(p: Path, rel: str) -> str:

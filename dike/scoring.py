@@ -8,12 +8,12 @@ import difflib
 from dataclasses import dataclass
 import numpy as np
 import torch
-from .core import ScoringError, set_threads
+from .core import ScoringError, SpecError, set_threads
 
 # %% auto #0
-__all__ = ['prefix_token_id', 'encode_request', 'max_length', 'pack_tries', 'loglik_tokens', 'loglik', 'bias_bench_causal_scores',
-           'pair_positions', 'mlm_pair_scores', 'candidate_jobs', 'mlm_candidate_scores_many', 'mlm_candidate_scores',
-           'embed']
+__all__ = ['pad_batch', 'prefix_token_id', 'encode_request', 'max_length', 'pack_tries', 'loglik_tokens', 'loglik',
+           'bias_bench_causal_scores', 'pair_positions', 'mlm_pair_scores', 'candidate_jobs',
+           'mlm_candidate_scores_many', 'mlm_candidate_scores', 'embed', 'rolling_windows', 'causal_nll', 'mlm_nll']
 
 # %% ../nbs/03_scoring.ipynb #ed54ec3a
 def _check_kind(lm, kinds: tuple, what: str):
@@ -34,6 +34,13 @@ def _pbar(total: int, progress: bool, desc: str):
 def _model_device(model) -> torch.device:
     try: return next(model.parameters()).device
     except StopIteration: return torch.device("cpu")
+
+def pad_batch(seqs, pad_id: int = 0, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    "Right-padded `input_ids` and their `attention_mask` (long tensors on `device`) of a batch of token-id lists."
+    ids = torch.nn.utils.rnn.pad_sequence([torch.as_tensor(x, dtype=torch.long) for x in seqs], batch_first=True,
+                                          padding_value=pad_id)
+    att = (torch.arange(ids.shape[1])[None, :] < torch.tensor([len(x) for x in seqs])[:, None]).long()
+    return ids.to(device), att.to(device)
 
 # %% ../nbs/03_scoring.ipynb #72c08c02
 def prefix_token_id(tokenizer) -> int:
@@ -221,10 +228,8 @@ def _run_plain(lm, reqs: list[_Req], batch_size: int, progress: bool) -> list[np
     bar = _pbar(len(reqs), progress, "loglik (plain)")
     for b0 in range(0, len(order), batch_size):
         bq = order[b0:b0 + batch_size]
-        T = max(len(reqs[i].inp) for i in bq)
-        ids = torch.zeros(len(bq), T, dtype=torch.long)
-        for bi, i in enumerate(bq): ids[bi, :len(reqs[i].inp)] = torch.tensor(reqs[i].inp)
-        logp = torch.log_softmax(model(input_ids=ids.to(dev), use_cache=False).logits.float(), dim=-1)
+        ids, _ = pad_batch([reqs[i].inp for i in bq], 0, dev)      # right padding after the last input: no mask needed
+        logp = torch.log_softmax(model(input_ids=ids, use_cache=False).logits.float(), dim=-1)
         for bi, i in enumerate(bq):
             r = reqs[i]; n, m = len(r.tgt), len(r.inp)
             out[i] = logp[bi, m - n:m].gather(1, torch.tensor(r.tgt, device=dev)[:, None])[:, 0].double().cpu().numpy()
@@ -315,12 +320,8 @@ def _masked_logprobs(lm, jobs: list[tuple[list[int], int, int]], batch_size: int
     with torch.inference_mode():
         for b0 in range(0, len(order), batch_size):
             bq = order[b0:b0 + batch_size]
-            T = max(len(jobs[i][0]) for i in bq)
-            ids = torch.full((len(bq), T), pad, dtype=torch.long)
-            att = torch.zeros((len(bq), T), dtype=torch.long)
-            for bi, i in enumerate(bq):
-                ids[bi, :len(jobs[i][0])] = torch.tensor(jobs[i][0]); att[bi, :len(jobs[i][0])] = 1
-            logits = model(input_ids=ids.to(dev), attention_mask=att.to(dev)).logits
+            ids, att = pad_batch([jobs[i][0] for i in bq], pad, dev)
+            logits = model(input_ids=ids, attention_mask=att).logits
             rows = torch.arange(len(bq), device=dev)
             pos = torch.tensor([jobs[i][1] for i in bq], device=dev)
             tgt = torch.tensor([jobs[i][2] for i in bq], device=dev)
@@ -432,13 +433,10 @@ def embed(lm, texts: list[str], pooling: str = "mean", batch_size: int = 64, nor
     with torch.inference_mode():
         for b0 in range(0, len(order), max(1, batch_size)):
             bq = order[b0:b0 + max(1, batch_size)]
-            T = max(len(encs[i]) for i in bq)
-            ids = torch.full((len(bq), T), tok.pad_token_id or 0, dtype=torch.long)
-            att = torch.zeros((len(bq), T), dtype=torch.long)
-            for bi, i in enumerate(bq): ids[bi, :len(encs[i])] = torch.tensor(encs[i]); att[bi, :len(encs[i])] = 1
-            h = base(input_ids=ids.to(dev), attention_mask=att.to(dev)).last_hidden_state.double()
+            ids, att = pad_batch([encs[i] for i in bq], tok.pad_token_id or 0, dev)
+            h = base(input_ids=ids, attention_mask=att).last_hidden_state.double()
             if pooling == "mean":
-                m = att.to(dev, h.dtype)[..., None]
+                m = att.to(h.dtype)[..., None]
                 v = (h * m).sum(1) / m.sum(1)
             else: v = h[:, 0]
             if normalize: v = v / v.norm(dim=-1, keepdim=True)
@@ -453,3 +451,86 @@ def embed(lm, texts: list[str], pooling: str = "mean", batch_size: int = 64, nor
         raise ScoringError(f"embed: non-finite embedding for text {bad[0]} ({_snip(texts[bad[0]])}); check the model "
                            "weights (an all-zero vector cannot be normalised)")
     return out
+
+# %% ../nbs/03_scoring.ipynb #9bdf5233
+def rolling_windows(n_tokens: int, window: int, stride: int) -> list[tuple[int, int, int]]:
+    """Windows over seq = [prefix] + tokens (targets seq[1..n_tokens]): (begin, end, n_scored) = feed seq[begin:end],
+    score its last n_scored predictions (targets seq[end-n_scored+1 .. end]). Every target is scored exactly once."""
+    if not 1 <= stride <= window: raise SpecError(f"perplexity: need 1 <= stride <= window, got stride={stride}, window={window}")
+    out, done, begin = [], 0, 0
+    while done < n_tokens:
+        end = min(begin + window, n_tokens)
+        out.append((begin, end, end - done))
+        done, begin = end, begin + stride
+    return out
+
+# %% ../nbs/03_scoring.ipynb #c109ead4
+def causal_nll(lm, texts: list[str], window: int | None, stride: int | None, batch_size: int, progress: bool,
+                max_batch_tokens: int = 8192):
+    "Per-document (nll sum, token count) with strided windows, batched (right-padded, <= max_batch_tokens), fp32 log-softmax."
+    tok, model = lm.tokenizer, lm.model
+    L = min(window or 2048, max_length(model, tok))
+    S = stride or max(1, L // 2)
+    p0 = prefix_token_id(tok)
+    seqs = [[p0] + tok.encode(t, add_special_tokens=False) for t in texts]
+    for i, s in enumerate(seqs):
+        if len(s) < 2: raise ScoringError(f"perplexity: document {i} has no tokens")
+    jobs = [(d, b, e, k) for d, s in enumerate(seqs) for b, e, k in rolling_windows(len(s) - 1, L, S)]
+    jobs.sort(key=lambda j: -(j[2] - j[1]))
+    nll = np.zeros(len(seqs))
+    dev = _model_device(model)
+    split = _split_head(model)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else p0
+    bs = max(1, min(batch_size, max_batch_tokens // L))     # windows per forward pass: bounds activation memory
+    bar = _pbar(len(jobs), progress, "perplexity windows")
+    with torch.inference_mode():
+        for b0 in range(0, len(jobs), bs):
+            bj = jobs[b0:b0 + bs]
+            ids, att = pad_batch([seqs[d][b:e] for d, b, e, _ in bj], pad, dev)
+            rows, cols, tgt, owner = [], [], [], []
+            for r, (d, b, e, k) in enumerate(bj):
+                n = e - b
+                rows += [r] * k; cols += list(range(n - k, n)); tgt += seqs[d][e - k + 1:e + 1]; owner += [d] * k
+            kw = dict(input_ids=ids, attention_mask=att, use_cache=False)
+            rows, cols = torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)
+            if split is not None: h = split[0](**kw).last_hidden_state[rows, cols]; head = split[1]
+            else: h = model(**kw).logits[rows, cols]; head = lambda z: z
+            tg = torch.tensor(tgt, device=dev)
+            lp = torch.empty(len(tg), dtype=torch.float64)
+            for c in range(0, len(tg), 512):
+                lp[c:c + 512] = torch.log_softmax(head(h[c:c + 512]).float(), -1).gather(1, tg[c:c + 512, None])[:, 0].double().cpu()
+            np.add.at(nll, np.asarray(owner), -lp.numpy())
+            bar.update(len(bj))
+    bar.close()
+    return nll, np.array([len(s) - 1 for s in seqs])
+
+# %% ../nbs/03_scoring.ipynb #d00d9f6b
+def _special_affixes(tok, probe: str = "a b") -> tuple[list[int], list[int]]:
+    "The special token ids the tokenizer puts before and after a text (e.g. [CLS] and [SEP] for BERT)."
+    full, bare = tok.encode(probe), tok.encode(probe, add_special_tokens=False)
+    for i in range(len(full) - len(bare) + 1):
+        if full[i:i + len(bare)] == bare: return full[:i], full[i + len(bare):]
+    raise ScoringError(f"perplexity: cannot locate the text inside {type(tok).__name__}'s special tokens")
+
+def mlm_nll(lm, texts: list[str], window: int | None, batch_size: int, progress: bool):
+    "Per-document (-PLL, token count): blocks of <= L - n_special tokens, each token masked in turn."
+    tok = lm.tokenizer
+    mid = _mask_id(lm, "pseudo-perplexity")
+    L = min(window or 512, max_length(lm.model, tok, default=512))
+    pre, post = _special_affixes(tok)
+    n_special = len(pre) + len(post)
+    if L - n_special < 1: raise ScoringError(f"perplexity: context length {L} leaves no room for text")
+    jobs, owner, ntok = [], [], []
+    for d, t in enumerate(texts):
+        x = tok.encode(t, add_special_tokens=False)
+        if not x: raise ScoringError(f"perplexity: document {d} has no tokens")
+        ntok.append(len(x))
+        for c in range(0, len(x), L - n_special):
+            blk = x[c:c + L - n_special]
+            ids = pre + blk + post
+            for p in range(len(pre), len(pre) + len(blk)):
+                m = list(ids); m[p] = mid
+                jobs.append((m, p, ids[p])); owner.append(d)
+    lp = _masked_logprobs(lm, jobs, max(1, batch_size), progress, "pseudo-perplexity")
+    nll = np.zeros(len(texts)); np.add.at(nll, np.asarray(owner), -lp)
+    return nll, np.array(ntok)

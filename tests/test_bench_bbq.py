@@ -50,11 +50,14 @@ def test_target_resolved_on_real_rows(rows):
     assert 0.4 < (dis.label == dis.biased_idx).mean() < 0.6
 
 
-def test_stratified_limit_real(rows):
-    s = bbq.stratified_limit(rows, 48, seed=0)
+def test_limit_counts_quadruples_real(rows, data_dir):
+    s = bbq.load_bbq(limit=12, seed=0, data_dir=data_dir)              # 12 quadruples, shared by category size
     assert len(s) == 48
+    share = rows.category.value_counts() / len(rows) * 12                # largest remainder: floor or ceil of the share
+    got = s.category.value_counts() / 4
+    assert all(np.floor(share[c]) <= got.get(c, 0) <= np.ceil(share[c]) for c in share.index)
     cells = s.groupby(["category", "context_condition", "question_polarity"]).size()
-    assert len(cells) == 4 * rows.category.nunique() and cells.nunique() == 1
+    assert (cells.groupby(level=0).nunique() == 1).all()                 # the 2x2 design balanced in each category
     # paired examples kept together: within each group of four, the ambiguous context is the start of the
     # disambiguated one, and all four share the question template and answers
     s = s.assign(quad=s.category + "/" + (s.example_id // 4).astype(str))
@@ -62,8 +65,8 @@ def test_stratified_limit_real(rows):
         assert len(g) == 4 and g.question_index.nunique() == 1 and g.ans0.nunique() == 1
         amb = g[g.context_condition == "ambig"].context.iloc[0]
         assert all(c.startswith(amb) for c in g[g.context_condition == "disambig"].context)
-    assert s.item_id.tolist() == bbq.stratified_limit(rows, 48, seed=0).item_id.tolist()
-    assert s.item_id.tolist() != bbq.stratified_limit(rows, 48, seed=1).item_id.tolist()
+    assert s.item_id.tolist() == bbq.load_bbq(limit=12, seed=0, data_dir=data_dir).item_id.tolist()
+    assert s.item_id.tolist() != bbq.load_bbq(limit=12, seed=1, data_dir=data_dir).item_id.tolist()
     assert s.attrs.get("files") == rows.attrs.get("files")
 
 
@@ -117,14 +120,14 @@ def test_tiny_llama_end_to_end(data_dir, tmp_path, monkeypatch):
     from dike.scoring import loglik
     monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
     lm = models.load_model("tiny-llama")
-    items, rec = evaluate(lm, "bbq", limit=24, n_boot=100, out_dir=tmp_path, progress=False)
+    items, rec = evaluate(lm, "bbq", limit=6, n_boot=100, out_dir=tmp_path, progress=False)
     assert len(items) == 24 and items.item_id.is_unique
-    assert items.groupby(["category", "context_condition", "question_polarity"]).size().nunique() == 1
+    assert (items.groupby(["category", "context_condition", "question_polarity"]).size().groupby(level=0).nunique() == 1).all()
     ll = items[["ll0", "ll1", "ll2"]].to_numpy()
     assert np.isfinite(ll).all() and (ll < 0).all()
     # the default scorer is lm-eval's acc_norm: argmax of ll / len(answer string), the delimiter not counted
     assert rec["scorer"] == "loglik-char"
-    allrows = bbq.load_bbq(limit=24, seed=0).set_index("item_id").loc[items.item_id].reset_index()
+    allrows = bbq.load_bbq(limit=6, seed=0).set_index("item_id").loc[items.item_id].reset_index()
     nchar = allrows[["ans0", "ans1", "ans2"]].map(len).to_numpy(float)
     np.testing.assert_array_equal(items[["len0", "len1", "len2"]].to_numpy(), nchar)
     assert (items.pred.to_numpy() == (ll / nchar).argmax(1)).all()

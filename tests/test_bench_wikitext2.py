@@ -54,10 +54,10 @@ def test_tiny_llama_batched_windows_equal_naive_loop(data_dir, monkeypatch, tmp_
 
 
 def test_registry_and_scorers():
-    from dike.evaluate import get_benchmark, resolve_scorer, BUILTIN_BENCHMARKS
+    from dike.evaluate import get_benchmark, resolve_scorer
     from dike.core import ScoringError
     b = get_benchmark("wikitext2")
-    assert "wikitext2" in BUILTIN_BENCHMARKS and b.headline == "perplexity" and b.decision_column is None
+    assert b.headline == "perplexity" and b.decision_column is None and b.files == "wikitext2"
     assert resolve_scorer(b, "causal") == "perplexity" and resolve_scorer(b, "mlm") == "pseudo-perplexity"
     with pytest.raises(ScoringError): resolve_scorer(b, "encoder")
 

@@ -86,7 +86,7 @@ def test_end_to_end_tiny_models(data_dir, tmp_path, bench, model):
     from dike.models import load_model
     from dike.scoring import loglik, mlm_pair_scores
     lm = load_model(model)
-    items, rec = evaluate(lm, bench, limit=8, n_boot=50, out_dir=tmp_path, progress=False)
+    items, rec = evaluate(lm, bench, limit=8 if bench == "winobias" else 2, n_boot=50, out_dir=tmp_path, progress=False)   # 8 pairs / 2 occupations
     saved = pd.read_parquet(tmp_path / bench / "items.parquet")
     js = json.loads((tmp_path / bench / "metrics.json").read_text())
     assert len(saved) == 8 and js["n_items"] == 8
@@ -128,9 +128,9 @@ def test_winobias_male_default_is_not_debiasing(data_dir, tiny_llama):
     win = (d > 0) + 0.5 * (d == 0)
     assert m["pro_anti_gap"].estimate == pytest.approx(100 * (win[male_pro].mean() + win[~male_pro].mean()) - 100)
     assert m["pro_anti_gap"].ci_low <= m["pro_anti_gap"].estimate <= m["pro_anti_gap"].ci_high
-    # every male twin made 50 nats more likely: the gap goes to 0 ("unbiased"), pct_male to 100, and the two
+    # every male twin made 1,000 nats more likely (more than any pair's |diff|; non-exact swaps reach ~60): the gap goes to 0 ("unbiased"), pct_male to 100, and the two
     # per-gender pct_pro, shown next to the headline, to 100 and 0
-    male_ll = 50.0 * np.where(male_pro, 1.0, 0.0), 50.0 * np.where(male_pro, 0.0, 1.0)
+    male_ll = 1000.0 * np.where(male_pro, 1.0, 0.0), 1000.0 * np.where(male_pro, 0.0, 1.0)
     shifted = items.assign(ll_pro=items.ll_pro + male_ll[0], ll_anti=items.ll_anti + male_ll[1])
     ms = winobias.winobias_metrics(shifted, n_boot=50)
     assert ms["pro_anti_gap"].estimate == pytest.approx(0.0) and ms["pct_male"].estimate == pytest.approx(100.0)

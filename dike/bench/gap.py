@@ -77,6 +77,7 @@ def token_span_index(offsets, start: int, end: int) -> list[int]:
 def span_embeddings(lm, texts: list[str], spans, batch_size: int = 16, progress: bool = False) -> np.ndarray:
     "Mean last-layer hidden state over each character span: `spans[i]` lists (start, end) pairs of `texts[i]`."
     import torch
+    from dike.scoring import pad_batch
     tok, model = lm.tokenizer, lm.model
     if not getattr(tok, "is_fast", False): raise ScoringError(f"gap: {getattr(lm, 'name', 'model')} needs a fast tokenizer (offsets)")
     enc = [tok(t, return_offsets_mapping=True, truncation=False) for t in texts]
@@ -95,11 +96,8 @@ def span_embeddings(lm, texts: list[str], spans, batch_size: int = 16, progress:
     with torch.inference_mode():
         for s in range(0, len(order), batch_size):
             b = order[s:s + batch_size]
-            L = max(len(enc[i]["input_ids"]) for i in b)
-            ids = torch.full((len(b), L), pad, dtype=torch.long); mask = torch.zeros((len(b), L), dtype=torch.long)
-            for r, i in enumerate(b):
-                n = len(enc[i]["input_ids"]); ids[r, :n] = torch.tensor(enc[i]["input_ids"]); mask[r, :n] = 1
-            h = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), output_hidden_states=True).hidden_states[-1]
+            ids, mask = pad_batch([enc[i]["input_ids"] for i in b], pad, dev)
+            h = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
             h = h.float().cpu().numpy()
             for r, i in enumerate(b): out[i] = np.stack([h[r, ix].mean(0) for ix in idx[i]])
     return np.stack(out).astype(np.float64)

@@ -14,7 +14,7 @@ from ..data import BenchmarkFiles, register_files, load as data_load
 
 # %% auto #0
 __all__ = ['TEST_FILE', 'N_DOCS', 'MAX_WORDS', 'DATA', 'SCORERS', 'CITATION', 'BENCHMARK', 'split_articles', 'truncate_words',
-           'load', 'rolling_windows', 'score', 'point_metrics', 'metrics']
+           'load', 'score', 'point_metrics', 'metrics']
 
 # %% ../../nbs/17_wikitext2.ipynb #2b38bbc3
 TEST_FILE = "wikitext2/test.txt"
@@ -54,109 +54,20 @@ def load(limit: int | None = None, seed: int = 0, data_dir=None) -> pd.DataFrame
     "The documents of the slice (a seeded sample of `limit` documents if given): item_id, title, text, n_words, n_bytes."
     return data_load("wikitext2", limit=limit, seed=seed, data_dir=data_dir)
 
-# %% ../../nbs/17_wikitext2.ipynb #9bdf5233
-def rolling_windows(n_tokens: int, window: int, stride: int) -> list[tuple[int, int, int]]:
-    """Windows over seq = [prefix] + tokens (targets seq[1..n_tokens]): (begin, end, n_scored) = feed seq[begin:end],
-    score its last n_scored predictions (targets seq[end-n_scored+1 .. end]). Every target is scored exactly once."""
-    if not 1 <= stride <= window: raise SpecError(f"wikitext2: need 1 <= stride <= window, got stride={stride}, window={window}")
-    out, done, begin = [], 0, 0
-    while done < n_tokens:
-        end = min(begin + window, n_tokens)
-        out.append((begin, end, end - done))
-        done, begin = end, begin + stride
-    return out
-
-# %% ../../nbs/17_wikitext2.ipynb #c109ead4
-def _causal_nll(lm, texts: list[str], window: int | None, stride: int | None, batch_size: int, progress: bool,
-                max_batch_tokens: int = 8192):
-    "Per-document (nll sum, token count) with strided windows, batched (right-padded, <= max_batch_tokens), fp32 log-softmax."
-    import torch
-    from dike.scoring import prefix_token_id, max_length, _split_head, _model_device, _pbar
-    tok, model = lm.tokenizer, lm.model
-    L = min(window or 2048, max_length(model, tok))
-    S = stride or max(1, L // 2)
-    p0 = prefix_token_id(tok)
-    seqs = [[p0] + tok.encode(t, add_special_tokens=False) for t in texts]
-    for i, s in enumerate(seqs):
-        if len(s) < 2: raise ScoringError(f"wikitext2: document {i} has no tokens")
-    jobs = [(d, b, e, k) for d, s in enumerate(seqs) for b, e, k in rolling_windows(len(s) - 1, L, S)]
-    jobs.sort(key=lambda j: -(j[2] - j[1]))
-    nll = np.zeros(len(seqs))
-    dev = _model_device(model)
-    split = _split_head(model)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else p0
-    bs = max(1, min(batch_size, max_batch_tokens // L))     # windows per forward pass: bounds activation memory
-    bar = _pbar(len(jobs), progress, "wikitext2 windows")
-    with torch.inference_mode():
-        for b0 in range(0, len(jobs), bs):
-            bj = jobs[b0:b0 + bs]
-            T = max(e - b for _, b, e, _ in bj)
-            ids = torch.full((len(bj), T), pad, dtype=torch.long)
-            att = torch.zeros((len(bj), T), dtype=torch.long)
-            rows, cols, tgt, owner = [], [], [], []
-            for r, (d, b, e, k) in enumerate(bj):
-                x = seqs[d][b:e]
-                ids[r, :len(x)] = torch.tensor(x); att[r, :len(x)] = 1
-                rows += [r] * k; cols += list(range(len(x) - k, len(x))); tgt += seqs[d][e - k + 1:e + 1]; owner += [d] * k
-            kw = dict(input_ids=ids.to(dev), attention_mask=att.to(dev), use_cache=False)
-            rows, cols = torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)
-            if split is not None: h = split[0](**kw).last_hidden_state[rows, cols]; head = split[1]
-            else: h = model(**kw).logits[rows, cols]; head = lambda z: z
-            tg = torch.tensor(tgt, device=dev)
-            lp = torch.empty(len(tg), dtype=torch.float64)
-            for c in range(0, len(tg), 512):
-                lp[c:c + 512] = torch.log_softmax(head(h[c:c + 512]).float(), -1).gather(1, tg[c:c + 512, None])[:, 0].double().cpu()
-            np.add.at(nll, np.asarray(owner), -lp.numpy())
-            bar.update(len(bj))
-    bar.close()
-    return nll, np.array([len(s) - 1 for s in seqs])
-
-# %% ../../nbs/17_wikitext2.ipynb #d00d9f6b
-def _special_affixes(tok, probe: str = "a b") -> tuple[list[int], list[int]]:
-    "The special token ids the tokenizer puts before and after a text (e.g. [CLS] and [SEP] for BERT)."
-    full, bare = tok.encode(probe), tok.encode(probe, add_special_tokens=False)
-    for i in range(len(full) - len(bare) + 1):
-        if full[i:i + len(bare)] == bare: return full[:i], full[i + len(bare):]
-    raise ScoringError(f"wikitext2: cannot locate the text inside {type(tok).__name__}'s special tokens")
-
-def _mlm_nll(lm, texts: list[str], window: int | None, batch_size: int, progress: bool):
-    "Per-document (-PLL, token count): blocks of <= L - n_special tokens, each token masked in turn."
-    from dike.scoring import max_length, _masked_logprobs, _mask_id
-    tok = lm.tokenizer
-    mid = _mask_id(lm, "wikitext2 pseudo-perplexity")
-    L = min(window or 512, max_length(lm.model, tok, default=512))
-    pre, post = _special_affixes(tok)
-    n_special = len(pre) + len(post)
-    if L - n_special < 1: raise ScoringError(f"wikitext2: context length {L} leaves no room for text")
-    jobs, owner, ntok = [], [], []
-    for d, t in enumerate(texts):
-        x = tok.encode(t, add_special_tokens=False)
-        if not x: raise ScoringError(f"wikitext2: document {d} has no tokens")
-        ntok.append(len(x))
-        for c in range(0, len(x), L - n_special):
-            blk = x[c:c + L - n_special]
-            ids = pre + blk + post
-            for p in range(len(pre), len(pre) + len(blk)):
-                m = list(ids); m[p] = mid
-                jobs.append((m, p, ids[p])); owner.append(d)
-    lp = _masked_logprobs(lm, jobs, max(1, batch_size), progress, "wikitext2 pseudo-ll")
-    nll = np.zeros(len(texts)); np.add.at(nll, np.asarray(owner), -lp)
-    return nll, np.array(ntok)
-
 # %% ../../nbs/17_wikitext2.ipynb #7c8c0a88
 SCORERS = {"perplexity": ("causal",), "pseudo-perplexity": ("mlm",)}
 
 def score(lm, rows: pd.DataFrame, scorer: str = "perplexity", batch_size: int = 4, progress: bool = True,
           window: int | None = None, stride: int | None = None) -> pd.DataFrame:
     "Per-document nll (nats, summed) and token count: item_id, title, nll, n_tokens, n_words, n_bytes."
-    from dike.scoring import _check_kind
+    from dike.scoring import _check_kind, causal_nll, mlm_nll
     from dike.core import set_threads
     if scorer not in SCORERS: raise SpecError(f"unknown wikitext2 scorer {scorer!r}; valid: {', '.join(SCORERS)}")
     _check_kind(lm, SCORERS[scorer], f"wikitext2 scorer {scorer!r}")
     set_threads()
     texts = rows.text.tolist()
-    nll, n = (_causal_nll(lm, texts, window, stride, batch_size, progress) if scorer == "perplexity"
-              else _mlm_nll(lm, texts, window, batch_size, progress))
+    nll, n = (causal_nll(lm, texts, window, stride, batch_size, progress) if scorer == "perplexity"
+              else mlm_nll(lm, texts, window, batch_size, progress))
     items = rows[["item_id", "title"]].reset_index(drop=True).copy()
     items["nll"], items["n_tokens"] = nll, n.astype(np.int64)
     items["n_words"], items["n_bytes"] = rows.n_words.to_numpy(np.int64), rows.n_bytes.to_numpy(np.int64)
