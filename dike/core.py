@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #f1a0632c
 from __future__ import annotations
-import os, sys, json, hashlib, random, shutil, subprocess, platform, tempfile, contextlib, datetime, socket
+import os, re, sys, json, hashlib, random, shutil, subprocess, platform, tempfile, contextlib, datetime, socket
 from pathlib import Path
 from importlib import metadata
 import numpy as np
@@ -12,8 +12,8 @@ import numpy as np
 # %% auto #0
 __all__ = ['DikeError', 'DataError', 'ModelError', 'SpecError', 'ConfigError', 'ScoringError', 'one_line', 'project_root',
            'cache_dir', 'results_dir', 'seed_everything', 'usable_cores', 'set_threads', 'stable_json', 'config_hash',
-           'sha256_file', 'source_hash', 'code_hash', 'atomic_write', 'write_json', 'atomic_dir', 'package_versions',
-           'git_state', 'provenance']
+           'sha256_file', 'git_blob_sha1', 'file_digest', 'source_hash', 'code_hash', 'atomic_write', 'write_json',
+           'atomic_dir', 'package_versions', 'git_state', 'provenance']
 
 # %% ../nbs/00_core.ipynb #7b869fda
 class DikeError(Exception):
@@ -35,7 +35,7 @@ class ConfigError(DikeError):
 class ScoringError(DikeError):
     "A score that cannot be trusted (NaN/inf) or a scorer that does not fit the model kind."
 
-# %% ../nbs/00_core.ipynb #3b9975c5
+# %% ../nbs/00_core.ipynb #cfe46a6a
 def one_line(x, n: int | None = None) -> str:
     "`x` on one line (whitespace collapsed, cut to `n` characters); an exception reads `Type: message`."
     s = " ".join(str(x).split())[:n]
@@ -108,6 +108,30 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
     with open(path, "rb") as f:
         while b := f.read(chunk): h.update(b)
     return h.hexdigest()
+
+def git_blob_sha1(path) -> str:
+    "The git blob id of a file (`git hash-object path`)."
+    h = hashlib.sha1(f"blob {os.path.getsize(path)}\0".encode())
+    with open(path, "rb") as f:
+        while b := f.read(1 << 20): h.update(b)
+    return h.hexdigest()
+
+_DIGEST_MEMO: dict = {}
+
+def file_digest(path, algo: str = "sha256") -> str:
+    "sha256 (or git blob id, `algo='git_blob'`) of a file, cached by (path, size, mtime_ns) in memory and on disk (data files, model weights)."
+    p = Path(path).resolve(); st = p.stat()
+    key = f"{algo}|{p}|{st.st_size}|{st.st_mtime_ns}"
+    if key in _DIGEST_MEMO: return _DIGEST_MEMO[key]
+    cfile = cache_dir("checksums") / hashlib.sha1(key.encode()).hexdigest()
+    try:
+        d = cfile.read_text().strip()
+        if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", d): _DIGEST_MEMO[key] = d; return d
+    except OSError: pass
+    d = sha256_file(p) if algo == "sha256" else git_blob_sha1(p)
+    with contextlib.suppress(OSError): atomic_write(cfile, d)
+    _DIGEST_MEMO[key] = d
+    return d
 
 # %% ../nbs/00_core.ipynb #57f23b2a
 import ast, inspect, importlib, importlib.util, functools

@@ -4,21 +4,21 @@
 
 # %% ../nbs/01_data.ipynb #7eb81e44
 from __future__ import annotations
-import os, re, csv, io, json, hashlib, inspect, importlib, importlib.metadata, pkgutil, tempfile, contextlib
+import os, re, csv, io, json, inspect, importlib, importlib.metadata, pkgutil, tempfile, contextlib
 import urllib.request, urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 import numpy as np
 import pandas as pd
-from .core import DikeError, DataError, SpecError, cache_dir, project_root, one_line
+from .core import DikeError, DataError, SpecError, project_root, one_line, file_digest
 from . import core as _core
 
 # %% auto #0
 __all__ = ['MANIFEST_COLUMNS', 'FILES', 'PLUGIN_GROUP', 'FileEntry', 'manifest_path', 'manifest', 'raw_dir', 'data_dir',
-           'git_blob_sha1', 'file_digest', 'verify_file', 'search_dirs', 'entry', 'find_local', 'data_file', 'data_key',
-           'fetch', 'Reader', 'BenchmarkFiles', 'register_files', 'discover', 'sample_units', 'files_of', 'load',
-           'to_dataset', 'need', 'check_in', 'data_check', 'format_data_check']
+           'verify_file', 'search_dirs', 'entry', 'find_local', 'data_file', 'data_key', 'fetch', 'Reader',
+           'BenchmarkFiles', 'register_files', 'discover', 'sample_units', 'files_of', 'load', 'to_dataset', 'need',
+           'check_in', 'data_check', 'format_data_check']
 
 # %% ../nbs/01_data.ipynb #80bf7119
 MANIFEST_COLUMNS = ("benchmark", "path", "url", "sha256", "size", "license", "citation", "git_blob", "optional")
@@ -84,30 +84,6 @@ def data_dir() -> Path:
             raise DataError(f"DIKE_DATA_DIR={d} is not a directory; point it at a copy of shared/data or unset it to use {raw_dir()}")
         return p
     return raw_dir()
-
-def git_blob_sha1(path) -> str:
-    "The git blob id of a file (`git hash-object path`)."
-    h = hashlib.sha1(f"blob {os.path.getsize(path)}\0".encode())
-    with open(path, "rb") as f:
-        while b := f.read(1 << 20): h.update(b)
-    return h.hexdigest()
-
-_DIGEST_MEMO: dict = {}
-
-def file_digest(path, algo: str = "sha256") -> str:
-    "sha256 (or git blob id, `algo='git_blob'`) of a file, cached by (path, size, mtime_ns) in memory and on disk."
-    p = Path(path).resolve(); st = p.stat()
-    key = f"{algo}|{p}|{st.st_size}|{st.st_mtime_ns}"
-    if key in _DIGEST_MEMO: return _DIGEST_MEMO[key]
-    cfile = cache_dir("checksums") / hashlib.sha1(key.encode()).hexdigest()
-    try:
-        d = cfile.read_text().strip()
-        if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", d): _DIGEST_MEMO[key] = d; return d
-    except OSError: pass
-    d = _core.sha256_file(p) if algo == "sha256" else git_blob_sha1(p)
-    with contextlib.suppress(OSError): _core.atomic_write(cfile, d)
-    _DIGEST_MEMO[key] = d
-    return d
 
 def verify_file(path, entry: FileEntry) -> str:
     "Check a file against its manifest entry (size, then sha256 or git blob); returns its sha256."

@@ -22,7 +22,7 @@ def iso(tmp_path, monkeypatch):
     monkeypatch.setenv("DIKE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("DIKE_OFFLINE", "1")
     monkeypatch.delenv("DIKE_MANIFEST", raising=False)
-    D._DIGEST_MEMO.clear()
+    D._core._DIGEST_MEMO.clear()
     return dd
 
 
@@ -143,7 +143,7 @@ def test_checksum_cache_skips_rehash_and_sees_edits(iso, monkeypatch):
     for _ in range(3):
         with pytest.raises(DataError): D.data_file(e.path)
     assert len(calls) == 1                                       # hashed once, then (path, size, mtime) hits
-    D._DIGEST_MEMO.clear()
+    D._core._DIGEST_MEMO.clear()
     with pytest.raises(DataError): D.data_file(e.path)
     assert len(calls) == 1                                       # the on-disk cache survives a new process
     st = p.stat(); p.write_bytes(b"z" * e.size); os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
@@ -586,7 +586,7 @@ def test_real_text_corpus(data_dir, monkeypatch):
 
 def test_real_data_check_and_cli(data_dir, monkeypatch, capsys):
     rep = D.data_check(data_dir)
-    D._DIGEST_MEMO.clear()                                       # as in a fresh process: only the on-disk cache remains
+    D._core._DIGEST_MEMO.clear()                                       # as in a fresh process: only the on-disk cache remains
     def no_rehash(path): raise AssertionError(f"{path} re-hashed although unchanged")
     monkeypatch.setattr(D._core, "sha256_file", no_rehash)
     placed = [e for e in D.manifest().values() if not e.optional]
