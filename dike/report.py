@@ -9,14 +9,13 @@ from pathlib import Path
 import pandas as pd
 import numpy as np
 from .core import results_dir, project_root, atomic_write, write_json, DataError, DikeError
-from .stats import bootstrap_ci, mcnemar_exact
 
 # %% auto #0
 __all__ = ['SUMMARY_COLUMNS', 'SLICES', 'GENERATED', 'spec_method_level', 'collect_runs', 'grid_dir', 'collect',
-           'decision_column', 'base_run_of', 'flips', 'headline_metric', 'ideal_of', 'panel_metrics',
-           'not_interpretable', 'fig_bias_vs_compression', 'fig_group_change', 'fig_flip_rate', 'fig_tradeoff',
-           'fig_group_forest', 'fig_flip_direction', 'fig_cie_groups', 'macro_name', 'table_metrics', 'latex_tables',
-           'latex_macros', 'make_figures', 'check_paper']
+           'headline_metric', 'ideal_of', 'panel_metrics', 'not_interpretable', 'fig_bias_vs_compression',
+           'fig_group_change', 'fig_flip_rate', 'fig_tradeoff', 'fig_group_forest', 'fig_flip_direction',
+           'fig_cie_groups', 'macro_name', 'table_metrics', 'latex_tables', 'latex_macros', 'make_figures',
+           'check_paper']
 
 # %% ../nbs/31_report.ipynb #2949c501
 def spec_method_level(spec: str | None) -> tuple[str, float]:
@@ -96,57 +95,6 @@ def _fake_run(root: Path, run_id: str, compress: str, items: pd.DataFrame, metri
     (d / "metrics.json").write_text(json.dumps({"benchmark": benchmark, "scorer": "s", "n_items": len(items),
                                                 "metrics": metrics, "dike_version": "0"}))
     items.to_parquet(d / "items.parquet", index=False)
-
-# %% ../nbs/31_report.ipynb #1f9e7e17
-def decision_column(benchmark: str, items: pd.DataFrame) -> str | None:
-    "The per-item decision column of `benchmark`: the benchmark's declared one, else a `decision` column if present."
-    try:
-        from dike.evaluate import get_benchmark
-        col = getattr(get_benchmark(benchmark), "decision_column", None)
-    except Exception: col = None
-    for c in (col, "decision"):
-        if c and c in items.columns: return c
-    return None
-
-def base_run_of(cfg: pd.Series, runs: pd.DataFrame) -> str | None:
-    "The run id of the uncompressed run matching `cfg` (model, benchmark, scorer, seed, limit)."
-    keys = ["model", "benchmark", "scorer", "seed", "limit"]
-    m = runs[(runs.method == "none")]
-    for k in keys: m = m[(m[k] == cfg[k]) | (m[k].isna() & pd.isna(cfg[k]))]
-    return m.run_id.iloc[0] if len(m) else None
-
-def flips(results=None, n_boot: int = 2000, seed: int = 0, summary: pd.DataFrame | None = None
-          ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "Per compressed run: flip rate vs its base run (CI) and McNemar; and the table of flipped items (CIE candidates)."
-    root = Path(results) if results else results_dir()
-    summ = collect_runs(_all_runs(root)) if summary is None else summary
-    runs = summ.drop_duplicates("run_id")
-    rows, flipped = [], []
-    for _, r in runs[runs.method != "none"].iterrows():
-        b = base_run_of(r, runs)
-        if b is None: continue
-        ib = pd.read_parquet(root / "runs" / b / r.benchmark / "items.parquet")
-        ic = pd.read_parquet(root / "runs" / r.run_id / r.benchmark / "items.parquet")
-        col = decision_column(r.benchmark, ib)
-        if col is None: continue
-        if set(ib.item_id) != set(ic.item_id):
-            raise DataError(f"runs {b} and {r.run_id} ({r.benchmark}) were scored on different items; rerun with equal limit/seed")
-        m = ib[["item_id", col]].merge(ic[["item_id", col]], on="item_id", suffixes=("_base", "_comp"))
-        for c in (f"{col}_base", f"{col}_comp"):
-            if pd.api.types.is_float_dtype(m[c]): m[c] = m[c] > 0         # a real-valued score decides by its sign
-        diff = (m[f"{col}_base"] != m[f"{col}_comp"]).to_numpy(float)
-        est = bootstrap_ci(diff, n_boot=n_boot, seed=seed)
-        row = {"run_id": r.run_id, "base_run_id": b, "model": r.model, "compress": r.compress, "method": r.method,
-               "level": r.level, "benchmark": r.benchmark, "seed": r.seed, "decision": col, "n": len(m),
-               "flip_rate": est.estimate, "ci_low": est.ci_low, "ci_high": est.ci_high}
-        vals = set(pd.unique(m[[f"{col}_base", f"{col}_comp"]].to_numpy().ravel()))
-        if vals <= {0, 1, True, False}:
-            mc = mcnemar_exact(m[f"{col}_base"].astype(bool).to_numpy(), m[f"{col}_comp"].astype(bool).to_numpy())
-            row |= {"n_1_to_0": mc["n_1_to_0"], "n_0_to_1": mc["n_0_to_1"], "mcnemar_p": mc["p_value"]}
-        rows.append(row)
-        fl = m[diff.astype(bool)].assign(run_id=r.run_id, compress=r.compress, benchmark=r.benchmark)
-        flipped.append(fl.rename(columns={f"{col}_base": "base", f"{col}_comp": "compressed"}))
-    return pd.DataFrame(rows), (pd.concat(flipped, ignore_index=True) if flipped else pd.DataFrame())
 
 # %% ../nbs/31_report.ipynb #64484595
 def headline_metric(benchmark: str, metrics) -> str:
@@ -452,8 +400,8 @@ def latex_macros(summ: pd.DataFrame, fr: pd.DataFrame, path: Path, comp: pd.Data
             name = macro_name("Dike", r.benchmark, r.model, r.compress, r.metric, suffix)
             if name in seen: continue
             seen.add(name); lines.append(f"\\newcommand{{\\{name}}}{{{v:.3g}}}")
-    for r in fr.groupby(["benchmark", "model", "compress"], as_index=False)["flip_rate"].mean().itertuples() if len(fr) else []:
-        lines.append(f"\\newcommand{{\\{macro_name('Dike', r.benchmark, r.model, r.compress, 'FlipRate')}}}{{{r.flip_rate:.3g}}}")
+    for r in fr.groupby(["benchmark", "model", "spec_b"], as_index=False)["flip_rate"].mean().itertuples() if len(fr) else []:
+        lines.append(f"\\newcommand{{\\{macro_name('Dike', r.benchmark, r.model, r.spec_b, 'FlipRate')}}}{{{r.flip_rate:.3g}}}")
     for r in (comp[(comp.kind == "effect") & (comp.headline | (comp.metric == "perplexity"))].itertuples()
               if comp is not None and len(comp) else []):
         base = macro_name("Dike", r.benchmark, r.model, r.spec_b, r.metric, "Delta")
@@ -497,7 +445,6 @@ def make_figures(grid, results=None, paper=None, n_boot: int = 2000, include_sta
     root = Path(results) if results else results_dir()
     summ = collect(g, root, include_stale=include_stale)
     if summ.empty: raise DataError(f"grid {g.name}: no finished runs under {root / 'runs'}; run `dike run {g.path}` first")
-    fr, fl = flips(root, n_boot=n_boot, summary=summ)
     if g.paper:
         paper = Path(paper) if paper else project_root() / "paper"
         figs, tabs, mac, tdir = paper / "figures" / g.name, paper / "tables" / g.name, paper / "macros" / f"{g.name}.tex", f"tables/{g.name}"
@@ -506,6 +453,7 @@ def make_figures(grid, results=None, paper=None, n_boot: int = 2000, include_sta
         figs, tabs, mac, tdir = base / "figures", base / "tables", base / "macros.tex", "tables"
     from dike.analysis import analyze
     an = analyze(g, root, n_boot=n_boot_pairs, n_sim=n_sim, include_stale=include_stale)
+    fr = an["flips"][an["flips"].kind == "effect"] if len(an["flips"]) else an["flips"]
     paths = fig_bias_vs_compression(summ, figs) + fig_group_change(summ, figs) + fig_flip_rate(fr, figs)
     paths += fig_tradeoff(an["comparisons"], figs) + fig_group_forest(an["comparisons"], figs)
     paths += fig_flip_direction(an["flips"], figs) + fig_cie_groups(an["cie"], figs)
@@ -517,8 +465,6 @@ def make_figures(grid, results=None, paper=None, n_boot: int = 2000, include_sta
         _update_generated(paper, g, paths, {"grid_file": gf, "command": f"dike figures {gf}", "runs": int(summ.run_id.nunique()),
                                             "stale_runs": int(summ.drop_duplicates("run_id").stale.sum()),
                                             "git_commit": git_state().get("commit")})
-    if len(fr): _write_parquet(fr, grid_dir(g, root) / "flips.parquet")
-    if len(fl): _write_parquet(fl.astype({c: str for c in fl.columns if fl[c].dtype == object}), grid_dir(g, root) / "flipped_items.parquet")
     return paths
 
 def check_paper(tex="paper/main.tex") -> dict:
