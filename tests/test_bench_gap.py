@@ -99,3 +99,22 @@ def test_tiny_bert_end_to_end(data_dir, tmp_path, monkeypatch):
     saved = json.loads((tmp_path / "gap" / "metrics.json").read_text())
     assert saved["metrics"]["f1"]["estimate"] == pytest.approx(gap.gap_scores(
         np.column_stack([items.a_coref, items.b_coref, items.pred_a, items.pred_b, items.gender == "female"]))["f1"])
+
+
+def test_gap_hardt_end_to_end_tiny_bert(data_dir, tmp_path, monkeypatch):
+    "Hardt post-processing on a real model's probe: fitted on validation, scored on test, before and after in one run."
+    models = importlib.import_module("dike.models")
+    from dike.evaluate import evaluate
+    from fairlearn.metrics import equal_opportunity_difference
+    monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
+    lm = models.load_model("tiny-bert")
+    # sample_seed 11: 72 examples (32 development, 8 validation, 32 test) without a text longer than tiny-bert's 512
+    items, rec = evaluate(lm, "gap_hardt", limit=72, n_boot=50, out_dir=tmp_path, progress=False, sample_seed=11)
+    assert len(items) == 32 and (items.n_train == 32).all() and (items.n_valid == 8).all() and rec["scorer"] == "probe+eo"
+    m = rec["metrics"]
+    assert {"eo_gap", "raw_eo_gap", "f1", "raw_f1"} <= set(m)
+    y = np.concatenate([items.a_coref, items.b_coref]); g = np.concatenate([items.gender] * 2)
+    for pre in ("", "raw_"):
+        pred = np.concatenate([items[f"{pre}pred_a"], items[f"{pre}pred_b"]])
+        assert abs(m[f"{pre}eo_gap"]["estimate"]) == pytest.approx(equal_opportunity_difference(y, pred, sensitive_features=g), abs=1e-12)
+    assert ((items.p_a >= 0.5).astype(int) == items.raw_pred_a).all()

@@ -16,8 +16,9 @@ from ..evaluate import Benchmark, register_benchmark
 
 # %% auto #0
 __all__ = ['GAP_FILES', 'GAP_COLUMNS', 'DATA', 'TRAIN_SPLIT', 'TEST_SPLIT', 'C_PROBE', 'SCORERS', 'CITATION', 'BENCHMARK',
-           'token_span_index', 'span_embeddings', 'position_features', 'pair_features', 'load_gap', 'fit_probe',
-           'probe_items', 'mention_vectors', 'score_gap', 'gap_f1', 'gap_scores', 'gap_metrics']
+           'HARDT_CONSTRAINTS', 'VALID_SPLIT', 'HARDT', 'token_span_index', 'span_embeddings', 'position_features',
+           'pair_features', 'load_gap', 'fit_probe', 'probe_items', 'mention_vectors', 'score_gap', 'gap_f1',
+           'gap_scores', 'gap_metrics', 'load_gap_hardt', 'hardt_items', 'score_gap_hardt', 'hardt_metrics']
 
 # %% ../../nbs/16_gap.ipynb #d3cba210
 GAP_FILES = {"development": "gap/gap-development.tsv", "validation": "gap/gap-validation.tsv", "test": "gap/gap-test.tsv"}
@@ -230,3 +231,59 @@ BENCHMARK = register_benchmark(Benchmark(
     ideal={"bias_ratio": 1.0, "eo_gap": 0.0, "fpr_gap": 0.0},
     description="GAP downstream fairness: logistic-regression coreference probe on the model's mention-window "
                 "embeddings (trained on development, tested on test); F1 by gender, bias F1(F)/F1(M), TPR/FPR gaps."))
+
+# %% ../../nbs/16_gap.ipynb #b8ee2671
+HARDT_CONSTRAINTS = {"probe+eo": "true_positive_rate_parity", "probe+eodds": "equalized_odds"}
+VALID_SPLIT = "validation"
+
+def load_gap_hardt(limit: int | None = None, seed: int = 0, data_dir=None) -> pd.DataFrame:
+    "GAP development (probe), validation (post-processing) and test rows; `limit` examples in all, stratified by (split, gender)."
+    rows = data_load("gap", limit=limit, seed=seed, data_dir=data_dir, split=[TRAIN_SPLIT, VALID_SPLIT, TEST_SPLIT])
+    for s in (TRAIN_SPLIT, VALID_SPLIT, TEST_SPLIT):
+        if not (rows["split"] == s).any(): raise DataError(f"gap: no rows of split {s!r}; check data/raw/gap/gap-{s}.tsv")
+    return rows
+
+def hardt_items(rows: pd.DataFrame, H: np.ndarray, scorer: str = "probe+eo", random_state: int = 0) -> pd.DataFrame:
+    "Probe on development, `ThresholdOptimizer` on validation, both predictors on test (`pred_*` post-processed, `raw_pred_*` probe)."
+    from fairlearn.postprocessing import ThresholdOptimizer
+    if scorer not in HARDT_CONSTRAINTS: raise SpecError(f"unknown gap_hardt scorer {scorer!r}; valid: {', '.join(HARDT_CONSTRAINTS)}")
+    H = np.asarray(H, dtype=np.float64)
+    part = {s: (rows["split"] == s).to_numpy() for s in (TRAIN_SPLIT, VALID_SPLIT, TEST_SPLIT)}
+    def decisions(s):
+        r = rows[part[s]]; fa, fb = _features(r, H[part[s]], False)
+        return r, np.vstack([fa, fb]), np.concatenate([_as_bool(r["A-coref"]), _as_bool(r["B-coref"])]), np.concatenate([r["gender"]] * 2)
+    _, Xt, yt, _ = decisions(TRAIN_SPLIT)
+    clf = fit_probe(Xt, yt)
+    _, Xv, yv, gv = decisions(VALID_SPLIT)
+    to = ThresholdOptimizer(estimator=clf, constraints=HARDT_CONSTRAINTS[scorer], objective="accuracy_score",
+                            prefit=True, predict_method="predict_proba").fit(Xv, yv, sensitive_features=gv)
+    te, Xe, ye, ge = decisions(TEST_SPLIT)
+    n = len(te)
+    post = np.asarray(to.predict(Xe, sensitive_features=ge, random_state=random_state)).astype(int)
+    p = clf.predict_proba(Xe)[:, 1]
+    return pd.DataFrame({"item_id": te["item_id"].to_numpy(), "gender": te["gender"].to_numpy(),
+                         "a_coref": ye[:n].astype(int), "b_coref": ye[n:].astype(int), "p_a": p[:n], "p_b": p[n:],
+                         "raw_pred_a": (p[:n] >= 0.5).astype(int), "raw_pred_b": (p[n:] >= 0.5).astype(int),
+                         "pred_a": post[:n], "pred_b": post[n:], "n_train": int(part[TRAIN_SPLIT].sum()),
+                         "n_valid": int(part[VALID_SPLIT].sum())})
+
+def score_gap_hardt(lm, rows: pd.DataFrame, scorer: str = "probe+eo", batch_size: int = 16, progress: bool = True) -> pd.DataFrame:
+    "Mention vectors from `lm`, then `hardt_items`."
+    if scorer not in HARDT_CONSTRAINTS: raise SpecError(f"unknown gap_hardt scorer {scorer!r}; valid: {', '.join(HARDT_CONSTRAINTS)}")
+    return hardt_items(rows, mention_vectors(lm, rows, batch_size, progress), scorer)
+
+def hardt_metrics(items: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> dict[str, Estimate]:
+    "The `gap` metrics of the post-processed decisions, and (prefix `raw_`) of the probe's own decisions."
+    out = gap_metrics(items, n_boot=n_boot, seed=seed)
+    raw = gap_metrics(items.assign(pred_a=items["raw_pred_a"], pred_b=items["raw_pred_b"]), n_boot=n_boot, seed=seed)
+    return {**out, **{f"raw_{k}": v for k, v in raw.items()}}
+
+HARDT = register_benchmark(Benchmark(
+    name="gap_hardt", data="gap", load=load_gap_hardt, score=score_gap_hardt, metrics=hardt_metrics,
+    fit_rows=lambda r: r["split"].isin([TRAIN_SPLIT, VALID_SPLIT]),
+    scorers={k: ("encoder", "mlm", "causal") for k in HARDT_CONSTRAINTS},
+    default_scorer={"encoder": "probe+eo", "mlm": "probe+eo", "causal": "probe+eo"}, headline="eo_gap",
+    decision_column="pred_a", companions=("raw_eo_gap", "f1", "raw_f1"), version="1", citation=CITATION,
+    ideal={"eo_gap": 0.0, "raw_eo_gap": 0.0, "bias_ratio": 1.0, "raw_bias_ratio": 1.0, "fpr_gap": 0.0, "raw_fpr_gap": 0.0},
+    description="GAP probe post-processed by Hardt et al. (2016) thresholds (fairlearn ThresholdOptimizer, fitted on "
+                "validation): equal-opportunity gap and F1 by gender after, and before (raw_), on test."))
