@@ -621,8 +621,8 @@ def apply_steps(lm, steps: list[Step], seed: int, calib, progress: bool = True):
         ts = time.perf_counter()
         if progress: print(f"compress {lm.name}: {st.text}", flush=True)
         before = weight_digest(lm.model)
+        cov = scope_coverage(lm.model, st) if is_scoped(st) else None   # a bad scope fails (one line) before the method runs
         try:
-            cov = scope_coverage(lm.model, st) if is_scoped(st) else None   # a bad scope fails before the method runs
             lm, r = m.fn(lm, st, list(calib(st)) if needs_calib(st) else [])
             lm.model.eval()
             r = dict(r or {}); r.update(check_step(lm, st, before, r))
