@@ -586,8 +586,8 @@ def weight_digest(model: nn.Module) -> dict[str, str]:
         out[k] = h.hexdigest()
     return out
 
-def check_step(lm, st: Step, before: dict[str, str], report: dict) -> dict:
-    "Fail (SpecError) if `st` changed no tensor although it must, or broke its method's promise; returns the change counts."
+def check_step(lm, st: Step, before: dict[str, str], report: dict, scoped=None) -> dict:
+    "Fail (SpecError) if `st` changed no tensor although it must, changed one outside its `scoped` modules, or broke its method's promise; returns the change counts."
     m = METHODS[st.method]
     after = weight_digest(lm.model)
     changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
@@ -595,6 +595,9 @@ def check_step(lm, st: Step, before: dict[str, str], report: dict) -> dict:
     if must and not changed:
         raise SpecError(f"{st.text} changed no weight of {type(lm.model).__name__} "
                         f"({len(after)} tensors compared); the method found nothing it can compress in this model")
+    if scoped is not None:
+        out = [k for k in changed if not any(k.startswith(n + ".") for n in scoped)]
+        if out: raise SpecError(f"{st.text} changed {len(out)} tensors outside its scope, e.g. {out[0]}")
     if m.verify is not None: m.verify(lm, st, report)
     return {"tensors_changed": len(changed), "tensors_total": len(after)}
 
@@ -625,7 +628,7 @@ def apply_steps(lm, steps: list[Step], seed: int, calib, progress: bool = True):
         try:
             lm, r = m.fn(lm, st, list(calib(st)) if needs_calib(st) else [])
             lm.model.eval()
-            r = dict(r or {}); r.update(check_step(lm, st, before, r))
+            r = dict(r or {}); r.update(check_step(lm, st, before, r, scoped=None if cov is None else set(cov["numel"])))
             if cov is not None: r["scope"] = _scope_after(lm.model, cov)
         except SpecError as e:                      # the method does not fit this model: same one-line error shape
             raise SpecError(f"{e}. Valid forms: {valid_forms(lm.kind)}") from None
