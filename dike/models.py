@@ -13,8 +13,8 @@ from .core import ModelError, cache_dir, atomic_dir, write_json, sha256_file, co
 # %% auto #0
 __all__ = ['KINDS', 'DTYPES', 'TINY_WORDS', 'TINY_VERSION', 'TINY_BERT_CONFIG', 'TINY_LLAMA_CONFIG', 'TINY_BPE_VOCAB', 'MODELS',
            'LM', 'file_sha256', 'weight_files', 'dir_checksum', 'kind_from_architectures', 'load_gguf', 'gguf_dir',
-           'tiny_wordpiece_vocab', 'tiny_bert_dir', 'tiny_llama_dir', 'ModelEntry', 'register_model', 'smollm2_gguf',
-           'minilm_dir', 'load_model', 'model_fingerprint', 'list_models', 'model_info']
+           'tiny_wordpiece_vocab', 'tiny_net', 'tiny_bert_dir', 'tiny_llama_dir', 'ModelEntry', 'register_model',
+           'smollm2_gguf', 'minilm_dir', 'load_model', 'tiny_model', 'model_fingerprint', 'list_models', 'model_info']
 
 # %% ../nbs/02_models.ipynb #0cfc3107
 if TYPE_CHECKING: import torch                     # annotations only; torch is imported where a model is built
@@ -174,19 +174,33 @@ def _seeded(build, seed: int = 0):
         torch.manual_seed(seed)
         return build()
 
+def tiny_net(kind: str, tok, seed: int = 0, **cfg):
+    "The random network of a tiny model: Llama (`causal`) or BERT (`mlm`; `encoder` = its body) of the `TINY_*_CONFIG` with `cfg` overrides, for tokenizer `tok`, drawn with `seed`."
+    from transformers import LlamaConfig, LlamaForCausalLM, BertConfig, BertForMaskedLM, BertModel
+    if kind not in KINDS: raise ModelError(f"tiny model: kind {kind!r} is not one of {', '.join(KINDS)}")
+    if kind == "causal":
+        c = LlamaConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                        eos_token_id=tok.eos_token_id, **{**TINY_LLAMA_CONFIG, **cfg})
+        return _seeded(lambda: LlamaForCausalLM(c), seed).eval()
+    c = BertConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, **{**TINY_BERT_CONFIG, **cfg})
+    m = _seeded(lambda: BertForMaskedLM(c), seed).eval()
+    if kind == "mlm": return m
+    enc = _seeded(lambda: BertModel(c), seed).eval()       # with a pooler (seeded), as AutoModel builds it from the config
+    enc.load_state_dict(m.bert.state_dict(), strict=False)  # the body of the masked LM
+    return enc
+
 def _build_tiny_bert(d: Path) -> None:
-    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+    from transformers import AutoTokenizer
     (d / "vocab.txt").write_text("\n".join(tiny_wordpiece_vocab()) + "\n")
     (d / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True,
                                                           "model_max_length": TINY_BERT_CONFIG["max_position_embeddings"]}))
     tok = AutoTokenizer.from_pretrained(d)
-    cfg = BertConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, **TINY_BERT_CONFIG)
-    _seeded(lambda: BertForMaskedLM(cfg)).save_pretrained(d)
+    tiny_net("mlm", tok).save_pretrained(d)
     tok.save_pretrained(d)
 
 def _build_tiny_llama(d: Path) -> None:
     from tokenizers import Tokenizer, models, trainers, pre_tokenizers, decoders
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
@@ -196,9 +210,7 @@ def _build_tiny_llama(d: Path) -> None:
     PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
                             model_max_length=TINY_LLAMA_CONFIG["max_position_embeddings"]).save_pretrained(d)
     tok = AutoTokenizer.from_pretrained(d)
-    cfg = LlamaConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                      eos_token_id=tok.eos_token_id, **TINY_LLAMA_CONFIG)
-    _seeded(lambda: LlamaForCausalLM(cfg)).save_pretrained(d)
+    tiny_net("causal", tok).save_pretrained(d)
 
 def _tiny_dir(name: str, build, cfg: dict) -> Path:
     "Build once into `cache_dir('models', name-<hash of config, words, seed, version>)`, atomically."
@@ -394,6 +406,19 @@ def load_model(name: str, kind: str | None = None, dtype: str = "fp32", trust_re
     if tok.pad_token is None and tok.eos_token is not None: tok.pad_token = tok.eos_token   # for batching only
     return LM(name=str(name), kind=kind, model=model.eval(), tokenizer=tok, source=t.source,
               checksum=t.get_checksum(), dtype=dtype)
+
+# %% ../nbs/02_models.ipynb #e168b209
+def tiny_model(kind: str = "causal", seed: int = 0, **cfg) -> LM:
+    "A tiny random `LM` built in memory: `tiny-llama` (causal) or `tiny-bert` (mlm, encoder) with config overrides `cfg`, drawn with `seed`."
+    alias = "tiny-llama" if kind == "causal" else "tiny-bert"
+    _check_args(kind, "fp32")
+    base = load_model(alias)                              # the registry's tokenizer
+    model = tiny_net(kind, base.tokenizer, seed, **cfg)
+    over = ",".join(f"{k}={v}" for k, v in sorted(cfg.items()))
+    name = alias if seed == 0 and not cfg else f"{alias}(seed={seed}{',' + over if over else ''})"
+    key = config_hash({"alias": alias, "kind": kind, "seed": seed, "config": cfg, "version": TINY_VERSION}, 32)
+    return LM(name=name, kind=kind, model=model, tokenizer=base.tokenizer, source=f"dike {name} v{TINY_VERSION}: random init",
+              checksum=f"tiny-{key}", dtype="fp32")
 
 # %% ../nbs/02_models.ipynb #c8244581
 def model_fingerprint(name: str) -> dict:

@@ -4,8 +4,9 @@ import pytest
 import torch
 from dike.core import SpecError
 from dike.compress import core as cc
+from dike.models import load_model
 from dike.compress.core import (parse_spec, normalize_spec, compress, compress_key, save_compressed, load_compressed,
-                                load_or_compress, prunable_linears, text_sample, tiny_lm)
+                                load_or_compress, prunable_linears, text_sample)
 
 HELDOUT = ["the river was long and the city was old", "she works in the school by the river"]
 CALIB = ["the doctor and the nurse were in the house", "the old man said that the water was high",
@@ -36,7 +37,7 @@ def test_method_that_does_not_fit_the_model_kind():
     with pytest.raises(SpecError, match="heads does not fit a encoder model .*Valid forms: .*wanda:S"):
         parse_spec("wanda:0.5+heads:0.25", kind="encoder")
     with pytest.raises(SpecError, match="does not fit a encoder"):      # before anything runs
-        compress(tiny_lm("encoder"), "heads:0.25", calib=CALIB, progress=False)
+        compress(load_model("tiny-bert", kind="encoder"), "heads:0.25", calib=CALIB, progress=False)
     assert [s.method for s in parse_spec("wanda:0.5+heads:0.25", kind="mlm")] == ["wanda", "heads"]
 
 
@@ -66,7 +67,7 @@ def test_calibration_and_heldout_text_are_disjoint():
 
 
 def test_composed_spec_and_report_counts():
-    lm = tiny_lm("causal")
+    lm = load_model("tiny-llama")
     new, rep = compress(lm, "magnitude:0.25+nm:2:4", heldout=HELDOUT, progress=False)
     lins = prunable_linears(new.model)
     for lin in lins.values():                                   # the N:M pattern holds after both steps
@@ -85,7 +86,7 @@ def test_composed_spec_and_report_counts():
 
 
 def test_save_load_roundtrip(tmp_path):
-    lm = tiny_lm("mlm")
+    lm = load_model("tiny-bert")
     new, rep = compress(lm, "wanda:0.5+heads:0.25", calib=CALIB, heldout=HELDOUT, progress=False)
     out = save_compressed(new, "wanda:0.5+heads:0.25", rep, tmp_path / "m")
     names = {p.name for p in out.iterdir()}
@@ -172,6 +173,135 @@ def test_perplexity_respects_the_context_length(tmp_path):
 
 
 def test_every_step_reports_what_it_changed():
-    new, rep = compress(tiny_lm("causal"), "magnitude:0.5+rtn:4:g16", progress=False, report=False)
+    new, rep = compress(load_model("tiny-llama"), "magnitude:0.5+rtn:4:g16", progress=False, report=False)
     n_lin = len(prunable_linears(new.model))
     assert [s["tensors_changed"] for s in rep["steps"]] == [n_lin, n_lin]      # exactly the block Linears, each step
+
+
+# --- scoped compression (layers= / modules=) ----------------------------------------------------------------------
+
+SCOPE_CALIB = ["the doctor said that the nurse was kind and the teacher was smart", "my mother and father work in the city",
+               "the young man asked the old woman about her job", "the children go to school every day with their friends",
+               "a lawyer and an engineer live in the same house", "the police officer told the driver to stop"] * 2
+
+
+def _only_scope_changed(base, new, spec):
+    "Every tensor of the base state dict outside the scoped Linears is bit-identical in `new`; returns the changed scoped ones."
+    st = parse_spec(spec)[0]
+    mods = set(cc.scoped_linears(base.model, st))
+    sb, sn = base.model.state_dict(), new.model.state_dict()
+    for k, v in sb.items():
+        if k.rpartition(".")[0] in mods: continue
+        assert k in sn and torch.equal(v, sn[k]), (spec, k)
+    return [m for m in mods if f"{m}.weight" not in sn or not torch.equal(sb[f"{m}.weight"], sn[f"{m}.weight"])]
+
+
+@pytest.mark.parametrize("alias, spec", [
+    ("tiny-llama", "magnitude:0.5:layers=1"),
+    ("tiny-llama", "magnitude-global:0.5:modules=mlp"),
+    ("tiny-llama", "wanda:0.5:layers=0:modules=q,v"),
+    ("tiny-llama", "nm:2:4:layers=1:modules=attn"),
+    ("tiny-llama", "nm:2:4:wanda:modules=down"),
+    ("tiny-llama", "rtn:4:g16:layers=1:modules=attn"),
+    ("tiny-llama", "gptq:4:g16:layers=0:modules=mlp"),
+    ("tiny-llama", "int8-dynamic:layers=1:modules=o"),
+    ("tiny-llama", "heads:0.5:layers=1"),
+    ("tiny-llama", "ffn:0.25:layers=0"),
+    ("tiny-bert", "magnitude:0.5:modules=o"),
+    ("tiny-bert", "wanda:0.5:layers=1:modules=mlp"),
+    ("tiny-bert", "rtn:3:modules=up,down:layers=0"),
+    ("tiny-bert", "gptq:4:layers=1:modules=q,k"),
+    ("tiny-bert", "heads:0.5:layers=0"),
+])
+def test_scoped_step_changes_only_scoped_weights(alias, spec):
+    base = load_model(alias)
+    new, rep = compress(base, spec, calib=SCOPE_CALIB, progress=False, report=False)
+    changed = _only_scope_changed(base, new, spec)
+    assert changed, spec                                                   # and at least one scoped weight moved
+    sc = rep["steps"][0]["scope"]
+    lins = cc.scoped_linears(base.model, parse_spec(spec)[0])
+    assert sc["linears"] == len(lins) and sc["weights"] == sum(l.weight.numel() for l in lins.values())
+    total = sum(l.weight.numel() for l in prunable_linears(base.model).values())
+    assert sc["share"] == pytest.approx(sc["weights"] / total) and 0 < sc["share"] < 1
+    assert rep["scope"] == [{"step": rep["spec"], **sc}]
+
+
+def test_scoped_statistics_cover_the_scope():
+    base = load_model("tiny-llama")
+    new, rep = compress(base, "magnitude:0.5:layers=1", heldout=HELDOUT, progress=False)
+    sc = rep["steps"][0]["scope"]
+    assert sc["sparsity"] == 0.5                                           # every layer of block 1 loses exactly half
+    assert rep["sparsity"] == pytest.approx(0.5 * sc["share"])            # the top-level sparsity is whole-model
+    assert all((v["sparsity"] == 0.5) == (".layers.1." in k) for k, v in rep["layers"].items())
+    _, rq = compress(base, "rtn:4:g16:modules=mlp", progress=False, report=False)
+    assert rq["steps"][0]["quantized_params"] == rq["steps"][0]["scope"]["weights"] == 2 * 3 * 128 * 256
+    assert rq["steps"][0]["n_layers"] == 6
+
+
+def test_scope_covering_everything_gives_the_unscoped_weights():
+    "Scoping is a restriction, not another algorithm: a scope holding every layer/module reproduces the unscoped step."
+    base = load_model("tiny-llama")
+    for spec in ("wanda:0.5", "gptq:4:g16", "magnitude-global:0.3"):
+        a, _ = compress(base, spec, calib=SCOPE_CALIB, progress=False, report=False)
+        b, _ = compress(base, f"{spec}:layers=0-1:modules=attn,mlp", calib=SCOPE_CALIB, progress=False, report=False)
+        sa, sb = a.model.state_dict(), b.model.state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), spec
+
+
+def test_calibrated_scope_stops_after_the_last_scoped_block():
+    base = load_model("tiny-llama")
+    calls = {0: 0, 1: 0}
+    import copy, dataclasses
+    lm = dataclasses.replace(base, model=copy.deepcopy(base.model))
+    for i, blk in enumerate(lm.model.model.layers):
+        blk.register_forward_pre_hook(lambda m, a, i=i: calls.__setitem__(i, calls[i] + 1))
+    from dike.compress.prune import prune_wanda
+    from dike.compress.quant import quant_gptq
+    for fn, spec in ((prune_wanda, "wanda:0.5:layers=0"), (quant_gptq, "gptq:4:layers=0:modules=q")):
+        calls.update({0: 0, 1: 0})
+        fn(lm, parse_spec(spec)[0], SCOPE_CALIB)
+        assert calls[0] > 0 and calls[1] == 0, (spec, calls)             # block 1 never ran
+
+
+@pytest.mark.parametrize("spec, msg", [
+    ("magnitude:0.5:layers=0-5", "layers 2-5 are not in this model; LlamaForCausalLM has layers 0-1 and module types q,k,v,o,gate,up,down"),
+    ("rtn:4:layers=2", "layers 2 are not in this model"),
+    ("wanda:0.5:modules=gate", "module type 'gate' is not in this model; BertForMaskedLM has layers 0-1 and module types q,k,v,o,up,down"),
+])
+def test_scope_outside_the_model_is_a_spec_error(spec, msg):
+    lm = load_model("tiny-bert" if "gate" in spec else "tiny-llama")
+    with pytest.raises(SpecError, match=msg.replace("(", r"\(")) as e:
+        compress(lm, spec, calib=SCOPE_CALIB, progress=False, report=False)
+    assert "\n" not in str(e.value) and "Valid forms" not in str(e.value)      # the model's layers/types, not every form
+
+
+@pytest.mark.parametrize("bad, reason", [
+    ("distill:1:layers=0", "distill takes no scope layers="),
+    ("cast:bf16:modules=attn", "cast takes no scope modules="),
+    ("heads:0.25:modules=attn", "heads takes no scope modules= (it takes layers=)"),
+    ("magnitude:0.5:modules=ffn", "unknown module type 'ffn'"),
+    ("magnitude:0.5:layers=5-2", "runs backwards"),
+    ("magnitude:0.5:layers=x", "write a layer index"),
+])
+def test_bad_scopes_are_one_line_spec_errors(bad, reason):
+    with pytest.raises(SpecError) as e:
+        parse_spec(bad)
+    assert reason in str(e.value) and "\n" not in str(e.value) and "Valid forms" in str(e.value)
+
+
+def test_scope_is_normalised_into_the_cache_key_and_the_run_id(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIKE_CACHE_DIR", str(tmp_path))
+    from dike.runner import checked_spec, run_config
+    from dike.models import model_fingerprint
+    a, b = "magnitude:0.5:layers=0-5", "magnitude:0.50:layers=5,0,1,2,3,4"
+    assert normalize_spec(a) == normalize_spec(b) == "magnitude:0.5:layers=0-5"
+    assert normalize_spec("gptq:4:modules=v,q,k,o:layers=11") == normalize_spec("gptq:4:layers=11:modules=attn")
+    assert compress_key("abc", a) == compress_key("abc", b)
+    assert len({compress_key("abc", s) for s in (a, "magnitude:0.5:layers=0-4", "magnitude:0.5",
+                                                 "magnitude:0.5:layers=0-5:modules=mlp")}) == 4
+    fp = model_fingerprint("tiny-llama")
+    def run_id(spec):
+        norm, code = checked_spec(spec, "causal")
+        return run_config("tiny-llama", norm, "crows_pairs", "pll", 10, 0, 100, 8, "fp32", fp, compress_code=code)["run_id"]
+    assert run_id(a) == run_id(b)
+    assert run_id(a) != run_id("magnitude:0.5:layers=0-4") and run_id(a) != run_id("magnitude:0.5")

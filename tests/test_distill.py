@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from dike.core import SpecError
-from dike.compress.core import parse_spec, compress, tiny_lm, save_compressed, load_compressed
+from dike.compress.core import parse_spec, compress, save_compressed, load_compressed
+from dike.models import tiny_model
 from dike.compress.distill import student_layer_ids, make_student, kd_loss, mask_tokens, distill
 
 
@@ -18,7 +19,7 @@ def test_student_layer_ids_distilbert():
 
 
 def test_make_student_copies_blocks_and_config():
-    lm = tiny_lm("causal", num_hidden_layers=4)
+    lm = tiny_model("causal", num_hidden_layers=4)
     s, ids = make_student(lm.model, 2)
     assert ids == [0, 3] and len(s.model.layers) == 2 and s.config.num_hidden_layers == 2
     assert lm.model.config.num_hidden_layers == 4
@@ -99,7 +100,7 @@ def test_distill_same_spec_and_seed_identical_weights(data_dir, tiny_llama_real,
 def test_distill_mlm_and_encoder_run_and_save(tmp_path):
     texts = ["the river was long and the city was old .", "a teacher and a doctor came to the school ."] * 40
     for kind in ("mlm", "encoder"):
-        lm = tiny_lm(kind, num_hidden_layers=4)
+        lm = tiny_model(kind, num_hidden_layers=4)
         student, kept = make_student(lm.model, 2)
         from dike.compress.core import calib_batches
         win = torch.cat([b for b in calib_batches(lm, texts, seq_len=16) if b.shape[1] == 16])
@@ -108,7 +109,7 @@ def test_distill_mlm_and_encoder_run_and_save(tmp_path):
         if kind == "encoder":   # cosine loss only
             assert rep["lm_last"] == 0.0 and 0 <= rep["loss_first"] <= 2
     # a distilled student saves and loads as a smaller model
-    lm = tiny_lm("mlm", num_hidden_layers=4)
+    lm = tiny_model("mlm", num_hidden_layers=4)
     import dataclasses
     s, _ = make_student(lm.model, 2)
     new = dataclasses.replace(lm, model=s)

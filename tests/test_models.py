@@ -86,6 +86,24 @@ def test_tiny_llama_shape_and_byte_level_tokenizer():
     assert logits.shape == (1, len(tok(s).input_ids), len(tok))
 
 
+def test_tiny_model_factory_matches_the_registry_and_takes_overrides():
+    "tiny_model is the one factory of tiny test models: the registry's weights by default, other configs and seeds on demand."
+    for kind, alias in (("causal", "tiny-llama"), ("mlm", "tiny-bert")):
+        a, r = M.tiny_model(kind).model.state_dict(), load_model(alias).model.state_dict()
+        assert a.keys() == r.keys() and all(torch.equal(a[k], r[k]) for k in a), kind
+    t = M.tiny_model("causal", seed=3, num_hidden_layers=4)
+    cfg = t.model.config
+    assert (len(t.model.model.layers), cfg.num_attention_heads, cfg.num_key_value_heads) == (4, 4, 2)   # GQA kept
+    assert t.n_params == llama_params(len(t.tokenizer), 128, 4, 256, 4, 2)
+    assert t.tokenizer.get_vocab() == load_model("tiny-llama").tokenizer.get_vocab()
+    t0 = M.tiny_model("causal", num_hidden_layers=4)
+    assert not torch.equal(t.model.model.layers[0].mlp.up_proj.weight, t0.model.model.layers[0].mlp.up_proj.weight)
+    assert t.checksum != t0.checksum != load_model("tiny-llama").checksum
+    enc = M.tiny_model("encoder", num_hidden_layers=3)
+    assert type(enc.model).__name__ == "BertModel" and len(enc.model.encoder.layer) == 3 and enc.model.pooler is not None
+    one_line_model_error(lambda: M.tiny_model("seq2seq"), "seq2seq")
+
+
 def test_tiny_models_identical_in_fresh_processes(tmp_path):
     "A process with an empty cache builds bit-identical weights (seed 0) to the ones this process uses."
     code = ("from dike.models import model_fingerprint as f; import json; "

@@ -2,7 +2,7 @@
 vs a direct reference computation, head/neuron removal, determinism; one slow check on smollm2-135m."""
 import pytest
 import torch
-from dike.models import load_model
+from dike.models import load_model, tiny_model
 from dike.compress.core import compress, prunable_linears, calib_batches
 from dike.compress.prune import n_pruned, attention_units
 
@@ -65,12 +65,8 @@ def test_wanda_rows_exact_and_mask_differs_from_magnitude(lm):
 def test_wanda_matches_direct_reference_on_one_block():
     # With a single block, all its layers see the unpruned model's activations: the reference is one forward pass with
     # hooks, scores |W| * ||X_j||, and the per-row smallest half removed.
-    from transformers import LlamaConfig, LlamaForCausalLM
-    base = load_model("tiny-llama")
-    torch.manual_seed(1)
-    cfg = LlamaConfig(**{**base.model.config.to_dict(), "num_hidden_layers": 1})
-    one = LlamaForCausalLM(cfg).eval()
-    lm = type(base)(name="one-block", kind="causal", model=one, tokenizer=base.tokenizer, checksum="x")
+    lm = tiny_model("causal", seed=1, num_hidden_layers=1)
+    one = lm.model
     sq = {}
     hooks = [l.register_forward_pre_hook(lambda mod, a, n=n: sq.__setitem__(
         n, sq.get(n, 0) + a[0].reshape(-1, a[0].shape[-1]).double().pow(2).sum(0)))

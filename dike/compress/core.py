@@ -14,13 +14,15 @@ from ..core import (SpecError, ModelError, cache_dir, config_hash, atomic_dir, w
                        set_threads, source_hash, code_hash)
 
 # %% auto #0
-__all__ = ['REQUIRED', 'METHODS', 'BUILTIN_FAMILIES', 'CALIB_SEQ', 'CALIB_SOURCES', 'Param', 'Method', 'Step', 'register_method',
-           'list_methods', 'valid_forms', 'parse_spec', 'normalize_spec', 'transformer_blocks', 'unsupported_layers',
-           'prunable_linears', 'model_max_len', 'special_wrap', 'calib_batches', 'calib_pool', 'calib_texts',
-           'text_sample', 'tiny_tokenizer', 'tiny_lm', 'BlockRunner', 'param_counts', 'sparsity_report',
-           'latency_per_1k', 'disk_size', 'compression_report', 'needs_calib', 'weight_code', 'method_code',
-           'compress_key', 'weight_digest', 'check_step', 'step_seed', 'apply_steps', 'compress', 'save_compressed',
-           'load_compressed', 'load_or_compress', 'cache_prune']
+__all__ = ['REQUIRED', 'METHODS', 'SCOPE_KEYS', 'BUILTIN_FAMILIES', 'MODULE_TYPES', 'MODULE_GROUPS', 'MODULE_NAMES', 'MAX_LAYER',
+           'SCOPE_PARAMS', 'SCOPE_FORMS', 'CALIB_SEQ', 'CALIB_SOURCES', 'Param', 'Method', 'Step', 'register_method',
+           'list_methods', 'valid_forms', 'parse_spec', 'normalize_spec', 'layer_text', 'layer_set', 'canon_layers',
+           'module_set', 'canon_modules', 'module_type', 'transformer_blocks', 'unsupported_layers', 'prunable_linears',
+           'model_max_len', 'special_wrap', 'calib_batches', 'calib_pool', 'calib_texts', 'text_sample', 'Scope',
+           'is_scoped', 'resolve_scope', 'scoped_linears', 'scoped_layers', 'scope_coverage', 'BlockRunner',
+           'param_counts', 'sparsity_report', 'latency_per_1k', 'disk_size', 'compression_report', 'needs_calib',
+           'weight_code', 'method_code', 'compress_key', 'weight_digest', 'check_step', 'step_seed', 'apply_steps',
+           'compress', 'save_compressed', 'load_compressed', 'load_or_compress', 'cache_prune']
 
 # %% ../../nbs/20_compress.ipynb #f086da7a
 REQUIRED = object()  # marks a Param without default
@@ -36,6 +38,7 @@ class Param:
     prefix: str = ""                             # a positional token written with a literal prefix, e.g. "g" in g128
     keyword: bool = False                        # written name=value
     choices: tuple = ()                          # allowed values for a str param
+    canon: Callable[[str], Any] | None = None    # str param: token -> canonical value (ValueError if malformed)
 
     @property
     def required(self) -> bool: return self.default is REQUIRED
@@ -55,6 +58,7 @@ class Method:
     version: str = "1"                                  # bump on a change of behaviour the code hash cannot see
     changes_weights: bool | Callable[[Any], bool] = True   # must the step change a weight? (False: e.g. sparsity 0)
     verify: Callable | None = None                      # verify(lm, step, report): SpecError if the promise is broken
+    scope: tuple[str, ...] = ()                         # scope keywords it takes: ("layers", "modules") or ("layers",)
 
 @dataclass(frozen=True)
 class Step:
@@ -66,11 +70,12 @@ class Step:
     def get(self, k, default=None): return self.params.get(k, default)
 
 METHODS: dict[str, Method] = {}
+SCOPE_KEYS = ("layers", "modules")                      # a step's scope keywords (see "Scopes" below)
 BUILTIN_FAMILIES = ("prune", "quant", "distill")
 
 def register_method(prefix: str, fn: Callable, kinds, forms, needs_calib=False, params=(), validate=None,
                     savable: bool = True, description: str = "", version: str = "1", changes_weights=True,
-                    verify: Callable | None = None) -> Method:
+                    verify: Callable | None = None, scope=()) -> Method:
     "Register compression method `prefix` (a later registration of the same prefix replaces the earlier one)."
     if not re.fullmatch(r"[a-z][a-z0-9\-]*", prefix): raise ValueError(f"bad method prefix {prefix!r}")
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
@@ -82,8 +87,13 @@ def register_method(prefix: str, fn: Callable, kinds, forms, needs_calib=False, 
         params += (Param("seed", int, lambda v: v >= 0, "seed>=0", default=0, keyword=True),
                    Param("calib", str, default="wikitext", choices=tuple(CALIB_SOURCES), keyword=True))
         forms = tuple(f"{f} [:seed=K calibration sample][:calib=wikitext|bold]" for f in forms)
+    scope = (scope,) if isinstance(scope, str) else tuple(scope)
+    if scope and set(scope) - set(SCOPE_KEYS): raise ValueError(f"{prefix}: unknown scope keywords {sorted(set(scope) - set(SCOPE_KEYS))}")
+    if scope:                                                           # layers=/modules= (see "Scopes" below)
+        params += tuple(SCOPE_PARAMS[k] for k in SCOPE_KEYS if k in scope)
+        forms = tuple(f"{f} [{''.join(f':{k}={SCOPE_FORMS[k]}' for k in SCOPE_KEYS if k in scope)}]" for f in forms)
     m = Method(prefix, fn, kinds, forms, needs_calib, params, validate, savable, description, str(version),
-               changes_weights, verify)
+               changes_weights, verify, scope)
     METHODS[prefix] = m
     return m
 
@@ -120,6 +130,7 @@ def _convert(p: Param, tok: str):
         try: v = float(tok)
         except ValueError: raise ValueError(f"{p.name} must be a number, got {tok!r}") from None
         if not math.isfinite(v): raise ValueError(f"{p.name} must be finite, got {tok!r}")
+    elif p.canon is not None: v = p.canon(tok)
     else:
         v = tok
         if p.choices and v not in p.choices: raise ValueError(f"{p.name} must be one of {'|'.join(p.choices)}, got {tok!r}")
@@ -146,6 +157,9 @@ def _parse_step(text: str) -> Step:
     for t in kws:
         k, _, v = t.partition("=")
         k = k.strip()
+        if k in SCOPE_KEYS and k not in kwp:
+            raise ValueError(f"{name} takes no scope {k}=" + (f" (it takes {', '.join(f'{x}=' for x in m.scope)})" if m.scope
+                             else " (scopes apply to the weight-level methods, not to whole-model ones)"))
         if k not in kwp: raise ValueError(f"{name} has no option {k!r}")
         if k in vals: raise ValueError(f"{name}: option {k!r} given twice")
         vals[k] = _convert(kwp[k], v)
@@ -185,6 +199,64 @@ def parse_spec(spec: str, kind: str | None = None) -> list[Step]:
 def normalize_spec(spec: str, kind: str | None = None) -> str:
     "The canonical text of `spec` (equivalent specs give the same string)."
     return "+".join(s.text for s in parse_spec(spec, kind))
+
+# %% ../../nbs/20_compress.ipynb #2ff7d672
+MODULE_TYPES = ("q", "k", "v", "o", "gate", "up", "down")
+MODULE_GROUPS = {"attn": ("q", "k", "v", "o"), "mlp": ("gate", "up", "down")}
+MODULE_NAMES = {       # name of a Linear inside a block -> its type (the table above)
+    "attention.self.query": "q", "attention.self.key": "k", "attention.self.value": "v", "attention.output.dense": "o",
+    "intermediate.dense": "up", "output.dense": "down",                                            # BERT
+    "attention.q_lin": "q", "attention.k_lin": "k", "attention.v_lin": "v", "attention.out_lin": "o",
+    "ffn.lin1": "up", "ffn.lin2": "down"}                                                          # DistilBERT
+_PROJ = {f"{t}_proj": t for t in MODULE_TYPES}                                                     # Llama and kin
+MAX_LAYER = 100_000
+
+def layer_text(idx) -> str:
+    "Sorted, deduplicated layer indices with consecutive runs as `a-b`: [0, 2, 5, 6, 7] -> '0,2,5-7'."
+    idx, out = sorted(set(idx)), []
+    for i in idx:
+        if out and out[-1][1] == i - 1: out[-1][1] = i
+        else: out.append([i, i])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in out)
+
+def layer_set(text: str) -> list[int]:
+    "The layer indices of a `layers=` value (`11`, `0-5`, `0,2,5-7`), sorted; ValueError if malformed."
+    idx = set()
+    for part in str(text).split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not m: raise ValueError(f"layers={text!r}: write a layer index, an inclusive range a-b or a comma list such as 0,2,5-7")
+        a, b = int(m[1]), int(m[2] if m[2] is not None else m[1])
+        if b < a: raise ValueError(f"layers={text!r}: the range {a}-{b} runs backwards")
+        if b > MAX_LAYER: raise ValueError(f"layers={text!r}: layer {b} is beyond any model")
+        idx.update(range(a, b + 1))
+    return sorted(idx)
+
+def canon_layers(text: str) -> str: return layer_text(layer_set(text))
+
+def module_set(text: str) -> set[str]:
+    "The module types of a `modules=` value (types and the groups attn, mlp); ValueError naming an unknown one."
+    out = set()
+    for part in (p.strip() for p in str(text).split(",")):
+        if part in MODULE_GROUPS: out |= set(MODULE_GROUPS[part])
+        elif part in MODULE_TYPES: out.add(part)
+        else: raise ValueError(f"modules={text!r}: unknown module type {part!r}; use {','.join(MODULE_TYPES)} "
+                               f"or the groups attn (q,k,v,o), mlp (gate,up,down)")
+    return out
+
+def canon_modules(text: str) -> str:
+    "Normal form of a `modules=` value: complete groups by name first, then the other types in table order."
+    types, out = module_set(text), []
+    for g, members in MODULE_GROUPS.items():
+        if set(members) <= types: out.append(g); types -= set(members)
+    return ",".join(out + [t for t in MODULE_TYPES if t in types])
+
+def module_type(rel: str) -> str | None:
+    "The type (q, k, v, o, gate, up, down) of the Linear named `rel` inside a block, or None."
+    return MODULE_NAMES.get(rel) or _PROJ.get(rel.rpartition(".")[2])
+
+SCOPE_PARAMS = {"layers": Param("layers", str, default=None, keyword=True, canon=canon_layers),
+                "modules": Param("modules", str, default=None, keyword=True, canon=canon_modules)}
+SCOPE_FORMS = {"layers": "0-5|0,2,5-7", "modules": "attn|mlp|q,k,v,o,gate,up,down"}
 
 # %% ../../nbs/20_compress.ipynb #4cb079f6
 def transformer_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
@@ -278,57 +350,71 @@ def text_sample(split: str, n: int, seed: int = 0) -> tuple[list[str], str]:
     from dike.bench.bold import text_corpus
     return list(text_corpus(n, seed, split=split)), "dike.bench.bold.text_corpus"
 
-# %% ../../nbs/20_compress.ipynb #f6b6a3a0
-def _lm_class():
-    try:
-        from dike.models import LM
-        return LM
-    except ImportError:
-        @dataclass
-        class LM:  # the dike.models.LM fields used here
-            name: str; kind: str; model: Any; tokenizer: Any; source: str = ""; checksum: str = ""; dtype: str = "fp32"
-            @property
-            def device(self): return next(self.model.parameters()).device
-            def info(self): return {"name": self.name, "kind": self.kind, "checksum": self.checksum}
-        return LM
+# %% ../../nbs/20_compress.ipynb #40c14baf
+@dataclass(frozen=True)
+class Scope:
+    "A step's scope resolved on a model: the block indices and module types it covers (None = all)."
+    prefix: str
+    layers: frozenset | None
+    types: frozenset | None
+    def covers(self, name: str) -> bool:
+        "Whether the Linear with full module name `name` is in the scope."
+        i, _, rel = name[len(self.prefix) + 1:].partition(".")
+        return ((self.layers is None or (i.isdigit() and int(i) in self.layers))
+                and (self.types is None or module_type(rel) in self.types))
 
-_WORDS = ("the a of and to in is was he she they it his her their on for with as at by from that this an be are were "
-          "river city house school doctor nurse teacher engineer man woman people family town music book water road "
-          "old new small large good first last many most other some such only great long little own right big high "
-          "works lives said made went came took saw knew found gave told asked felt left kept became").split()
+def is_scoped(st: Step) -> bool:
+    "Whether `st` has a `layers=` or `modules=` scope (`distill:L` has a positional `layers`, not a scope)."
+    m = METHODS.get(st.method)
+    return m is not None and any(st.get(k) is not None for k in m.scope)
 
-def tiny_tokenizer():
-    "A deterministic word-level fast tokenizer with BOS/EOS/PAD/UNK/CLS/SEP/MASK."
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-    specials = ["<pad>", "<unk>", "<s>", "</s>", "[CLS]", "[SEP]", "[MASK]"]
-    vocab = {w: i for i, w in enumerate(specials + sorted(set(_WORDS)) + list(".,;'"))}
-    t = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    t.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
-    return PreTrainedTokenizerFast(tokenizer_object=t, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+def resolve_scope(model: nn.Module, st: Step) -> Scope:
+    "The scope of step `st` on `model`; a SpecError for a layer or module type the model does not have."
+    prefix, blocks = transformer_blocks(model)
+    if not is_scoped(st): return Scope(prefix, None, None)
+    have = sorted({module_type(n.partition(".")[2]) for n, m in blocks.named_modules() if isinstance(m, nn.Linear)} - {None},
+                  key=MODULE_TYPES.index)
+    desc = (f"{type(model).__name__} has layers 0-{len(blocks) - 1} and module types "
+            f"{','.join(have) or '(none known)'}")
+    layers = types = None
+    if st.get("layers") is not None:
+        layers = layer_set(st["layers"])
+        bad = [i for i in layers if i >= len(blocks)]
+        if bad: raise SpecError(f"{st.text}: layers {layer_text(bad)} are not in this model; {desc}")
+        layers = frozenset(layers)
+    if st.get("modules") is not None:
+        types = set()
+        for part in st["modules"].split(","):
+            got = [t for t in MODULE_GROUPS.get(part, (part,)) if t in have]
+            if not got: raise SpecError(f"{st.text}: module {'group' if part in MODULE_GROUPS else 'type'} {part!r} "
+                                        f"is not in this model; {desc}")
+            types |= set(got)
+        types = frozenset(types)
+    return Scope(prefix, layers, types)
 
-def tiny_lm(kind: str = "causal", seed: int = 0, **cfg):
-    "A tiny random `LM` (Llama with 4 query / 2 KV heads for causal, BERT for mlm/encoder), reproducible by `seed`."
-    from transformers import (LlamaConfig, LlamaForCausalLM, BertConfig, BertForMaskedLM, BertModel)
-    from tokenizers import processors
-    tok = tiny_tokenizer()
-    torch.manual_seed(seed)
-    if kind == "causal":
-        tok._tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 2)])
-        c = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, max_position_embeddings=128, bos_token_id=2, eos_token_id=3, pad_token_id=0,
-                 tie_word_embeddings=True)
-        model = LlamaForCausalLM(LlamaConfig(**{**c, **cfg}))
-    else:
-        tok._tokenizer.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 4), ("[SEP]", 5)])
-        c = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                 max_position_embeddings=128, pad_token_id=0)
-        model = (BertForMaskedLM if kind == "mlm" else BertModel)(BertConfig(**{**c, **cfg}))
-    model.eval()
-    return _lm_class()(name=f"tiny-{kind}", kind=kind, model=model, tokenizer=tok, source="random config",
-                       checksum=f"tiny-{kind}-{seed}-{config_hash(cfg)}", dtype="fp32")
+def scoped_linears(model: nn.Module, st: Step, strict: bool = True) -> dict[str, nn.Linear]:
+    "`prunable_linears(model)` inside the scope of `st` (all without one); with `strict`, a SpecError if it is empty."
+    lins = prunable_linears(model)
+    if not is_scoped(st): return lins
+    sc = resolve_scope(model, st)
+    out = {n: l for n, l in lins.items() if sc.covers(n)}
+    if strict and not out: raise SpecError(f"{st.text}: the scope covers no compressible Linear of {type(model).__name__}")
+    return out
+
+def scoped_layers(model: nn.Module, st: Step) -> list[int]:
+    "The block indices in the scope of `st` (all blocks without one)."
+    sc = resolve_scope(model, st)
+    n = len(transformer_blocks(model)[1])
+    return list(range(n)) if sc.layers is None else sorted(sc.layers)
+
+def scope_coverage(model: nn.Module, st: Step) -> dict:
+    "What the scope of `st` covers in `model`: its text, linears, weights and their shares of the block weights and of all parameters."
+    lins, sc = scoped_linears(model, st), scoped_linears(model, Step(st.method))
+    n, tot = sum(l.weight.numel() for l in lins.values()), sum(l.weight.numel() for l in sc.values())
+    return {"layers": st.get("layers") or "all", "modules": st.get("modules") or "all", "linears": len(lins),
+            "weights": n, "share": n / tot if tot else 0.0,
+            "share_of_params": n / max(1, sum(p.numel() for p in {p.data_ptr(): p for p in model.parameters()}.values())),
+            "numel": {k: l.weight.numel() for k, l in lins.items()}}
 
 # %% ../../nbs/20_compress.ipynb #cb4dee3f
 class _Stop(Exception): pass
@@ -465,7 +551,8 @@ def needs_calib(step: Step) -> bool:
 def weight_code() -> dict:
     "Hashes of the shared code in this module that decides compressed weights (not the report code)."
     objs = (transformer_blocks, unsupported_layers, prunable_linears, model_max_len, special_wrap, calib_batches,
-            text_sample, BlockRunner, step_seed, apply_steps, check_step, weight_digest)
+            text_sample, BlockRunner, step_seed, apply_steps, check_step, weight_digest, layer_set, module_type, Scope,
+            resolve_scope, scoped_linears, scoped_layers)
     return {o.__name__: code_hash(o, module=False) for o in objs}
 
 def method_code(steps: list[Step]) -> dict:
@@ -501,8 +588,8 @@ def weight_digest(model: nn.Module) -> dict[str, str]:
         out[k] = h.hexdigest()
     return out
 
-def check_step(lm, st: Step, before: dict[str, str], report: dict) -> dict:
-    "Fail (SpecError) if `st` changed no tensor although it must, or broke its method's promise; returns the change counts."
+def check_step(lm, st: Step, before: dict[str, str], report: dict, scoped=None) -> dict:
+    "Fail (SpecError) if `st` changed no tensor although it must, changed one outside its `scoped` modules, or broke its method's promise; returns the change counts."
     m = METHODS[st.method]
     after = weight_digest(lm.model)
     changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
@@ -510,8 +597,21 @@ def check_step(lm, st: Step, before: dict[str, str], report: dict) -> dict:
     if must and not changed:
         raise SpecError(f"{st.text} changed no weight of {type(lm.model).__name__} "
                         f"({len(after)} tensors compared); the method found nothing it can compress in this model")
+    if scoped is not None:
+        out = [k for k in changed if not any(k.startswith(n + ".") for n in scoped)]
+        if out: raise SpecError(f"{st.text} changed {len(out)} tensors outside its scope, e.g. {out[0]}")
     if m.verify is not None: m.verify(lm, st, report)
     return {"tensors_changed": len(changed), "tensors_total": len(after)}
+
+def _scope_after(model: nn.Module, cov: dict) -> dict:
+    "`scope_coverage` plus the sparsity of the scoped weights after the step (removed rows/columns count as zeros)."
+    numel, cov = cov["numel"], {k: v for k, v in cov.items() if k != "numel"}
+    mods, nz = dict(model.named_modules()), 0
+    for k in numel:
+        m = mods.get(k)
+        if isinstance(m, nn.Linear): nz += int(torch.count_nonzero(m.weight.detach()))
+        elif m is not None: return {**cov, "sparsity": None}       # replaced by another module (int8): no zeros to count
+    return {**cov, "sparsity": 1 - nz / cov["weights"] if cov["weights"] else 0.0}
 
 def step_seed(st: Step, seed: int = 0) -> int:
     "The seed of a step: its `seed=` (the calibration sample, part of the spec) when it has one, else `seed`."
@@ -526,10 +626,12 @@ def apply_steps(lm, steps: list[Step], seed: int, calib, progress: bool = True):
         ts = time.perf_counter()
         if progress: print(f"compress {lm.name}: {st.text}", flush=True)
         before = weight_digest(lm.model)
+        cov = scope_coverage(lm.model, st) if is_scoped(st) else None   # a bad scope fails (one line) before the method runs
         try:
             lm, r = m.fn(lm, st, list(calib(st)) if needs_calib(st) else [])
             lm.model.eval()
-            r = dict(r or {}); r.update(check_step(lm, st, before, r))
+            r = dict(r or {}); r.update(check_step(lm, st, before, r, scoped=None if cov is None else set(cov["numel"])))
+            if cov is not None: r["scope"] = _scope_after(lm.model, cov)
         except SpecError as e:                      # the method does not fit this model: same one-line error shape
             raise SpecError(f"{e}. Valid forms: {valid_forms(lm.kind)}") from None
         reps.append({"step": st.text, "seconds": round(time.perf_counter() - ts, 2), **r})
@@ -561,6 +663,7 @@ def compress(lm, spec: str, seed: int = 0, n_calib: int = 32, progress: bool = T
            "checksum": key, "key": {"model": lm.checksum, "spec": norm, "seed": seed, "n_calib": n_calib,
                                     "dtype": lm.dtype},
            "compress_seconds": round(time.perf_counter() - t0, 2), "steps": reps}
+    if any("scope" in r for r in reps): out["scope"] = [{"step": r["step"], **r["scope"]} for r in reps if "scope" in r]
     if report:
         out.update(compression_report(lm, new, heldout, n_heldout=n_heldout, seed=seed, step_reports=reps))
     return new, out
@@ -620,7 +723,8 @@ def load_compressed(path) -> Any:
         raise ModelError(f"{path}: weights do not match the config (missing {bad[:3]}, unexpected {unexpected[:3]})")
     model.eval()
     tok = transformers.AutoTokenizer.from_pretrained(path)
-    return _lm_class()(name=meta["name"], kind=meta["kind"], model=model, tokenizer=tok,
+    from dike.models import LM
+    return LM(name=meta["name"], kind=meta["kind"], model=model, tokenizer=tok,
                        source=f"compressed {meta['spec']} from {path}", checksum=meta["checksum"],
                        dtype=meta.get("dtype", "fp32"))
 

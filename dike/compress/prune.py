@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from ..core import SpecError
 from .core import (Param, register_method, prunable_linears, transformer_blocks, calib_batches,
-                                BlockRunner, _set_module)
+                                BlockRunner, _set_module, scoped_linears, scoped_layers, is_scoped, SCOPE_KEYS)
 
 # %% auto #0
 __all__ = ['n_pruned', 'smallest_mask', 'zero_smallest', 'verify_magnitude', 'verify_rows', 'verify_global', 'prune_magnitude',
@@ -52,7 +52,7 @@ def _zeros(lin) -> int: return int(lin.weight.numel() - torch.count_nonzero(lin.
 
 def _verify_zeros(step, lm, need, what: str):
     "SpecError naming the first layer with fewer zeros than promised; `need(name, lin)` is the promised count."
-    for name, lin in prunable_linears(lm.model).items():
+    for name, lin in scoped_linears(lm.model, step).items():
         if _zeros(lin) < need(name, lin):
             raise SpecError(f"{step.text} promised {what} but {name} has {_zeros(lin)} zeros of {lin.weight.numel()} "
                             f"(needs {need(name, lin)})")
@@ -62,16 +62,16 @@ def verify_magnitude(lm, step, report):
     _verify_zeros(step, lm, lambda n, l: n_pruned(step["sparsity"], l.weight.numel()), "per-layer sparsity")
 
 def verify_rows(lm, step, report):
-    "Every output row of every prunable layer has at least round(S * in_features) zeros (Wanda's per-row rule)."
-    for name, lin in prunable_linears(lm.model).items():
+    "Every output row of every scoped layer has at least round(S * in_features) zeros (Wanda's per-row rule)."
+    for name, lin in scoped_linears(lm.model, step).items():
         z = (lin.weight.detach() == 0).sum(1)
         need = n_pruned(step["sparsity"], lin.in_features)
         if int(z.min()) < need:
             raise SpecError(f"{step.text} promised {need} zeros per output row; {name} has a row with {int(z.min())}")
 
 def verify_global(lm, step, report):
-    "At least round(S * total) zeros over all prunable layers together."
-    lins = list(prunable_linears(lm.model).values())
+    "At least round(S * total) zeros over all scoped layers together."
+    lins = list(scoped_linears(lm.model, step).values())
     z, n = sum(map(_zeros, lins)), sum(l.weight.numel() for l in lins)
     if z < n_pruned(step["sparsity"], n):
         raise SpecError(f"{step.text} promised {n_pruned(step['sparsity'], n)} zeros over all layers, found {z}")
@@ -82,17 +82,17 @@ _sparse = lambda st: st["sparsity"] > 0          # sparsity 0 is a documented no
 def prune_magnitude(lm, step, calib=()):
     "Per layer: zero the fraction S of weights with the smallest |W|."
     s = step["sparsity"]
-    for lin in prunable_linears(lm.model).values():
+    for lin in scoped_linears(lm.model, step).values():
         zero_smallest(lin.weight, lin.weight.abs(), n_pruned(s, lin.weight.numel()))
-    return lm, {"method": "magnitude", "scope": "per-layer"}
+    return lm, {"method": "magnitude", "granularity": "per-layer"}
 
 @torch.no_grad()
 def prune_magnitude_global(lm, step, calib=()):
-    "All prunable layers together: zero the fraction S of their weights with the smallest |W| (one threshold)."
-    lins = list(prunable_linears(lm.model).values())
+    "All prunable (scoped) layers together: zero the fraction S of their weights with the smallest |W| (one threshold)."
+    lins = list(scoped_linears(lm.model, step).values())
     total = sum(l.weight.numel() for l in lins)
     k = n_pruned(step["sparsity"], total)
-    if k == 0: return lm, {"method": "magnitude-global", "scope": "global", "threshold": 0.0}
+    if k == 0: return lm, {"method": "magnitude-global", "granularity": "global", "threshold": 0.0}
     allw = torch.cat([l.weight.detach().abs().float().reshape(-1) for l in lins])
     t = torch.kthvalue(allw, k).values.item()
     need = k - int((allw < t).sum())                         # ties at the threshold: the first ones by position
@@ -104,15 +104,15 @@ def prune_magnitude_global(lm, step, calib=()):
         if need > 0:
             idx = eq.reshape(-1).nonzero()[:need, 0]
             l.weight.view(-1)[idx] = 0.0; need -= len(idx)
-    return lm, {"method": "magnitude-global", "scope": "global", "threshold": t}
+    return lm, {"method": "magnitude-global", "granularity": "global", "threshold": t}
 
 register_method("magnitude", prune_magnitude, ("causal", "mlm", "encoder"), "magnitude:S (0<=S<1, per layer)",
                 params=(_S,), description="unstructured magnitude pruning, per layer", changes_weights=_sparse,
-                verify=verify_magnitude)
+                verify=verify_magnitude, scope=SCOPE_KEYS)
 register_method("magnitude-global", prune_magnitude_global, ("causal", "mlm", "encoder"),
                 "magnitude-global:S (0<=S<1, one threshold over all layers)", params=(_S,),
                 description="unstructured magnitude pruning, global threshold", changes_weights=_sparse,
-                verify=verify_global)
+                verify=verify_global, scope=SCOPE_KEYS)
 
 # %% ../../nbs/21_prune.ipynb #3e2109a2
 def _block_linears(model, i):
@@ -126,14 +126,18 @@ def _need_calib(lm, calib, seq_len=256):
     return b
 
 @torch.no_grad()
-def blockwise_sqnorms(lm, calib, prune_block, progress=False) -> dict:
-    "For each block in order: sum of squared inputs of its linears (with earlier blocks pruned), then `prune_block(i, sq)`."
+def blockwise_sqnorms(lm, calib, prune_block, progress=False, names=None) -> dict:
+    "For each block in order: sum of squared inputs of its linears (with earlier blocks pruned), then `prune_block(i, sq)`; only the linears in `names` when given."
     prunable_linears(lm.model)                         # refuses blocks with layer types it cannot handle
     runner = BlockRunner(lm, _need_calib(lm, calib))
     n_tok = sum(a[0].shape[0] * a[0].shape[1] if a else k["hidden_states"].shape[0] * k["hidden_states"].shape[1]
                 for a, k in runner.inputs)
-    for i in range(len(runner.blocks)):
-        lins = _block_linears(lm.model, i)
+    per_block = [{n: l for n, l in _block_linears(lm.model, i).items() if names is None or n in names}
+                 for i in range(len(runner.blocks))]
+    last = max((i for i, b in enumerate(per_block) if b), default=-1)   # blocks after the last scoped one never run
+    for i in range(last + 1):
+        lins = per_block[i]
+        if not lins: runner.advance(i); continue       # outside the scope: only gives the next block its inputs
         sq = {n: torch.zeros(l.in_features, dtype=torch.float64) for n, l in lins.items()}
         def mk(n):
             def hook(mod, args):
@@ -145,7 +149,7 @@ def blockwise_sqnorms(lm, calib, prune_block, progress=False) -> dict:
         finally:
             for h in hs: h.remove()
         prune_block(i, lins, sq)
-        runner.advance(i)
+        if i < last: runner.advance(i)
     return {"calib_tokens": n_tok}
 
 def wanda_score(w: torch.Tensor, sqnorm: torch.Tensor) -> torch.Tensor:
@@ -158,12 +162,12 @@ def prune_wanda(lm, step, calib):
     def pb(i, lins, sq):
         for n, l in lins.items():
             zero_smallest(l.weight, wanda_score(l.weight, sq[n]), n_pruned(s, l.in_features), per_row=True)
-    info = blockwise_sqnorms(lm, calib, pb)
-    return lm, {"method": "wanda", "scope": "per-output-row", **info}
+    info = blockwise_sqnorms(lm, calib, pb, names=set(scoped_linears(lm.model, step)) if is_scoped(step) else None)
+    return lm, {"method": "wanda", "granularity": "per-output-row", **info}
 
 register_method("wanda", prune_wanda, ("causal", "mlm", "encoder"),
                 "wanda:S (0<=S<1, |W|*||X|| per output row, calibration text)", needs_calib=True, params=(_S,),
-                description="Wanda (Sun et al. 2023)", changes_weights=_sparse, verify=verify_rows)
+                description="Wanda (Sun et al. 2023)", changes_weights=_sparse, verify=verify_rows, scope=SCOPE_KEYS)
 
 # %% ../../nbs/21_prune.ipynb #24c8df45
 def _nm_check(v):
@@ -179,14 +183,14 @@ def nm_mask_apply(w: torch.Tensor, score: torch.Tensor, n: int, m: int) -> None:
 def verify_nm(lm, step, report):
     "Every group of M consecutive inputs of every row has at most N nonzeros."
     n, m = step["n"], step["m"]
-    for name, lin in prunable_linears(lm.model).items():
+    for name, lin in scoped_linears(lm.model, step).items():
         nz = (lin.weight.detach() != 0).reshape(lin.out_features, -1, m).sum(-1)
         if int(nz.max()) > n: raise SpecError(f"{step.text} promised <= {n} nonzeros in every {m}; {name} has {int(nz.max())}")
 
 def prune_nm(lm, step, calib):
     "N:M semi-structured pruning (magnitude or Wanda score)."
     n, m, how = step["n"], step["m"], step["score"]
-    lins = prunable_linears(lm.model)
+    lins = scoped_linears(lm.model, step)
     bad = [f"{k} (in_features={l.in_features})" for k, l in lins.items() if l.in_features % m]
     if bad: raise SpecError(f"nm:{n}:{m}: in_features not divisible by M={m} in {bad[0]}; choose M dividing it")
     if how == "magnitude":
@@ -194,14 +198,14 @@ def prune_nm(lm, step, calib):
         return lm, {"method": "nm", "score": how}
     def pb(i, bl, sq):
         for k, l in bl.items(): nm_mask_apply(l.weight, wanda_score(l.weight, sq[k]), n, m)
-    return lm, {"method": "nm", "score": how, **blockwise_sqnorms(lm, calib, pb)}
+    return lm, {"method": "nm", "score": how, **blockwise_sqnorms(lm, calib, pb, names=set(lins) if is_scoped(step) else None)}
 
 register_method("nm", prune_nm, ("causal", "mlm", "encoder"),
                 "nm:N:M[:wanda] (1<=N<M, at most N nonzeros in every M inputs, e.g. nm:2:4)",
                 params=(Param("n", int, lambda v: v >= 1, "N>=1"), Param("m", int, lambda v: 2 <= v <= 64, "2<=M<=64"),
                         Param("score", str, default="magnitude", choices=("magnitude", "wanda"))),
                 validate=_nm_check, needs_calib=lambda st: st["score"] == "wanda", description="N:M semi-structured pruning",
-                verify=verify_nm)
+                verify=verify_nm, scope=SCOPE_KEYS)
 
 # %% ../../nbs/21_prune.ipynb #69f0083b
 @torch.no_grad()
@@ -234,12 +238,12 @@ def _mlp_layout(block):
 
 # %% ../../nbs/21_prune.ipynb #a9341c92
 def verify_ffn(lm, step, report):
-    "Every block's MLP has exactly the promised number of neurons left."
+    "Every (scoped) block's MLP has exactly the promised number of neurons left."
     _, blocks = transformer_blocks(lm.model)
     down, _ = _mlp_layout(blocks[0])
-    sizes = {b.get_submodule(down).in_features for b in blocks}
-    if sizes != {report["intermediate_size"]}:
-        raise SpecError(f"{step.text} promised {report['intermediate_size']} MLP neurons per block, found {sorted(sizes)}")
+    want = report.get("intermediate_sizes") or {str(i): report["intermediate_size"] for i in range(len(blocks))}
+    got = {i: blocks[int(i)].get_submodule(down).in_features for i in want}
+    if got != want: raise SpecError(f"{step.text} promised MLP neurons per block {want}, found {got}")
 
 def prune_ffn(lm, step, calib):
     "Remove the fraction F of MLP neurons of each block with the smallest ||a_j|| * ||W_down[:, j]||."
@@ -250,12 +254,16 @@ def prune_ffn(lm, step, calib):
                                     "(needs mlp.gate_proj/up_proj/down_proj or intermediate.dense/output.dense)")
     down, ups = lay
     prefix = transformer_blocks(lm.model)[0]
-    inter = blocks[0].get_submodule(down).in_features
-    k = n_pruned(f, inter)
-    if k >= inter: raise SpecError(f"ffn:{f} would remove all {inter} neurons of each block; use F < {1 - 0.5 / inter:.4f}")
+    layers = scoped_layers(lm.model, step)
+    inter = {i: blocks[i].get_submodule(down).in_features for i in layers}
+    ks = {i: n_pruned(f, n) for i, n in inter.items()}
+    for i in layers:
+        if ks[i] >= inter[i]:
+            raise SpecError(f"ffn:{f} would remove all {inter[i]} neurons of block {i}; use F < {1 - 0.5 / inter[i]:.4f}")
     removed = {}
     def pb(i, lins, sq):
-        blk = blocks[i]
+        if i not in ks: return
+        blk, k = blocks[i], ks[i]
         d = blk.get_submodule(down)
         score = sq[f"{prefix}.{i}.{down}"].sqrt().float() * d.weight.detach().float().norm(dim=0)
         order = torch.sort(score, stable=True).indices
@@ -263,15 +271,18 @@ def prune_ffn(lm, step, calib):
         removed[i] = sorted(order[:k].tolist())
         _set_module(blk, down, slice_linear(d, cols=keep))
         for u in ups: _set_module(blk, u, slice_linear(blk.get_submodule(u), rows=keep))
-    info = blockwise_sqnorms(lm, calib, pb)
-    lm.model.config.intermediate_size = inter - k
-    return lm, {"method": "ffn", "neurons_removed_per_block": k, "intermediate_size": inter - k, **info}
+    info = blockwise_sqnorms(lm, calib, pb, names={f"{prefix}.{i}.{down}" for i in layers} if is_scoped(step) else None)
+    rep = {"method": "ffn", "neurons_removed_per_block": ks[layers[0]], "intermediate_size": inter[layers[0]] - ks[layers[0]]}
+    if is_scoped(step):          # blocks now differ: the config keeps its size, load_compressed reads the shapes
+        rep["intermediate_sizes"] = {str(i): inter[i] - ks[i] for i in layers}
+    elif len(set(inter.values())) == 1: lm.model.config.intermediate_size = rep["intermediate_size"]
+    return lm, {**rep, **info}
 
 register_method("ffn", prune_ffn, ("causal", "mlm", "encoder"),
                 "ffn:F (0<=F<1, fraction of MLP neurons removed in every block, calibration text)", needs_calib=True,
                 params=(Param("fraction", float, lambda v: 0 <= v < 1, "0<=F<1"),),
                 description="structured MLP-neuron pruning", changes_weights=lambda st: st["fraction"] > 0,
-                verify=verify_ffn)
+                verify=verify_ffn, scope=("layers",))
 
 # %% ../../nbs/21_prune.ipynb #cbbd5de7
 def attention_units(model) -> list[dict]:
@@ -371,17 +382,20 @@ def prune_heads(lm, step, calib):
     imp = head_importance(lm, batches)
     norm = [x / x.norm() if x.norm() > 0 else x for x in imp]               # l2 per layer (Michel et al. 4.2)
     scores = [x.reshape(u["units"], u["rep"]).sum(1) for x, u in zip(norm, units)]
-    total = sum(u["units"] for u in units)
+    layers = scoped_layers(lm.model, step)                                    # the units of these layers compete
+    total = sum(units[l]["units"] for l in layers)
     k = n_pruned(f, total)
-    if k > total - len(units):
-        raise SpecError(f"heads:{f} removes {k} of {total} attention units but each of the {len(units)} layers keeps one;"
-                        f" use F <= {(total - len(units)) / total:.3f}")
-    removed = _select_units(scores, k)
+    if k > total - len(layers):
+        raise SpecError(f"heads:{f} removes {k} of {total} attention units but each of the {len(layers)} layers keeps one;"
+                        f" use F <= {(total - len(layers)) / total:.3f}")
+    removed = [[] for _ in units]
+    for l, r in zip(layers, _select_units([scores[l] for l in layers], k)): removed[l] = r
+    heads_before = sum(u["nq"] for u in units)
     remove_units(units, removed)
     rep = units[0]["rep"]
     return lm, {"method": "heads", "unit": "kv-group" if rep > 1 else "head", "query_heads_per_unit": rep,
                 "units_removed": k, "units_total": total, "calib_tokens": sum(b.numel() for b in batches),
-                "heads_removed": k * rep, "heads_total": sum(u["nq"] for u in units),
+                "heads_removed": k * rep, "heads_total": sum(units[l]["nq"] for l in layers), "heads_before": heads_before,
                 "removed": {str(l): [h for x in r for h in range(x * rep, (x + 1) * rep)]
                             for l, r in enumerate(removed) if r},
                 "importance": [[round(float(v), 6) for v in x] for x in norm]}
@@ -389,7 +403,7 @@ def prune_heads(lm, step, calib):
 def verify_heads(lm, step, report):
     "The model has exactly the promised number of query heads left."
     left = sum(u["nq"] for u in attention_units(lm.model))
-    if left != report["heads_total"] - report["heads_removed"]:
+    if left != report.get("heads_before", report["heads_total"]) - report["heads_removed"]:
         raise SpecError(f"{step.text} promised to remove {report['heads_removed']} of {report['heads_total']} heads; "
                         f"{left} remain")
 
@@ -397,4 +411,4 @@ register_method("heads", prune_heads, ("causal", "mlm"),
                 "heads:F (0<=F<1, fraction of attention heads removed, Michel et al. importance; KV groups under GQA)",
                 needs_calib=True, params=(Param("fraction", float, lambda v: 0 <= v < 1, "0<=F<1"),),
                 description="attention-head pruning (Michel et al. 2019)", verify=verify_heads,
-                changes_weights=lambda st: st["fraction"] > 0)
+                changes_weights=lambda st: st["fraction"] > 0, scope=("layers",))

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from ..core import SpecError, ModelError
 from .core import (Param, register_method, prunable_linears, transformer_blocks, calib_batches,
-                                BlockRunner)
+                                BlockRunner, scoped_linears, is_scoped, SCOPE_KEYS)
 
 # %% auto #0
 __all__ = ['quant_grid', 'fake_quant', 'rtn_quantize', 'gptq_quantize', 'layer_error', 'packed_bytes', 'rtn_model', 'gptq_model',
@@ -117,10 +117,11 @@ def _size_report(lins, bits, group) -> dict:
             "packed_bytes": sum(packed_bytes(tuple(l.weight.shape), bits, group) for l in lins)}
 
 @torch.no_grad()
-def rtn_model(model: nn.Module, bits: int, group: int | None = None) -> dict:
-    "Round-to-nearest every Linear of the blocks in place (fake-quant); returns a report."
+def rtn_model(model: nn.Module, bits: int, group: int | None = None, names=None) -> dict:
+    "Round-to-nearest every Linear of the blocks (or those in `names`) in place (fake-quant); returns a report."
     t0 = time.perf_counter()
     lins = _linears(model)
+    if names is not None: lins = {n: l for n, l in lins.items() if n in names}
     for lin in lins.values(): lin.weight.copy_(rtn_quantize(lin.weight, bits, group))
     return {"method": "rtn", "bits": bits, "group_size": group, "fake_quant": True,
             **_size_report(lins.values(), bits, group), "time_s": round(time.perf_counter() - t0, 3)}
@@ -141,20 +142,24 @@ def _err(W, Q, H) -> float:
 
 @torch.no_grad()
 def gptq_model(lm, batches: list[torch.Tensor], bits: int, group: int | None = None, act_order: bool = False,
-               blocksize: int = 128, percdamp: float = 0.01, progress: bool = False) -> dict:
-    "GPTQ every Linear of the blocks of `lm.model` in place, block by block, on token batches `batches`; a report."
+               blocksize: int = 128, percdamp: float = 0.01, progress: bool = False, names=None) -> dict:
+    "GPTQ every Linear of the blocks of `lm.model` (or those in `names`) in place, block by block, on token batches `batches`; a report."
     t0 = time.perf_counter()
     _linears(lm.model)
     runner = BlockRunner(lm, batches)
     prefix, _ = transformer_blocks(lm.model)
     layers, lins_all, n_calls = {}, [], 0
     n_tok = int(sum(b.numel() for b in batches))
-    it = range(len(runner.blocks))
+    per_block = [{n: m for n, m in b.named_modules() if isinstance(m, nn.Linear)
+                  and (names is None or f"{prefix}.{i}.{n}" in names)} for i, b in enumerate(runner.blocks)]
+    last = max((i for i, b in enumerate(per_block) if b), default=-1)   # blocks after the last scoped one never run
+    it = range(last + 1)
     if progress:
         from tqdm.auto import tqdm
         it = tqdm(it, desc="gptq", unit="block")
     for i in it:
-        lins = {n: m for n, m in runner.blocks[i].named_modules() if isinstance(m, nn.Linear)}
+        lins = per_block[i]
+        if not lins: runner.advance(i); continue            # outside the scope: only gives the next block its inputs
         Hs = {n: torch.zeros(m.in_features, m.in_features, dtype=torch.float64) for n, m in lins.items()}
         cnt = dict.fromkeys(lins, 0)
         def mk(n):
@@ -179,7 +184,7 @@ def gptq_model(lm, batches: list[torch.Tensor], bits: int, group: int | None = N
                 layers[f"{prefix}.{i}.{n}"] = {"rel_err_gptq": _err(W, Q, H) / ref,
                                                "rel_err_rtn": _err(W, rtn_quantize(W, bits, group), H) / ref}
                 lins[n].weight.copy_(Q.to(lins[n].weight.dtype)); lins_all.append(lins[n])
-        runner.advance(i)
+        if i < last: runner.advance(i)
     ratio = [v["rel_err_gptq"] / v["rel_err_rtn"] for v in layers.values() if v["rel_err_rtn"] > 0]
     return {"method": "gptq", "bits": bits, "group_size": group, "act_order": act_order, "fake_quant": True,
             "percdamp": percdamp, "blocksize": blocksize, "calib_tokens": n_tok, **_size_report(lins_all, bits, group),
@@ -218,11 +223,12 @@ class Int8DynamicLinear(nn.Module):
         return y.reshape(*shp[:-1], self.out_features).to(x.dtype)
 
 # %% ../../nbs/22_quant.ipynb #e0bc7a8a
-def int8_dynamic_model(model: nn.Module, act: str = "token", outlier: float = 6.0) -> tuple[nn.Module, dict]:
-    "A copy of `model` whose block Linears run dynamic int8 (`act='token'`: W8A8 + outliers; `'tensor'`: torch.ao)."
+def int8_dynamic_model(model: nn.Module, act: str = "token", outlier: float = 6.0, names=None) -> tuple[nn.Module, dict]:
+    "A copy of `model` whose block Linears (or those in `names`) run dynamic int8 (`act='token'`: W8A8 + outliers; `'tensor'`: torch.ao)."
     import copy
     t0 = time.perf_counter()
     lins = _linears(model)
+    if names is not None: lins = {n: l for n, l in lins.items() if n in names}
     n_params = sum(m.weight.numel() for m in lins.values())
     n_out = sum(m.weight.shape[0] for m in lins.values())
     if act == "tensor":
@@ -249,21 +255,26 @@ def int8_dynamic_model(model: nn.Module, act: str = "token", outlier: float = 6.
 _BITS = Param("bits", int, lambda b: 2 <= b <= 8, "2<=B<=8")
 _GROUP = Param("group", int, lambda g: g >= 1, "G>=1", default=None, prefix="g")
 
+def _scope_names(lm, step):
+    "The names of the scoped Linears of `step` (None without a scope: every block Linear)."
+    return set(scoped_linears(lm.model, step)) if is_scoped(step) else None
+
 def quant_rtn(lm, step, calib=()):
     "Spec `rtn:B[:gG]`: weight-only round-to-nearest of the block Linears (fake-quant)."
-    return lm, rtn_model(lm.model, step["bits"], step["group"])
+    return lm, rtn_model(lm.model, step["bits"], step["group"], names=_scope_names(lm, step))
 
 def quant_gptq(lm, step, calib):
     "Spec `gptq:B[:gG][:act=1][:damp=X]`: GPTQ of the block Linears on the calibration texts (fake-quant)."
     if not calib: raise SpecError("gptq needs calibration text, got none")
     batches = calib_batches(lm, list(calib), seq_len=256)
     if not batches: raise SpecError("gptq: calibration text too short (fewer than 8 tokens)")
-    rep = gptq_model(lm, batches, step["bits"], step["group"], act_order=bool(step["act"]), percdamp=step["damp"])
+    rep = gptq_model(lm, batches, step["bits"], step["group"], act_order=bool(step["act"]), percdamp=step["damp"],
+                     names=_scope_names(lm, step))
     return lm, {**rep, "calib_texts": len(calib)}
 
 def quant_int8_dynamic(lm, step, calib=()):
     "Spec `int8-dynamic[:tensor][:outlier=X]`: dynamic int8 of the block Linears (real int8 kernels, CPU)."
-    qm, rep = int8_dynamic_model(lm.model, step["act"], step["outlier"])
+    qm, rep = int8_dynamic_model(lm.model, step["act"], step["outlier"], names=_scope_names(lm, step))
     return dataclasses.replace(lm, model=qm), rep
 
 def _int8_check(v):
@@ -272,7 +283,7 @@ def _int8_check(v):
 def verify_bits(lm, step, report, n_layers: int = 8):
     "At most 2^B distinct values in every quantization group of (up to `n_layers` evenly spread) block Linears."
     bits, g = step["bits"], step["group"]
-    lins = list(_linears(lm.model).items())
+    lins = list(scoped_linears(lm.model, step).items())
     for name, lin in lins[:: max(1, len(lins) // n_layers)]:
         w = lin.weight.detach()
         for chunk in w.split(g or w.shape[1], dim=1):
@@ -283,9 +294,12 @@ def verify_bits(lm, step, report, n_layers: int = 8):
                                 f"holds {int(distinct.max())} distinct values")
 
 def verify_int8(lm, step, report):
-    "No `nn.Linear` is left inside the blocks: each became an int8 module."
-    _, blocks = transformer_blocks(lm.model)
+    "No `nn.Linear` is left inside the blocks (inside the scope): each became an int8 module."
+    prefix, blocks = transformer_blocks(lm.model)
     left = [n for n, m in blocks.named_modules() if type(m) is nn.Linear]
+    if is_scoped(step):
+        inside = scoped_linears(lm.model, step, strict=False)
+        left = [n for n in left if f"{prefix}.{n}" in inside]
     if left: raise SpecError(f"{step.text} promised int8 Linears; {len(left)} stayed float, e.g. {left[0]}")
 
 _CAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -309,10 +323,11 @@ register_method("cast", cast_dtype, _KINDS, "cast:bf16|fp16 (all weights cast to
                 params=(Param("dtype", str, choices=("bf16", "fp16")),), verify=verify_cast,
                 description="16-bit float cast, the noise floor of any compression")
 register_method("rtn", quant_rtn, _KINDS, "rtn:B[:gG] (2<=B<=8 bits, G>=1 inputs per group, e.g. rtn:4:g128)",
-                params=(_BITS, _GROUP), description="weight-only round-to-nearest (fake-quant)", verify=verify_bits)
+                params=(_BITS, _GROUP), description="weight-only round-to-nearest (fake-quant)", verify=verify_bits,
+                scope=SCOPE_KEYS)
 register_method("gptq", quant_gptq, _KINDS,
                 "gptq:B[:gG][:act=1][:damp=X] (2<=B<=8 bits, G>=1, act-order, damping 0<X<1; calibration text)",
-                needs_calib=True, description="GPTQ, Frantar et al. 2022 (fake-quant)", verify=verify_bits,
+                needs_calib=True, description="GPTQ, Frantar et al. 2022 (fake-quant)", verify=verify_bits, scope=SCOPE_KEYS,
                 params=(_BITS, _GROUP, Param("act", int, lambda v: v in (0, 1), "act=0|1", default=0, keyword=True),
                         Param("damp", float, lambda v: 0 < v < 1, "0<damp<1", default=0.01, keyword=True)))
 register_method("int8-dynamic", quant_int8_dynamic, _KINDS,
@@ -320,4 +335,5 @@ register_method("int8-dynamic", quant_int8_dynamic, _KINDS,
                 " tensor = torch.ao per-tensor)", savable=False, validate=_int8_check,
                 params=(Param("act", str, default="token", choices=("token", "tensor")),
                         Param("outlier", float, lambda v: v >= 0, "X>=0", default=6.0, keyword=True)),
-                description="dynamic int8 quantization (real int8 kernels), a runtime step", verify=verify_int8)
+                description="dynamic int8 quantization (real int8 kernels), a runtime step", verify=verify_int8,
+                scope=SCOPE_KEYS)
