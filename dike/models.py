@@ -8,11 +8,11 @@ import os, re, json, hashlib, contextlib, importlib.util, importlib.metadata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TYPE_CHECKING
-from .core import ModelError, cache_dir, atomic_dir, write_json, sha256_file, config_hash
+from .core import ModelError, cache_dir, atomic_dir, write_json, config_hash, file_digest, one_line
 
 # %% auto #0
 __all__ = ['KINDS', 'DTYPES', 'TINY_WORDS', 'TINY_VERSION', 'TINY_BERT_CONFIG', 'TINY_LLAMA_CONFIG', 'TINY_BPE_VOCAB', 'MODELS',
-           'LM', 'file_sha256', 'weight_files', 'dir_checksum', 'kind_from_architectures', 'load_gguf', 'gguf_dir',
+           'LM', 'weight_files', 'dir_checksum', 'kind_from_architectures', 'load_gguf', 'gguf_dir',
            'tiny_wordpiece_vocab', 'tiny_net', 'tiny_bert_dir', 'tiny_llama_dir', 'ModelEntry', 'register_model',
            'smollm2_gguf', 'minilm_dir', 'load_model', 'tiny_model', 'model_fingerprint', 'list_models', 'model_info']
 
@@ -48,18 +48,6 @@ class LM:
                 "dtype": self.dtype, "n_params": self.n_params}
 
 # %% ../nbs/02_models.ipynb #f9917788
-def file_sha256(path) -> str:
-    "SHA-256 of a file, cached in `cache_dir('checksums')` by (absolute path, size, mtime)."
-    p = Path(path).resolve()
-    st = p.stat()
-    rec = cache_dir("checksums") / (hashlib.sha256(str(p).encode()).hexdigest()[:24] + ".json")
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        r = json.loads(rec.read_text())
-        if r["path"] == str(p) and r["size"] == st.st_size and r["mtime_ns"] == st.st_mtime_ns: return r["sha256"]
-    h = sha256_file(p)
-    with contextlib.suppress(OSError): write_json(rec, {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": h})
-    return h
-
 def weight_files(d, name=None) -> list[Path]:
     "The `*.safetensors` files of model directory `d`; a `ModelError` when there are none (pickled `.bin` is refused)."
     d = Path(d)
@@ -75,8 +63,8 @@ def weight_files(d, name=None) -> list[Path]:
 def dir_checksum(d, name=None) -> str:
     "SHA-256 of the single weights file of `d`, or of `'<file> <sha256>\\n'` over its sorted safetensors shards."
     files = weight_files(d, name)
-    if len(files) == 1: return file_sha256(files[0])
-    return hashlib.sha256("".join(f"{f.name} {file_sha256(f)}\n" for f in files).encode()).hexdigest()
+    if len(files) == 1: return file_digest(files[0])
+    return hashlib.sha256("".join(f"{f.name} {file_digest(f)}\n" for f in files).encode()).hexdigest()
 
 def kind_from_architectures(architectures) -> str:
     "`mlm` for `*ForMaskedLM`, `causal` for `*ForCausalLM` / `*LMHeadModel`, else `encoder`."
@@ -86,10 +74,6 @@ def kind_from_architectures(architectures) -> str:
     return "encoder"
 
 # %% ../nbs/02_models.ipynb #8dbf1d9c
-def _one_line(e: BaseException, n: int = 200) -> str:
-    s = " ".join(str(e).split())
-    return f"{type(e).__name__}: {s[:n]}"
-
 def _check_gguf(path: Path) -> str:
     "Parse the GGUF header (no tensor data is read); returns `general.architecture`."
     try:
@@ -98,7 +82,7 @@ def _check_gguf(path: Path) -> str:
         f = r.fields.get("general.architecture")
         return bytes(f.parts[-1]).decode() if f is not None else ""
     except Exception as e:
-        raise ModelError(f"GGUF file {path} is not readable ({_one_line(e, 80)}); re-download or reinstall it") from e
+        raise ModelError(f"GGUF file {path} is not readable ({one_line(e, 80)}); re-download or reinstall it") from e
 
 def load_gguf(path):
     "Load a GGUF file with `transformers` (dequantized to fp32): `(model, tokenizer)`, not cached."
@@ -110,14 +94,14 @@ def load_gguf(path):
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
         tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     except Exception as e:
-        raise ModelError(f"could not load GGUF file {path} with transformers ({_one_line(e)})") from e
+        raise ModelError(f"could not load GGUF file {path} with transformers ({one_line(e, 200)})") from e
     return model.eval(), tok
 
 def gguf_dir(path) -> Path:
     "A safetensors copy of GGUF file `path` (model + tokenizer), converted once into `cache_dir('models', sha256[:16])`."
     path = Path(path).expanduser()
     if not path.is_file(): raise ModelError(f"GGUF file {path} does not exist")
-    sha = file_sha256(path)
+    sha = file_digest(path)
     final = cache_dir("models") / sha[:16]
     if (final / "config.json").is_file(): return final
     with atomic_dir(final, exist_ok=True) as tmp:
@@ -321,7 +305,7 @@ def _hub_dir(repo_id: str) -> Path:
         return Path(snapshot_download(repo_id, local_files_only=offline,
                                       allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"]))
     except Exception as e:
-        why = "not in the local Hugging Face cache and HF_HUB_OFFLINE=1" if offline else f"not downloadable ({_one_line(e, 100)})"
+        why = "not in the local Hugging Face cache and HF_HUB_OFFLINE=1" if offline else f"not downloadable ({one_line(e, 100)})"
         raise ModelError(f"unknown model {repo_id!r}: not a registered alias ({_known()}), a local directory or "
                          f"a .gguf file, and {why}; see `dike models list`") from e
 
@@ -329,19 +313,19 @@ def _resolve(name: str) -> _Target:
     name = str(name)
     if name in MODELS:
         e = MODELS[name]
-        ck = (lambda: file_sha256(e.checksum_file())) if e.checksum_file else (lambda: dir_checksum(e.loader(), name))
+        ck = (lambda: file_digest(e.checksum_file())) if e.checksum_file else (lambda: dir_checksum(e.loader(), name))
         return _Target(name, e.kind, e.loader, ck, e.get_source())
     p = Path(name).expanduser()
     if p.suffix == ".gguf" and (p.is_file() or not p.exists()):
         def gguf_checksum():
             if not p.is_file(): raise ModelError(f"GGUF file {p} does not exist")
-            return file_sha256(p)
+            return file_digest(p)
         return _Target(name, "causal", lambda: gguf_dir(p), gguf_checksum, f"gguf:{p.resolve()}")
     if p.is_dir():
         ggufs = sorted(p.glob("*.gguf"))
         if not list(p.glob("*.safetensors")) and len(ggufs) == 1:
             g = ggufs[0]
-            return _Target(name, "causal", lambda: gguf_dir(g), lambda: file_sha256(g), f"gguf:{g.resolve()}")
+            return _Target(name, "causal", lambda: gguf_dir(g), lambda: file_digest(g), f"gguf:{g.resolve()}")
         return _Target(name, None, lambda: p, lambda: dir_checksum(p, name), f"local:{p.resolve()}")
     if p.exists(): raise ModelError(f"model path {name} is neither a directory nor a .gguf file")
     if name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep in name and not _HUB_ID.match(name):
@@ -374,7 +358,7 @@ def _read_config(d: Path, name: str) -> dict:
     f = Path(d) / "config.json"
     if not f.is_file(): raise ModelError(f"model {name!r}: no config.json in {d}; it is not a Hugging Face model directory")
     try: return json.loads(f.read_text())
-    except ValueError as e: raise ModelError(f"model {name!r}: {f} is not valid JSON ({_one_line(e, 80)})") from e
+    except ValueError as e: raise ModelError(f"model {name!r}: {f} is not valid JSON ({one_line(e, 80)})") from e
 
 def _check_args(kind, dtype):
     if dtype not in DTYPES: raise ModelError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
@@ -396,13 +380,13 @@ def load_model(name: str, kind: str | None = None, dtype: str = "fp32", trust_re
                                                             trust_remote_code=trust_remote_code, output_loading_info=True)
     except Exception as e:
         hint = "; it ships its own code: pass trust_remote_code=True only if you trust it" if "trust_remote_code" in str(e) else ""
-        raise ModelError(f"could not load {kind} model {name!r} from {d} ({_one_line(e)}){hint}") from e
+        raise ModelError(f"could not load {kind} model {name!r} from {d} ({one_line(e, 200)}){hint}") from e
     missing = sorted(k for k in info.get("missing_keys", ()) if not (kind == "encoder" and k.startswith("pooler.")))
     if missing:
         raise ModelError(f"model {name!r} has no weights for the {kind} head ({', '.join(missing[:3])}"
                          f"{', ...' if len(missing) > 3 else ''}); load it with kind={kind_from_architectures(cfg.get('architectures'))!r}")
     try: tok = AutoTokenizer.from_pretrained(d, trust_remote_code=trust_remote_code)
-    except Exception as e: raise ModelError(f"model {name!r}: no usable tokenizer in {d} ({_one_line(e)})") from e
+    except Exception as e: raise ModelError(f"model {name!r}: no usable tokenizer in {d} ({one_line(e, 200)})") from e
     if tok.pad_token is None and tok.eos_token is not None: tok.pad_token = tok.eos_token   # for batching only
     return LM(name=str(name), kind=kind, model=model.eval(), tokenizer=tok, source=t.source,
               checksum=t.get_checksum(), dtype=dtype)
@@ -460,7 +444,7 @@ def model_info(name: str) -> dict:
         cfg = AutoConfig.from_pretrained(d)
         with torch.device("meta"): params = sum(p.numel() for p in _auto_class(kind).from_config(cfg).parameters())
     except Exception as e:
-        raise ModelError(f"model {name!r}: cannot read its config in {d} ({_one_line(e)})") from e
+        raise ModelError(f"model {name!r}: cannot read its config in {d} ({one_line(e, 200)})") from e
     get = lambda *ks: next((raw[k] for k in ks if k in raw), None)
     return {"name": str(name), "kind": kind, "parameters": params, "dtype": "fp32",
             "weights_dtype": ",".join(_safetensors_dtypes(files)), "vocab_size": get("vocab_size"),

@@ -62,7 +62,7 @@ def test_distill_loss_decreases_on_real_text(data_dir, tiny_llama_real, monkeypa
     # the tiny-llama teacher is first fitted for 60 steps to real text (a random teacher has near-uniform logits, so
     # there would be little to distil); then a 1-block student is distilled from it on real text through compress()
     monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
-    from dike.data import text_corpus
+    from dike.bench.bold import text_corpus
     from dike.compress.core import calib_batches
     import copy, dataclasses
     base = tiny_llama_real
@@ -77,7 +77,7 @@ def test_distill_loss_decreases_on_real_text(data_dir, tiny_llama_real, monkeypa
     n = len(m.model.layers)
     new, rep = compress(lm, "distill:1:steps=30:seq=32:bs=8:lr=1e-3:texts=600", seed=0, progress=False, report=False)
     st = rep["steps"][0]
-    assert st["text_source"] == "dike.data.text_corpus" and st["train_tokens"] == 30 * 8 * 32
+    assert st["text_source"] == "dike.bench.bold.text_corpus" and st["train_tokens"] == 30 * 8 * 32
     assert st["kd_last"] < 0.5 * st["kd_first"], (st["kd_first"], st["kd_last"])
     assert st["loss_last"] < 0.95 * st["loss_first"], (st["loss_first"], st["loss_last"])
     assert len(new.model.model.layers) == 1 and len(lm.model.model.layers) == n

@@ -32,13 +32,15 @@ def _everything_but(*names):
 def test_calibration_sources_are_disjoint_from_every_benchmark(data_dir, monkeypatch):
     monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
     from dike.compress.core import calib_pool
-    from dike.bench.bold import text_pool
-    wiki = calib_pool("wikitext")
-    used = pd.DataFrame({"dataset": "", "item_id": [f"wikitext2/valid/{k}" for k in range(len(wiki))], "text": wiki})
-    bold = text_pool(sources=("bold",))
-    used = pd.concat([used, pd.DataFrame({"dataset": "", "item_id": bold.item_id, "text": bold.text})], ignore_index=True)
+    used = pd.concat([calib_pool("wikitext"), calib_pool("bold")], ignore_index=True).assign(dataset="")
     assert len(used) > 20000
     assert_disjoint(used, _everything_but())
+    # the raw WikiText-2 valid paragraphs do leak (one Wikipedia article is also a GAP test item): the pool dropped them
+    assert calib_pool("wikitext").attrs["dropped_leaks"] == ["wikitext2/valid/1831", "wikitext2/valid/1835"]
+    from dike.data import data_file
+    lines = data_file("wikitext2/valid.txt").read_text(encoding="utf-8").splitlines()
+    raw = pd.DataFrame({"dataset": "", "item_id": ["1831", "1835"], "text": [lines[1830], lines[1834]]})
+    assert set(leakage(raw, ["gap"]).item_id) == {"test-606"}
 
 
 def test_distillation_text_is_disjoint_from_every_benchmark(data_dir, monkeypatch):

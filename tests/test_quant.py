@@ -162,7 +162,7 @@ def test_same_spec_and_seed_identical_weights_through_compress():
 
 @pytest.fixture(scope="module")
 def real_texts(data_dir):
-    from dike.data import text_corpus
+    from dike.bench.bold import text_corpus
     return text_corpus(16, seed=0, split="heldout", data_dir=data_dir)
 
 

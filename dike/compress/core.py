@@ -8,6 +8,7 @@ import copy, dataclasses, importlib, importlib.util, json, math, re, tempfile, t
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+import pandas as pd
 import torch
 from torch import nn
 from ..core import (SpecError, ModelError, cache_dir, config_hash, atomic_dir, write_json, seed_everything,
@@ -18,8 +19,8 @@ __all__ = ['REQUIRED', 'METHODS', 'SCOPE_KEYS', 'BUILTIN_FAMILIES', 'MODULE_TYPE
            'SCOPE_PARAMS', 'SCOPE_FORMS', 'CALIB_SEQ', 'CALIB_SOURCES', 'Param', 'Method', 'Step', 'register_method',
            'list_methods', 'valid_forms', 'parse_spec', 'normalize_spec', 'layer_text', 'layer_set', 'canon_layers',
            'module_set', 'canon_modules', 'module_type', 'transformer_blocks', 'unsupported_layers', 'prunable_linears',
-           'model_max_len', 'special_wrap', 'calib_batches', 'calib_pool', 'calib_texts', 'text_sample', 'Scope',
-           'is_scoped', 'resolve_scope', 'scoped_linears', 'scoped_layers', 'scope_coverage', 'BlockRunner',
+           'model_max_len', 'special_wrap', 'calib_batches', 'calib_pool', 'calib_rows', 'calib_texts', 'text_sample',
+           'Scope', 'is_scoped', 'resolve_scope', 'scoped_linears', 'scoped_layers', 'scope_coverage', 'BlockRunner',
            'param_counts', 'sparsity_report', 'latency_per_1k', 'disk_size', 'compression_report', 'needs_calib',
            'weight_code', 'method_code', 'compress_key', 'weight_digest', 'check_step', 'step_seed', 'apply_steps',
            'compress', 'save_compressed', 'load_compressed', 'load_or_compress', 'cache_prune']
@@ -325,25 +326,42 @@ def calib_batches(lm, texts: list[str], seq_len: int = 256, batch_size: int = 8)
 CALIB_SEQ = 256
 CALIB_SOURCES = {"wikitext": ("wikitext2",), "bold": ("bold",)}   # source -> manifest groups it reads
 
-def calib_pool(source: str) -> list[str]:
-    "The calibration paragraphs of `source` (see the table above), in file order."
-    from dike.data import data_file
-    from dike.bench.bold import text_pool
-    if source not in CALIB_SOURCES: raise SpecError(f"calib={source!r}: unknown source; valid: {', '.join(CALIB_SOURCES)}")
-    if source == "bold": return list(text_pool(sources=("bold",)).text)
-    lines = data_file("wikitext2/valid.txt").read_text(encoding="utf-8").splitlines()
-    return [l.strip() for l in lines if len(l.split()) >= 8 and not l.strip().startswith("=")]
+_CALIB_POOLS: dict = {}
 
-def calib_texts(lm, source: str = "wikitext", n_windows: int = 32, seed: int = 0, seq_len: int = CALIB_SEQ) -> list[str]:
-    "Shuffled (`seed`) paragraphs of `source` until they fill `n_windows` windows of `seq_len` tokens of `lm`'s tokenizer."
+def calib_pool(source: str) -> pd.DataFrame:
+    """The calibration paragraphs of `source` (see the table above), in file order, as rows `item_id, text`; paragraphs
+    sharing a sentence with an item any registered benchmark evaluates are dropped (`dike.evaluate.without_leaks`,
+    listed in `attrs['dropped_leaks']`). Computed once per process and source."""
+    from dike.data import data_file, search_dirs
+    from dike.bench.bold import text_pool
+    from dike.evaluate import without_leaks
+    if source not in CALIB_SOURCES: raise SpecError(f"calib={source!r}: unknown source; valid: {', '.join(CALIB_SOURCES)}")
+    key = (source, tuple(str(d) for d in search_dirs()))
+    if key in _CALIB_POOLS: return _CALIB_POOLS[key]
+    if source == "bold":
+        pool = text_pool(sources=("bold",))[["item_id", "text"]]
+    else:
+        lines = data_file("wikitext2/valid.txt").read_text(encoding="utf-8").splitlines()
+        pool = pd.DataFrame([{"item_id": f"wikitext2/valid/{k}", "text": l.strip()} for k, l in enumerate(lines, start=1)
+                             if len(l.split()) >= 8 and not l.strip().startswith("=")])
+    pool = without_leaks(pool.assign(dataset=""))[["item_id", "text"]]
+    _CALIB_POOLS[key] = pool
+    return pool
+
+def calib_rows(lm, source: str = "wikitext", n_windows: int = 32, seed: int = 0, seq_len: int = CALIB_SEQ) -> pd.DataFrame:
+    "Shuffled (`seed`) paragraphs of `source` (rows `item_id, text`) until they fill `n_windows` windows of `seq_len` tokens."
     import numpy as np
     pool = calib_pool(source)
-    need, got, out = n_windows * seq_len, 0, []
+    need, got, take = n_windows * seq_len, 0, []
     for i in np.random.default_rng(seed).permutation(len(pool)):
-        out.append(pool[i]); got += len(lm.tokenizer(pool[i], add_special_tokens=False)["input_ids"]) + 1
-        if got >= need: return out
+        take.append(i); got += len(lm.tokenizer(pool.text.iat[i], add_special_tokens=False)["input_ids"]) + 1
+        if got >= need: return pool.iloc[take].reset_index(drop=True)
     raise SpecError(f"calib={source}: {len(pool)} paragraphs give {got} tokens, fewer than {n_windows} x {seq_len}; "
                     "ask for fewer windows (n_calib)")
+
+def calib_texts(lm, source: str = "wikitext", n_windows: int = 32, seed: int = 0, seq_len: int = CALIB_SEQ) -> list[str]:
+    "The texts of `calib_rows`."
+    return calib_rows(lm, source, n_windows, seed, seq_len).text.tolist()
 
 def text_sample(split: str, n: int, seed: int = 0) -> tuple[list[str], str]:
     "`(texts, source)`: `n` texts of `split` (calib|heldout) of `dike.bench.bold.text_corpus` (BOLD and GAP, disjoint by entity)."
@@ -564,8 +582,8 @@ def method_code(steps: list[Step]) -> dict:
     if srcs:
         from dike.data import data_key
         from dike.bench.bold import text_corpus
-        out["calib"] = {"code": [code_hash(calib_pool, module=False), code_hash(calib_texts, module=False),
-                                 source_hash(text_corpus)],
+        out["calib"] = {"code": [code_hash(calib_pool, module=False), code_hash(calib_rows, module=False),
+                                 source_hash(text_corpus), source_hash("dike.evaluate")],   # + the leak filter
                         "data": {s: data_key(CALIB_SOURCES[s]) for s in srcs}, "seq": CALIB_SEQ}
     return out
 
@@ -645,12 +663,12 @@ def compress(lm, spec: str, seed: int = 0, n_calib: int = 32, progress: bool = T
     t0 = time.perf_counter()
     new = dataclasses.replace(lm, model=copy.deepcopy(lm.model))
     calib_src = "given" if calib is not None else None
-    drawn: dict[tuple, list[str]] = {}
+    drawn: dict[tuple, pd.DataFrame] = {}
     def calib_of(st):                               # one sample per (calibration source, seed), drawn once
         if calib is not None: return calib
         k = (st.get("calib", "wikitext"), step_seed(st, seed))
-        if k not in drawn: drawn[k] = calib_texts(lm, k[0], n_calib, k[1])
-        return drawn[k]
+        if k not in drawn: drawn[k] = calib_rows(lm, k[0], n_calib, k[1])
+        return drawn[k].text.tolist()
     new, reps = apply_steps(new, steps, seed, calib_of, progress)
     if calib is None and drawn: calib_src = "+".join(sorted({k[0] for k in drawn}))
     n_texts = len(calib) if calib is not None else sum(map(len, drawn.values()))
@@ -659,7 +677,9 @@ def compress(lm, spec: str, seed: int = 0, n_calib: int = 32, progress: bool = T
     new = dataclasses.replace(new, checksum=key)
     out = {"spec": norm, "seed": seed, "n_calib": n_calib if calib_src else None, "calib_source": calib_src,
            "calib_texts": n_texts if calib_src else 0, "calib_windows": n_calib if calib_src else 0,
-           "calib_samples": [f"{a}:seed={b}" for a, b in sorted(drawn)], "base": {"name": lm.name, "checksum": lm.checksum},
+           "calib_samples": [f"{a}:seed={b}" for a, b in sorted(drawn)],
+           "calib_items": {f"{a}:seed={b}": drawn[(a, b)].item_id.tolist() for a, b in sorted(drawn)},   # what the model saw
+           "base": {"name": lm.name, "checksum": lm.checksum},
            "checksum": key, "key": {"model": lm.checksum, "spec": norm, "seed": seed, "n_calib": n_calib,
                                     "dtype": lm.dtype},
            "compress_seconds": round(time.perf_counter() - t0, 2), "steps": reps}
