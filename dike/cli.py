@@ -190,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("compress", help="compress a model with a spec and save it")
     k.add_argument("model", help="alias, Hugging Face hub id or local model folder")
-    k.add_argument("spec", help="compression spec, steps joined by +, e.g. wanda:0.5+rtn:4:g128 (bad specs list every form)")
+    k.add_argument("spec", help="compression spec, steps joined by +, e.g. wanda:0.5+rtn:4:g128; a step may be scoped with "
+                                        "layers=0-5 and/or modules=attn|mlp|q,k,v,o,gate,up,down (bad specs list every form)")
     k.add_argument("--out", required=True, help="new folder for safetensors, tokenizer, spec.json and report.json")
     k.add_argument("--seed", type=int, default=0,
                    help="seed of the steps that have no seed= of their own (a calibration seed belongs in the spec)")

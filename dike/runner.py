@@ -93,7 +93,9 @@ def run_config(model: str, compress: str, benchmark: str, scorer, limit, seed: i
            "n_boot": int(n_boot), "dtype": dtype, "imports": sorted(imports)}
     if cfg["compress"] != "none" and compress_code is None:
         from dike.compress.core import method_code, parse_spec
-        compress_code = method_code(parse_spec(cfg["compress"]))
+        steps = parse_spec(cfg["compress"], fingerprint["kind"])
+        cfg["compress"] = "+".join(st.text for st in steps)       # equivalent spellings: one run id
+        compress_code = method_code(steps)
     code = {"benchmark": benchmark_code(benchmark), "compress": compress_code if cfg["compress"] != "none" else None}
     ck, kk = config_key(cfg), config_hash(code)
     return {"run_id": config_hash({"config": ck, "code": kk}), **cfg, "batch_size": int(batch_size),

@@ -305,3 +305,6 @@ def test_scope_is_normalised_into_the_cache_key_and_the_run_id(tmp_path, monkeyp
         return run_config("tiny-llama", norm, "crows_pairs", "pll", 10, 0, 100, 8, "fp32", fp, compress_code=code)["run_id"]
     assert run_id(a) == run_id(b)
     assert run_id(a) != run_id("magnitude:0.5:layers=0-4") and run_id(a) != run_id("magnitude:0.5")
+    # a spec given as typed (dike eval --compress) is normalised by run_config itself
+    raw = lambda spec: run_config("tiny-llama", spec, "crows_pairs", "pll", 10, 0, 100, 8, "fp32", fp)
+    assert raw(b)["run_id"] == raw(a)["run_id"] == run_id(a) and raw(b)["compress"] == "magnitude:0.5:layers=0-5"
