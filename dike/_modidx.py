@@ -229,6 +229,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'dike.compress.core.compress_key': ('compress.html#compress_key', 'dike/compress/core.py'),
                                     'dike.compress.core.compression_report': ('compress.html#compression_report', 'dike/compress/core.py'),
                                     'dike.compress.core.disk_size': ('compress.html#disk_size', 'dike/compress/core.py'),
+                                    'dike.compress.core.embedding_cosine': ('compress.html#embedding_cosine', 'dike/compress/core.py'),
                                     'dike.compress.core.is_scoped': ('compress.html#is_scoped', 'dike/compress/core.py'),
                                     'dike.compress.core.latency_per_1k': ('compress.html#latency_per_1k', 'dike/compress/core.py'),
                                     'dike.compress.core.layer_set': ('compress.html#layer_set', 'dike/compress/core.py'),

@@ -30,7 +30,7 @@ def spec_method_level(spec: str | None) -> tuple[str, float]:
 # %% ../nbs/31_report.ipynb #c8bf7050
 SUMMARY_COLUMNS = ["run_id", "model", "model_kind", "compress", "method", "level", "benchmark", "scorer", "seed", "limit",
                    "metric", "estimate", "ci_low", "ci_high", "n", "unit", "n_items", "seconds", "dike_version", "git_commit",
-                   "stale"]
+                   "stale", "sparsity_all", "latency_ratio", "cosine_to_base"]
 
 def _run_rows(run: Path, stale: bool = False) -> list[dict]:
     cfg = json.loads((run / "config.json").read_text())
@@ -44,6 +44,9 @@ def _run_rows(run: Path, stale: bool = False) -> list[dict]:
             "scorer": rec.get("scorer"), "seed": cfg.get("seed"), "limit": cfg.get("limit"), "n_items": rec.get("n_items"),
             "seconds": rec.get("seconds"), "dike_version": rec.get("dike_version"),
             "git_commit": (prov.get("git") or {}).get("commit"), "stale": stale}
+    cr = (rec.get("model") or {}).get("compress_report") or {}          # a compressed model's report: cost and drift
+    base |= {"sparsity_all": cr.get("sparsity_all"), "latency_ratio": cr.get("latency_ratio"),
+             "cosine_to_base": (cr.get("cosine_to_base") or {}).get("mean")}
     return [{**base, "metric": k, "estimate": v.get("estimate"), "ci_low": v.get("ci_low"), "ci_high": v.get("ci_high"),
              "n": v.get("n"), "unit": v.get("unit")} for k, v in rec["metrics"].items() if isinstance(v, dict)]
 

@@ -21,9 +21,9 @@ __all__ = ['REQUIRED', 'METHODS', 'SCOPE_KEYS', 'BUILTIN_FAMILIES', 'MODULE_TYPE
            'module_set', 'canon_modules', 'module_type', 'transformer_blocks', 'unsupported_layers', 'prunable_linears',
            'model_max_len', 'special_wrap', 'calib_batches', 'calib_pool', 'calib_rows', 'calib_texts', 'text_sample',
            'Scope', 'is_scoped', 'resolve_scope', 'scoped_linears', 'scoped_layers', 'scope_coverage', 'BlockRunner',
-           'param_counts', 'sparsity_report', 'latency_per_1k', 'disk_size', 'compression_report', 'needs_calib',
-           'weight_code', 'method_code', 'compress_key', 'weight_digest', 'check_step', 'step_seed', 'apply_steps',
-           'compress', 'save_compressed', 'load_compressed', 'load_or_compress', 'cache_prune']
+           'param_counts', 'sparsity_report', 'latency_per_1k', 'disk_size', 'embedding_cosine', 'compression_report',
+           'needs_calib', 'weight_code', 'method_code', 'compress_key', 'weight_digest', 'check_step', 'step_seed',
+           'apply_steps', 'compress', 'save_compressed', 'load_compressed', 'load_or_compress', 'cache_prune']
 
 # %% ../../nbs/20_compress.ipynb #f086da7a
 REQUIRED = object()  # marks a Param without default
@@ -534,9 +534,17 @@ def _bits(model: nn.Module, step_reports: list[dict]) -> float:
     lins = list(prunable_linears(model).values())
     return (lins[0].weight.element_size() * 8) if lins else None
 
+def embedding_cosine(base, new, texts: list[str], batch_size: int = 16) -> dict:
+    "Cosine between the base's and the compressed model's mean-pooled last hidden states of each text: mean, min."
+    from dike.scoring import embed
+    bs = batch_size if getattr(base.tokenizer, "pad_token_id", None) is not None else 1
+    eb, en = (embed(m, texts, pooling="mean", batch_size=bs, normalize=True) for m in (base, new))
+    c = (eb * en).sum(1)
+    return {"mean": float(c.mean()), "min": float(c.min()), "n_texts": len(texts)}
+
 def compression_report(base, new, heldout: list[str] | None = None, *, n_heldout: int = 64, seed: int = 0,
                        step_reports: list[dict] | None = None, latency_repeats: int = 5) -> dict:
-    "Sparsity (per layer and overall), bits, parameters, size on disk and latency vs `base`."
+    "Sparsity (per layer and overall), bits, parameters, size on disk, latency and embedding cosine vs `base`."
     t0 = time.perf_counter()
     src = "given"
     if heldout is None: heldout, src = text_sample("heldout", n_heldout, seed)
@@ -556,6 +564,7 @@ def compression_report(base, new, heldout: list[str] | None = None, *, n_heldout
         "latency_texts": len(heldout), "latency_source": src,
         "latency_ms_per_1k_tokens": lat_n, "base_latency_ms_per_1k_tokens": lat_b,
         "latency_ratio": lat_n / lat_b if lat_b else None,
+        "cosine_to_base": embedding_cosine(base, new, heldout),     # of the held-out texts' embeddings
         "report_seconds": round(time.perf_counter() - t0, 2),
         "layers": sp["layers"],
     }
