@@ -10,8 +10,8 @@ from .core import DikeError
 
 # %% auto #0
 __all__ = ['cmd_data_check', 'cmd_data_fetch', 'cmd_models_list', 'cmd_models_show', 'cmd_eval', 'cmd_compress', 'cmd_run',
-           'cmd_status', 'cmd_collect', 'cmd_analyze', 'cmd_figures', 'cmd_cache_prune', 'cmd_paper_check',
-           'build_parser', 'main']
+           'cmd_status', 'cmd_collect', 'cmd_origins', 'cmd_analyze', 'cmd_figures', 'cmd_cache_prune',
+           'cmd_paper_check', 'build_parser', 'main']
 
 # %% ../nbs/39_cli.ipynb #882fa416
 def _print_json(obj):
@@ -109,6 +109,30 @@ def cmd_collect(a):
           + (f" ({df.attrs['stale']} stale)" if a.include_stale and df.attrs.get("stale") else "")
           + (f"; {df.attrs['pending']} runs not finished" if df.attrs.get("pending") else "")
           + f" -> {grid_dir(g, a.results) / 'summary.parquet'}")
+    return 0
+
+def _limits(items, benchmarks) -> dict:
+    "`--limit N` (every benchmark) or `--limit BENCH=N` (repeatable) as {benchmark: N}."
+    out = {}
+    for x in items or []:
+        name, _, n = x.rpartition("=")
+        if not n.isdigit(): raise DikeError(f"--limit {x!r}: expected N or BENCHMARK=N")
+        for b in ([name] if name else benchmarks): out[b] = int(n)
+    return out
+
+def cmd_origins(a):
+    from dike.origins import run_origins, fig_origins, additivity
+    from dike.core import results_dir
+    import re, time
+    out = Path(a.out) if a.out else results_dir() / "origins" / re.sub(r"[^A-Za-z0-9._=-]+", "_", f"{a.model}__{a.spec}")
+    t0 = time.time()
+    tab = run_origins(a.model, a.spec, a.benchmarks, out, limits=_limits(a.limit, a.benchmarks), n_bands=a.bands,
+                      modules=a.modules.split(",") if a.modules else None, n_boot=a.n_boot, seed=a.seed,
+                      sample_seed=a.sample_seed, batch_size=a.batch_size, progress=not a.quiet)
+    figs = fig_origins(tab, out)
+    add = additivity(tab[tab.headline | (tab.metric == "perplexity")])
+    print(_fmt_table(add.to_dict("records"), ["benchmark", "metric", "family", "n_cells", "whole", "sum_of_cells", "interaction_share"]))
+    print(f"\n{tab.cell.nunique()} cells in {time.time() - t0:.0f} s -> {out} ({', '.join(p.name for p in figs)})")
     return 0
 
 def cmd_analyze(a):
@@ -231,6 +255,21 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--results", default=None, help="results store")
     an.add_argument("--quiet", action="store_true", help="no progress lines")
     an.set_defaults(fn=cmd_analyze)
+    o = sub.add_parser("origins", help="where a compression effect comes from: compress layer bands, module types and their cells one at a time")
+    o.add_argument("model", help="alias, Hugging Face hub id or local model folder")
+    o.add_argument("spec", help="one unscoped compression step, e.g. magnitude:0.5 or rtn:4:g128")
+    o.add_argument("benchmarks", nargs="+", help="benchmarks to score on every cell (add wikitext2 for the quality cost)")
+    o.add_argument("--bands", type=int, default=6, help="contiguous layer bands (default 6)")
+    o.add_argument("--modules", default=None, help="module types to sweep, comma-separated (default: all the model has)")
+    o.add_argument("--limit", action="append", default=None, metavar="[BENCH=]N",
+                   help="whole units per benchmark: N for all, BENCH=N for one (repeatable)")
+    o.add_argument("--n-boot", type=int, default=1000, help="paired bootstrap replicates per cell (default 1000)")
+    o.add_argument("--seed", type=int, default=0, help="bootstrap seed (and compression seed)")
+    o.add_argument("--sample-seed", type=int, default=0, help="which items --limit samples (default 0)")
+    o.add_argument("--batch-size", type=int, default=16, help="sentences per forward pass (speed only)")
+    o.add_argument("--out", default=None, help="sweep folder (default results/origins/<model>__<spec>); resumes there")
+    o.add_argument("--quiet", action="store_true", help="no progress lines")
+    o.set_defaults(fn=cmd_origins)
     f = sub.add_parser("figures", help="figures, LaTeX tables and macros of one grid (into paper/ if the grid says paper: true)")
     f.add_argument("grid", help="grid YAML file")
     f.add_argument("--include-stale", action="store_true", help="as for collect")

@@ -1,0 +1,34 @@
+"""Origins sweeps: scoped cells of one spec on a tiny model, paired against the base, heat map, resume, CLI."""
+import json, subprocess, sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+def test_tiny_sweep_end_to_end(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
+    from dike.models import load_model
+    from dike.origins import run_origins, fig_origins, additivity
+    kw = dict(limits={"crows_pairs": 12}, n_bands=2, modules=["q", "up"], n_boot=100)
+    tab = run_origins(load_model("tiny-llama"), "magnitude:0.5", ["crows_pairs"], tmp_path, **kw)
+    head = tab[tab.headline]
+    assert head.metric.unique().tolist() == ["pct_stereotype"] and len(head) == 1 + 2 + 2 + 4
+    assert set(head.spec) >= {"magnitude:0.5", "magnitude:0.5:layers=0", "magnitude:0.5:modules=up",
+                              "magnitude:0.5:layers=1:modules=q"}
+    assert head.p_holm.between(0, 1).all() and (head.ci_low <= head.delta + 1e-12).all()
+    add = additivity(head).set_index("family")
+    w = head.delta[head.family == "whole"].item()
+    assert add.loc["band", "sum_of_cells"] == pytest.approx(head.delta[head.family == "band"].sum())
+    assert add.loc["band", "interaction"] == pytest.approx(w - add.loc["band", "sum_of_cells"])
+    assert [p.name for p in fig_origins(tab, tmp_path / "fig")] == ["origins.pdf", "origins.png"]
+    assert len(list((tmp_path / "cells").glob("*.parquet"))) == 9
+    again = run_origins(load_model("tiny-llama"), "magnitude:0.5", ["crows_pairs"], tmp_path, **kw)   # resumed
+    key = ["cell", "metric"]
+    assert again.sort_values(key).delta.tolist() == tab.sort_values(key).delta.tolist()
+
+
+def test_cli_origins_refuses_a_scoped_spec(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "dike.cli", "origins", "tiny-llama", "magnitude:0.5:layers=0", "crows_pairs",
+                        "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "already scoped" in r.stderr and len(r.stderr.strip().splitlines()) == 1
