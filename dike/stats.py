@@ -11,9 +11,9 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['PADJUST_METHODS', 'Estimate', 'bootstrap_ci', 'paired_bootstrap_diff', 'mcnemar_exact', 'Columns', 'codes_of',
-           'align_items', 'bootstrap_pvalue', 'paired_cluster_bootstrap', 'adjust_pvalues', 'adjust_families',
-           'binary_decisions', 'flip_stats', 'flip_binary', 'flip_sign', 'NoiseFloor', 'noise_floor', 'exceeds_noise',
-           'CIEResult', 'modal_decisions', 'cie_population']
+           'check_point', 'align_items', 'bootstrap_pvalue', 'paired_cluster_bootstrap', 'adjust_pvalues',
+           'adjust_families', 'binary_decisions', 'flip_stats', 'flip_binary', 'flip_sign', 'NoiseFloor', 'noise_floor',
+           'exceeds_noise', 'CIEResult', 'modal_decisions', 'cie_population']
 
 # %% ../nbs/04_stats.ipynb #675900dc
 @dataclass(frozen=True)
@@ -153,6 +153,31 @@ class Columns:
 def codes_of(items, col: str) -> tuple[np.ndarray, np.ndarray]:
     "`(codes, labels)` of column `col`: `labels` sorted, `labels[codes]` the column (-1: missing); cached by a `Columns`."
     return items.codes(col) if isinstance(items, Columns) else _factorize(items[col])
+
+def check_point(point: Callable, metrics: Callable, items: pd.DataFrame, rows=None, n_boot: int = 200,
+                tol: float = 1e-12) -> dict[str, float]:
+    """`AssertionError` unless `point(items)` has the keys of `metrics(items)` (an Estimate of unit 'flag', defined by
+    its CI, has no point estimate) and the same values (relative and absolute `tol`; NaN where NaN), on the DataFrame,
+    on its `Columns`, and on the resample `rows` (positions, with repeats) of both. Returns `point(items)`."""
+    def ref(df):
+        return {k: float(v.estimate) for k, v in metrics(df, n_boot=n_boot, seed=0).items()
+                if isinstance(v, Estimate) and v.unit != "flag"}
+    def same(got: dict, want: dict, where: str):
+        if set(got) != set(want):
+            raise AssertionError(f"point vs metrics ({where}): keys only in point {sorted(set(got) - set(want))}, "
+                                 f"only in metrics {sorted(set(want) - set(got))}")
+        for k, w in want.items():
+            g = float(got[k])
+            if not (np.isnan(g) and np.isnan(w)) and not np.isclose(g, w, rtol=tol, atol=tol):
+                raise AssertionError(f"point vs metrics ({where}): {k} = {g!r} by point, {w!r} by metrics")
+    want, cols = ref(items), Columns.of(items)
+    same(point(items), want, "DataFrame"); same(point(cols), want, "Columns")
+    if rows is not None:
+        rows = np.asarray(rows)
+        sub = items.take(rows).reset_index(drop=True)
+        want = ref(sub)
+        same(point(sub), want, "resampled DataFrame"); same(point(cols.take(rows)), want, "resampled Columns")
+    return point(items)
 
 # %% ../nbs/04_stats.ipynb #96ceb683
 def _metric_dict(v) -> dict[str, float]:
