@@ -579,6 +579,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'dike.stats.NoiseFloor.where': ('stats.html#noisefloor.where', 'dike/stats.py'),
                             'dike.stats._cluster_rows': ('stats.html#_cluster_rows', 'dike/stats.py'),
                             'dike.stats._factorize': ('stats.html#_factorize', 'dike/stats.py'),
+                            'dike.stats._holm': ('stats.html#_holm', 'dike/stats.py'),
                             'dike.stats._metric_dict': ('stats.html#_metric_dict', 'dike/stats.py'),
                             'dike.stats._multinomial_counts': ('stats.html#_multinomial_counts', 'dike/stats.py'),
                             'dike.stats._pct_ci': ('stats.html#_pct_ci', 'dike/stats.py'),
