@@ -54,8 +54,9 @@ def compare_items(bench, items_a: pd.DataFrame, items_b: pd.DataFrame, n_boot: i
     units = unit_labels(bench, a)
     ua, ub = a.copy(), b.copy()
     if units is not None: ua["_unit"] = units; ub["_unit"] = units
+    relabel = bench.units if isinstance(getattr(bench, "units", None), str) else None   # the metric averages over it
     d = paired_cluster_bootstrap(ua, ub, stat, unit_col="_unit" if units is not None else None, n_boot=n_boot, seed=seed,
-                                 arrays=arrays)
+                                 arrays=arrays, relabel=relabel)
     da, flip_fn = decisions(bench, a)
     db, _ = decisions(bench, b)
     if da is not None:

@@ -219,11 +219,14 @@ def bootstrap_pvalue(boots) -> float:
 
 def paired_cluster_bootstrap(items_a: pd.DataFrame, items_b: pd.DataFrame, stat: Callable, unit_col: str | None = None,
                              n_boot: int = 2000, seed: int = 0, level: float = 0.95, id_col: str = "item_id",
-                             arrays: bool = False) -> pd.DataFrame:
+                             arrays: bool = False, relabel: str | None = None) -> pd.DataFrame:
     """Paired Δ = stat(b) - stat(a) per metric, with a percentile CI and a two-sided bootstrap p-value, from one
     resample of items (or of `unit_col` clusters) shared by both runs. One row per metric name. `arrays=True`: `stat`
-    gets `Columns` instead of DataFrames (the same resamples; for a statistic that reads both alike)."""
+    gets `Columns` instead of DataFrames (the same resamples; for a statistic that reads both alike). `relabel`: a
+    column that holds each row's unit (as `unit_col` does) and that `stat` averages over; in a resample it holds the
+    number of the draw instead, so that a unit drawn twice counts twice."""
     from dike.core import ScoringError
+    if relabel is not None and unit_col is None: raise ScoringError("paired comparison: `relabel` needs a `unit_col`")
     a, b = align_items(items_a, items_b, id_col)
     if unit_col is None:
         order, unit = None, "item"
@@ -242,7 +245,10 @@ def paired_cluster_bootstrap(items_a: pd.DataFrame, items_b: pd.DataFrame, stat:
     for r in range(n_boot):
         pick = rng.integers(0, n_units, size=n_units)
         idx = pick if order is None else _cluster_rows(order, bounds, pick)
-        ra, rb = _metric_dict(stat(take(a, idx))), _metric_dict(stat(take(b, idx)))
+        ta, tb = take(a, idx), take(b, idx)
+        if relabel is not None:
+            ta[relabel] = tb[relabel] = np.repeat(np.arange(n_units), bounds[pick + 1] - bounds[pick])
+        ra, rb = _metric_dict(stat(ta)), _metric_dict(stat(tb))
         boots[r] = [rb.get(k, np.nan) - ra.get(k, np.nan) for k in names]
     rows = []
     for j, k in enumerate(names):
