@@ -14,8 +14,12 @@ Targets (issue: compression effects as paired comparisons): the analysis of the 
 
 The results store is only read; the cache goes to a temporary copy of `results/analysis/<grid>/`.
 
+`--estimate` needs no finished run: for each benchmark of the grid, one `compare_items` on its real rows
+(DIKE_DATA_DIR, the grid's limit) with seeded random scores (the item tables of `tests/test_analysis_point.py`), times
+the number of comparisons of that benchmark in the grid (`comparison_pairs` of the grid's planned runs).
+
     DIKE_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_analysis.py experiments/grids/core.yaml \
-        [--results DIR] [--n-boot B --n-sim S] [--include-stale]
+        [--results DIR] [--n-boot B --n-sim S] [--include-stale] [--estimate]
 """
 import argparse, dataclasses, os, tempfile, time
 from pathlib import Path
@@ -41,11 +45,38 @@ def _max_diff(d0: pd.DataFrame, d1: pd.DataFrame) -> float:
     return worst
 
 
+def estimate(g, n_boot: int, n_sim: int):
+    "The cold analysis time of grid `g` from one synthetic comparison per benchmark (see the module docstring)."
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_analysis_point import _items, _perturbed
+    from dike.analysis import compare_items, comparison_pairs
+    from dike.evaluate import get_benchmark
+    from dike.stats import mcnemar_exact
+    mcnemar_exact([1], [0])                                          # scipy.stats' import, once per process
+    runs = pd.DataFrame(g.runs).assign(method=lambda r: r.compress.str.split(":").str[0], level=np.nan, stale=False)
+    pairs = comparison_pairs(runs)
+    total, load0 = 0.0, os.getloadavg()
+    for (b, limit), k in pairs.groupby(["benchmark", "limit"], dropna=False).size().items():
+        bench = get_benchmark(b)
+        if not bench.compare: continue
+        rows = bench.load(limit=None if pd.isna(limit) or limit in ("<NA>", "None") else int(limit))
+        a = _items(b, rows, np.random.default_rng(0))
+        t0 = time.perf_counter(); d, _ = compare_items(bench, a, _perturbed(b, rows, a, 1), n_boot, n_sim)
+        t = time.perf_counter() - t0; total += k * t
+        print(f"   {b:20s} {len(a):5d} items, {len(d):3d} metrics: {t:5.2f} s per comparison x {k} = {k * t:5.1f} s")
+    print(f"estimated cold analysis of grid {g.name} ({len(pairs)} comparisons, n_boot={n_boot}, n_sim={n_sim}; without "
+          f"reading files and populations): {total:.0f} s (target <= 180 s: {'met' if total <= 180 else 'NOT met'})")
+    print(f"   load average (1, 5, 15 min) at start {tuple(round(x, 2) for x in load0)}, "
+          f"at end {tuple(round(x, 2) for x in os.getloadavg())}; {os.cpu_count()} CPUs")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("grid"); ap.add_argument("--results", default=None)
     ap.add_argument("--n-boot", type=int, default=1000); ap.add_argument("--n-sim", type=int, default=500)
     ap.add_argument("--include-stale", action="store_true", help="use runs of older code too (e.g. while a grid reruns)")
+    ap.add_argument("--estimate", action="store_true", help="no runs needed: synthetic comparisons on real rows")
     a = ap.parse_args()
     from dike.runner import load_grid
     from dike.report import collect
@@ -54,6 +85,7 @@ def main():
     from dike.stats import Columns, check_point
     from dike.core import results_dir
     g = load_grid(a.grid, validate=False)
+    if a.estimate: return estimate(g, a.n_boot, a.n_sim)
     root = Path(a.results) if a.results else results_dir()
     load0 = os.getloadavg()
     summ = collect(g, root, include_stale=a.include_stale, write=False)
