@@ -20,7 +20,8 @@ __all__ = ['GROUP_COLUMNS', 'point_stat', 'unit_labels', 'decisions', 'group_of'
 GROUP_COLUMNS = ("bias_type", "category", "domain", "stereotype_gender", "occupation")
 
 def point_stat(bench):
-    "`items -> {metric: point estimate}` from the benchmark's own `metrics`."
+    "`items -> {metric: point estimate}`: the benchmark's `point` if it has one, else its `metrics` (one replicate drawn, ignored)."
+    if getattr(bench, "point", None) is not None: return bench.point
     def stat(items: pd.DataFrame) -> dict:
         return {k: float(v.estimate) for k, v in bench.metrics(items, n_boot=1, seed=0).items() if isinstance(v, Estimate)}
     return stat
@@ -48,17 +49,20 @@ def compare_items(bench, items_a: pd.DataFrame, items_b: pd.DataFrame, n_boot: i
                   seed: int = 0) -> tuple[pd.DataFrame, dict]:
     "Paired Δ of every metric (with the noise floor of each) and the flips of run b against run a."
     a, b = align_items(items_a, items_b)
-    stat = point_stat(bench)
+    a.attrs, b.attrs = {}, {}                      # provenance only; pandas would deep-copy it in every operation
+    stat, arrays = point_stat(bench), getattr(bench, "point", None) is not None    # a `point` reads numpy columns
     units = unit_labels(bench, a)
     ua, ub = a.copy(), b.copy()
     if units is not None: ua["_unit"] = units; ub["_unit"] = units
-    d = paired_cluster_bootstrap(ua, ub, stat, unit_col="_unit" if units is not None else None, n_boot=n_boot, seed=seed)
+    relabel = bench.units if isinstance(getattr(bench, "units", None), str) else None   # the metric averages over it
+    d = paired_cluster_bootstrap(ua, ub, stat, unit_col="_unit" if units is not None else None, n_boot=n_boot, seed=seed,
+                                 arrays=arrays, relabel=relabel)
     da, flip_fn = decisions(bench, a)
     db, _ = decisions(bench, b)
     if da is not None:
         fl = flip_stats(da, db, units=units, n_boot=n_boot, seed=seed, unit_name=d.unit.iloc[0] if len(d) else None)
         col = bench.decision_column
-        floor = noise_floor(a, col, fl["n_flips"], stat, n_sim=n_sim, seed=seed, flip_fn=flip_fn)
+        floor = noise_floor(a, col, fl["n_flips"], stat, n_sim=n_sim, seed=seed, flip_fn=flip_fn, arrays=arrays)
         w = floor.where(dict(zip(d.metric, d.delta)))[["metric", "floor_low", "floor_high", "outside"]]
         deaf = [m for m in floor.null.columns if fl["n_flips"] and np.allclose(floor.null[m].fillna(0), 0)]
         w["outside"] = w["outside"].astype("boolean")

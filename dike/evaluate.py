@@ -40,6 +40,7 @@ class Benchmark:
     compare: bool = True                 # paired comparisons apply (False: metrics too costly to resample, e.g. SEAT)
     data: str | None = None              # the dike.data.BenchmarkFiles it reads (None: its own name)
     fit_rows: Callable | None = None     # rows -> bool mask of rows the benchmark fits on, not evaluated (GAP's probe data)
+    point: Callable[[pd.DataFrame], dict[str, float]] | None = None   # items -> metrics' point estimates, no CIs, fast (numpy; also on stats.Columns)
 
     @property
     def files(self) -> str: return self.data or self.name

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['PADJUST_METHODS', 'Estimate', 'bootstrap_ci', 'paired_bootstrap_diff', 'mcnemar_exact', 'align_items',
-           'bootstrap_pvalue', 'paired_cluster_bootstrap', 'adjust_pvalues', 'adjust_families', 'binary_decisions',
-           'flip_stats', 'flip_binary', 'flip_sign', 'NoiseFloor', 'noise_floor', 'exceeds_noise', 'CIEResult',
-           'modal_decisions', 'cie_population']
+__all__ = ['PADJUST_METHODS', 'Estimate', 'bootstrap_ci', 'paired_bootstrap_diff', 'mcnemar_exact', 'Columns', 'codes_of',
+           'check_point', 'align_items', 'bootstrap_pvalue', 'paired_cluster_bootstrap', 'adjust_pvalues',
+           'adjust_families', 'binary_decisions', 'flip_stats', 'flip_binary', 'flip_sign', 'NoiseFloor', 'noise_floor',
+           'exceeds_noise', 'CIEResult', 'modal_decisions', 'cie_population']
 
 # %% ../nbs/04_stats.ipynb #675900dc
 @dataclass(frozen=True)
@@ -31,11 +31,21 @@ class Estimate:
     def __str__(self): return f"{self.estimate:.4g} [{self.ci_low:.4g}, {self.ci_high:.4g}] (n={self.n})"
 
 # %% ../nbs/04_stats.ipynb #9c247a5f
-def _unit_index(units) -> list[np.ndarray]:
+def _unit_bounds(units) -> tuple[np.ndarray, np.ndarray]:
+    "Rows sorted by unit (stable) and the bounds of each unit's block: unit i holds rows `order[bounds[i]:bounds[i+1]]`."
     codes, uniq = pd.factorize(pd.Series(np.asarray(units)), sort=True)
     order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(uniq) + 1))
-    return [order[bounds[i]:bounds[i + 1]] for i in range(len(uniq))]
+    return order, np.searchsorted(codes[order], np.arange(len(uniq) + 1))
+
+def _unit_index(units) -> list[np.ndarray]:
+    order, bounds = _unit_bounds(units)
+    return [order[bounds[i]:bounds[i + 1]] for i in range(len(bounds) - 1)]
+
+def _cluster_rows(order: np.ndarray, bounds: np.ndarray, pick: np.ndarray) -> np.ndarray:
+    "The rows of the drawn units `pick`, unit after unit: `concatenate([order[bounds[i]:bounds[i+1]] for i in pick])`, vectorised."
+    sizes = bounds[pick + 1] - bounds[pick]
+    ends = np.cumsum(sizes)
+    return order[np.repeat(bounds[pick] - ends + sizes, sizes) + np.arange(ends[-1] if len(ends) else 0)]
 
 def bootstrap_ci(data, statistic: Callable | None = None, units=None, n_boot: int = 2000, level: float = 0.95,
                  seed: int = 0, unit_name: str | None = None) -> Estimate:
@@ -88,6 +98,87 @@ def mcnemar_exact(a, b) -> dict:
     p = 1.0 if n10 + n01 == 0 else float(binomtest(n10, n10 + n01, 0.5).pvalue)
     return {"n_1_to_0": n10, "n_0_to_1": n01, "n_flips": n10 + n01, "p_value": p}
 
+# %% ../nbs/04_stats.ipynb #ce4869a5
+def _factorize(v) -> tuple[np.ndarray, np.ndarray]:
+    codes, uniq = pd.factorize(np.asarray(v), sort=True)
+    return codes, np.asarray(uniq)
+
+class Columns:
+    "An item table as numpy columns: `take(rows)` composes row indices, a column is gathered when read, codes are cached."
+    def __init__(self, data: dict, rows=None, _codes: dict | None = None, _own: dict | None = None):
+        self._data, self._rows = data, rows
+        self._codes = {} if _codes is None else _codes         # column -> (codes, labels) of the full table, shared
+        self._own, self._got = dict(_own or {}), {}             # columns set on this view; columns gathered so far
+
+    @classmethod
+    def of(cls, df: pd.DataFrame) -> "Columns":
+        "The columns of `df` as numpy arrays (its index and `attrs` are dropped)."
+        return cls({str(c): df[c].to_numpy() for c in df.columns})
+
+    @property
+    def columns(self) -> list[str]: return list(dict.fromkeys([*self._data, *self._own]))
+    def __len__(self) -> int:
+        if self._rows is not None: return len(self._rows)
+        return len(next(iter(self._data.values()))) if self._data else 0
+    def __contains__(self, col) -> bool: return col in self._own or col in self._data
+    def __getitem__(self, col) -> np.ndarray:
+        if col in self._own: return self._own[col]
+        if col not in self._got:
+            v = self._data[col]
+            self._got[col] = v if self._rows is None else v[self._rows]
+        return self._got[col]
+    def __getattr__(self, col):
+        if col.startswith("_"): raise AttributeError(col)
+        try: return self[col]
+        except KeyError: raise AttributeError(f"no column {col!r}") from None
+    def __setitem__(self, col, values):
+        v = np.asarray(values)
+        if len(v) != len(self): raise ValueError(f"Columns: {len(v)} values for {len(self)} rows in column {col!r}")
+        self._own[col] = v
+
+    def take(self, rows) -> "Columns":
+        "The rows at positions `rows` (with repeats), as a new view; nothing is copied until a column is read."
+        rows = np.asarray(rows)
+        return Columns(self._data, rows if self._rows is None else self._rows[rows], self._codes,
+                       {c: v[rows] for c, v in self._own.items()})
+    def copy(self, deep: bool = False) -> "Columns": return Columns(self._data, self._rows, self._codes, self._own)
+    def reset_index(self, drop: bool = True) -> "Columns": return self
+    def codes(self, col) -> tuple[np.ndarray, np.ndarray]:
+        if col in self._own: return _factorize(self._own[col])
+        if col not in self._codes: self._codes[col] = _factorize(self._data[col])
+        c, labels = self._codes[col]
+        return (c if self._rows is None else c[self._rows]), labels
+    def to_frame(self) -> pd.DataFrame: return pd.DataFrame({c: self[c] for c in self.columns})
+
+def codes_of(items, col: str) -> tuple[np.ndarray, np.ndarray]:
+    "`(codes, labels)` of column `col`: `labels` sorted, `labels[codes]` the column (-1: missing); cached by a `Columns`."
+    return items.codes(col) if isinstance(items, Columns) else _factorize(items[col])
+
+def check_point(point: Callable, metrics: Callable, items: pd.DataFrame, rows=None, n_boot: int = 200,
+                tol: float = 1e-12) -> dict[str, float]:
+    """`AssertionError` unless `point(items)` has the keys of `metrics(items)` (an Estimate of unit 'flag', defined by
+    its CI, has no point estimate) and the same values (relative and absolute `tol`; NaN where NaN), on the DataFrame,
+    on its `Columns`, and on the resample `rows` (positions, with repeats) of both. Returns `point(items)`."""
+    def ref(df):
+        return {k: float(v.estimate) for k, v in metrics(df, n_boot=n_boot, seed=0).items()
+                if isinstance(v, Estimate) and v.unit != "flag"}
+    def same(got: dict, want: dict, where: str):
+        if set(got) != set(want):
+            raise AssertionError(f"point vs metrics ({where}): keys only in point {sorted(set(got) - set(want))}, "
+                                 f"only in metrics {sorted(set(want) - set(got))}")
+        for k, w in want.items():
+            g = float(got[k])
+            if not (np.isnan(g) and np.isnan(w)) and not np.isclose(g, w, rtol=tol, atol=tol):
+                raise AssertionError(f"point vs metrics ({where}): {k} = {g!r} by point, {w!r} by metrics")
+    want, cols = ref(items), Columns.of(items)
+    same(point(items), want, "DataFrame"); same(point(cols), want, "Columns")
+    if rows is not None:
+        rows = np.asarray(rows)
+        sub = items.take(rows).reset_index(drop=True)
+        want = ref(sub)
+        same(point(sub), want, "resampled DataFrame"); same(point(cols.take(rows)), want, "resampled Columns")
+    return point(items)
+
 # %% ../nbs/04_stats.ipynb #96ceb683
 def _metric_dict(v) -> dict[str, float]:
     "A metric's value as {name: float}: a dict as is (Estimates by their point estimate), a scalar as {'value': x}."
@@ -127,28 +218,37 @@ def bootstrap_pvalue(boots) -> float:
     return float(min(1.0, 2 * (1 + k) / (len(d) + 1)))
 
 def paired_cluster_bootstrap(items_a: pd.DataFrame, items_b: pd.DataFrame, stat: Callable, unit_col: str | None = None,
-                             n_boot: int = 2000, seed: int = 0, level: float = 0.95, id_col: str = "item_id") -> pd.DataFrame:
+                             n_boot: int = 2000, seed: int = 0, level: float = 0.95, id_col: str = "item_id",
+                             arrays: bool = False, relabel: str | None = None) -> pd.DataFrame:
     """Paired Δ = stat(b) - stat(a) per metric, with a percentile CI and a two-sided bootstrap p-value, from one
-    resample of items (or of `unit_col` clusters) shared by both runs. One row per metric name."""
+    resample of items (or of `unit_col` clusters) shared by both runs. One row per metric name. `arrays=True`: `stat`
+    gets `Columns` instead of DataFrames (the same resamples; for a statistic that reads both alike). `relabel`: a
+    column that holds each row's unit (as `unit_col` does) and that `stat` averages over; in a resample it holds the
+    number of the draw instead, so that a unit drawn twice counts twice."""
     from dike.core import ScoringError
+    if relabel is not None and unit_col is None: raise ScoringError("paired comparison: `relabel` needs a `unit_col`")
     a, b = align_items(items_a, items_b, id_col)
-    pa, pb = _metric_dict(stat(a)), _metric_dict(stat(b))
-    names = list(dict.fromkeys([*pa, *pb]))
     if unit_col is None:
-        groups, unit = None, "item"
+        order, unit = None, "item"
     else:
         if unit_col not in a.columns: raise ScoringError(f"paired comparison: no unit column {unit_col!r} in the items")
         if unit_col in b.columns and not (a[unit_col].astype(str).to_numpy() == b[unit_col].astype(str).to_numpy()).all():
             raise ScoringError(f"paired comparison: column {unit_col!r} differs between the runs for the same items")
-        groups, unit = _unit_index(a[unit_col]), unit_col
-    n_units = len(a) if groups is None else len(groups)
+        (order, bounds), unit = _unit_bounds(a[unit_col]), unit_col
+    if arrays: a, b = Columns.of(a), Columns.of(b)
+    take = (lambda t, idx: t.take(idx)) if arrays else (lambda t, idx: t.take(idx).reset_index(drop=True))
+    pa, pb = _metric_dict(stat(a)), _metric_dict(stat(b))
+    names = list(dict.fromkeys([*pa, *pb]))
+    n_units = len(a) if order is None else len(bounds) - 1
     rng = np.random.default_rng(seed)
     boots = np.full((n_boot, len(names)), np.nan)
     for r in range(n_boot):
         pick = rng.integers(0, n_units, size=n_units)
-        idx = pick if groups is None else np.concatenate([groups[i] for i in pick])
-        ra = _metric_dict(stat(a.take(idx).reset_index(drop=True)))
-        rb = _metric_dict(stat(b.take(idx).reset_index(drop=True)))
+        idx = pick if order is None else _cluster_rows(order, bounds, pick)
+        ta, tb = take(a, idx), take(b, idx)
+        if relabel is not None:
+            ta[relabel] = tb[relabel] = np.repeat(np.arange(n_units), bounds[pick + 1] - bounds[pick])
+        ra, rb = _metric_dict(stat(ta)), _metric_dict(stat(tb))
         boots[r] = [rb.get(k, np.nan) - ra.get(k, np.nan) for k in names]
     rows = []
     for j, k in enumerate(names):
@@ -162,15 +262,24 @@ def paired_cluster_bootstrap(items_a: pd.DataFrame, items_b: pd.DataFrame, stat:
 # %% ../nbs/04_stats.ipynb #4136af09
 PADJUST_METHODS = ("holm", "fdr_bh")
 
+def _holm(p: np.ndarray) -> np.ndarray:
+    "Holm's adjusted p-values: statsmodels' formula, without the `gc.collect()` its `multipletests` runs on every Holm call."
+    o, adj = np.argsort(p), np.empty(len(p))
+    adj[o] = np.minimum(1.0, np.maximum.accumulate(p[o] * np.arange(len(p), 0, -1)))
+    return adj
+
 def adjust_pvalues(p, method: str = "holm"):
-    "Holm ('holm') or Benjamini-Hochberg ('fdr_bh') adjusted p-values (statsmodels); NaNs stay NaN and leave the family."
+    "Holm ('holm') or Benjamini-Hochberg ('fdr_bh', statsmodels) adjusted p-values; NaNs stay NaN and leave the family."
     from dike.core import SpecError
     if method not in PADJUST_METHODS: raise SpecError(f"adjust_pvalues: unknown method {method!r}; valid: {', '.join(PADJUST_METHODS)}")
-    from statsmodels.stats.multitest import multipletests
     arr = np.asarray(p, dtype=float)
     out = np.full(arr.shape, np.nan)
     ok = np.isfinite(arr)
-    if ok.any(): out[ok] = multipletests(arr[ok], method=method)[1]
+    if ok.any():
+        if method == "holm": out[ok] = _holm(arr[ok])
+        else:
+            from statsmodels.stats.multitest import multipletests
+            out[ok] = multipletests(arr[ok], method=method)[1]
     return pd.Series(out, index=p.index, name=p.name) if isinstance(p, pd.Series) else out
 
 def adjust_families(df: pd.DataFrame, by, p_col: str = "p_value", methods=PADJUST_METHODS) -> pd.DataFrame:
@@ -236,14 +345,14 @@ def flip_stats(dec_a, dec_b, units=None, n_boot: int = 2000, seed: int = 0, leve
 # %% ../nbs/04_stats.ipynb #dd6d0071
 def flip_binary(items: pd.DataFrame, rows: np.ndarray, decision_col: str) -> pd.DataFrame:
     "A copy of `items` whose 0/1 (or bool) `decision_col` is negated at positions `rows`."
-    v = items[decision_col].to_numpy().copy()
+    v = np.array(items[decision_col])
     v[rows] = ~v[rows] if v.dtype == bool else 1 - v[rows]
     out = items.copy(deep=False); out[decision_col] = v
     return out
 
 def flip_sign(items: pd.DataFrame, rows: np.ndarray, decision_col: str) -> pd.DataFrame:
     "A copy of `items` whose score `decision_col` (its sign is the decision) is negated at positions `rows`."
-    v = items[decision_col].to_numpy(dtype=float).copy()
+    v = np.array(items[decision_col], dtype=float)
     v[rows] = -v[rows]
     out = items.copy(deep=False); out[decision_col] = v
     return out
@@ -285,15 +394,15 @@ class NoiseFloor:
         return res if many else res.drop(columns="row")
 
 def noise_floor(items_base: pd.DataFrame, decision_col: str, n_flips: int, stat: Callable, n_sim: int = 1000,
-                seed: int = 0, flip_fn: Callable | None = None, level: float = 0.95) -> NoiseFloor:
-    "Null distribution of Δ = stat(base with `n_flips` random decisions flipped) - stat(base), `n_sim` draws."
+                seed: int = 0, flip_fn: Callable | None = None, level: float = 0.95, arrays: bool = False) -> NoiseFloor:
+    "Null distribution of Δ = stat(base with `n_flips` random decisions flipped) - stat(base), `n_sim` draws (`arrays`: on `Columns`)."
     from dike.core import ScoringError
     if decision_col not in items_base.columns: raise ScoringError(f"noise_floor: no decision column {decision_col!r} in the items")
     n = len(items_base)
     if not 0 <= n_flips <= n: raise ScoringError(f"noise_floor: cannot flip {n_flips} of {n} decisions")
     flip = flip_fn or flip_binary
     if flip is flip_binary: binary_decisions(items_base[decision_col], f"noise_floor ({decision_col})")
-    base = items_base.reset_index(drop=True)
+    base = Columns.of(items_base) if arrays else items_base.reset_index(drop=True)
     b0 = _metric_dict(stat(base))
     rng = np.random.default_rng(seed)
     draws = []

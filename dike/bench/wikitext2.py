@@ -90,7 +90,7 @@ def metrics(items: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> dict:
 CITATION = ("Merity, Xiong, Bradbury & Socher (2016). Pointer Sentinel Mixture Models. arXiv:1609.07843 "
             "(WikiText-2, CC BY-SA 3.0); pseudo-perplexity: Salazar, Liang, Nguyen & Kirchhoff (2020), ACL.")
 BENCHMARK = register_benchmark(Benchmark(
-    name="wikitext2", data="wikitext2", load=load, score=score, metrics=metrics, scorers=SCORERS,
+    name="wikitext2", data="wikitext2", load=load, score=score, metrics=metrics, point=point_metrics, scorers=SCORERS,
     default_scorer={"causal": "perplexity", "mlm": "pseudo-perplexity"}, version="1", citation=CITATION,
     description="WikiText-2 test slice (first 25 articles, <= 1,000 words each): corpus perplexity, CIs over documents.",
     headline="perplexity", decision_column=None))
