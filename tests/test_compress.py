@@ -308,3 +308,23 @@ def test_scope_is_normalised_into_the_cache_key_and_the_run_id(tmp_path, monkeyp
     # a spec given as typed (dike eval --compress) is normalised by run_config itself
     raw = lambda spec: run_config("tiny-llama", spec, "crows_pairs", "pll", 10, 0, 100, 8, "fp32", fp)
     assert raw(b)["run_id"] == raw(a)["run_id"] == run_id(a) and raw(b)["compress"] == "magnitude:0.5:layers=0-5"
+
+
+@pytest.mark.parametrize("src", ["balanced", "wikitext-cda"])
+def test_imbalance_aware_calibration_sources(src, data_dir, monkeypatch):
+    "wanda with calib=balanced / wikitext-cda: a different calibration sample, recorded by item id (and group shares)."
+    monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
+    from dike.models import load_model
+    from dike.compress.core import compress, weight_digest
+    lm = load_model("tiny-llama")
+    a, ra = compress(lm, "wanda:0.5", n_calib=8, progress=False, report=False)
+    b, rb = compress(lm, f"wanda:0.5:calib={src}", n_calib=8, progress=False, report=False)
+    assert rb["spec"] == f"wanda:0.5:calib={src}" and rb["calib_source"] == src
+    ids = rb["calib_items"][f"{src}:seed=0"]
+    assert ids and ids != ra["calib_items"]["wikitext:seed=0"]
+    if src == "balanced":
+        shares = rb["calib_groups"][f"{src}:seed=0"]
+        assert len(shares) > 40 and max(shares.values()) < 0.1          # no group dominates (bold as it comes: 42 % profession)
+    else:
+        assert sum(i.endswith("/cda") for i in ids) == len(ids) // 2
+    assert weight_digest(a.model) != weight_digest(b.model)

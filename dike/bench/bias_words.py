@@ -9,7 +9,7 @@ from ..core import DataError
 from ..data import BenchmarkFiles, register_files, Reader
 
 # %% auto #0
-__all__ = ['BIAS_WORDS', 'BIAS_WORDS_ARITY', 'DATA', 'bias_words']
+__all__ = ['BIAS_WORDS', 'BIAS_WORDS_ARITY', 'DATA', 'bias_words', 'swap_map', 'gender_swap']
 
 # %% ../../nbs/19_bias_words.ipynb #a40f799d
 BIAS_WORDS = "bias_bench/bias_attribute_words.json"
@@ -37,3 +37,26 @@ def _bias_words_df(r) -> pd.DataFrame:
 DATA = register_files(BenchmarkFiles(
     "bias_words", ("bias_bench",), _bias_words_df, count=lambda r: {k: len(v) for k, v in _bias_words(r).items()},
     description="bias-bench attribute words (Meade et al. 2022); unit: the word"))
+
+# %% ../../nbs/19_bias_words.ipynb #ed130daf
+import re as _re
+
+def swap_map(pairs=None, data_dir=None) -> dict[str, str]:
+    "Lower-case word -> counterpart, both directions; the first pair of a repeated word wins."
+    pairs = bias_words(data_dir)["gender"] if pairs is None else pairs
+    out: dict[str, str] = {}
+    for m, f in pairs:
+        out.setdefault(m.lower(), f.lower()); out.setdefault(f.lower(), m.lower())
+    return out
+
+def _cased(src: str, dst: str) -> str:
+    if src.isupper() and len(src) > 1: return dst.upper()
+    if src[:1].isupper(): return dst[:1].upper() + dst[1:]
+    return dst
+
+def gender_swap(text: str, mapping: dict | None = None) -> str:
+    "`text` with every gendered word of `mapping` (default: bias-bench's gender pairs) replaced by its counterpart."
+    mapping = swap_map() if mapping is None else mapping
+    keys = sorted(mapping, key=len, reverse=True)
+    pat = _re.compile(r"(?<![\w'])(" + "|".join(_re.escape(k) for k in keys) + r")(?![\w'])", _re.I)
+    return pat.sub(lambda m: _cased(m.group(0), mapping[m.group(0).lower()]), text)

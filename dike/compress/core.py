@@ -19,11 +19,12 @@ __all__ = ['REQUIRED', 'METHODS', 'SCOPE_KEYS', 'BUILTIN_FAMILIES', 'MODULE_TYPE
            'SCOPE_PARAMS', 'SCOPE_FORMS', 'CALIB_SEQ', 'CALIB_SOURCES', 'Param', 'Method', 'Step', 'register_method',
            'list_methods', 'valid_forms', 'parse_spec', 'normalize_spec', 'layer_text', 'layer_set', 'canon_layers',
            'module_set', 'canon_modules', 'module_type', 'transformer_blocks', 'unsupported_layers', 'prunable_linears',
-           'model_max_len', 'special_wrap', 'calib_batches', 'calib_pool', 'calib_rows', 'calib_texts', 'text_sample',
-           'Scope', 'is_scoped', 'resolve_scope', 'scoped_linears', 'scoped_layers', 'scope_coverage', 'BlockRunner',
-           'param_counts', 'sparsity_report', 'latency_per_1k', 'disk_size', 'embedding_cosine', 'compression_report',
-           'needs_calib', 'weight_code', 'method_code', 'compress_key', 'weight_digest', 'check_step', 'step_seed',
-           'apply_steps', 'compress', 'save_compressed', 'load_compressed', 'load_or_compress', 'cache_prune']
+           'model_max_len', 'special_wrap', 'calib_batches', 'calib_pool', 'bold_group', 'calib_rows',
+           'calib_group_shares', 'calib_texts', 'text_sample', 'Scope', 'is_scoped', 'resolve_scope', 'scoped_linears',
+           'scoped_layers', 'scope_coverage', 'BlockRunner', 'param_counts', 'sparsity_report', 'latency_per_1k',
+           'disk_size', 'embedding_cosine', 'compression_report', 'needs_calib', 'weight_code', 'method_code',
+           'compress_key', 'weight_digest', 'check_step', 'step_seed', 'apply_steps', 'compress', 'save_compressed',
+           'load_compressed', 'load_or_compress', 'cache_prune']
 
 # %% ../../nbs/20_compress.ipynb #f086da7a
 REQUIRED = object()  # marks a Param without default
@@ -87,7 +88,7 @@ def register_method(prefix: str, fn: Callable, kinds, forms, needs_calib=False, 
     if needs_calib and not any(p.name == "seed" for p in params):      # the calibration sample is part of the spec
         params += (Param("seed", int, lambda v: v >= 0, "seed>=0", default=0, keyword=True),
                    Param("calib", str, default="wikitext", choices=tuple(CALIB_SOURCES), keyword=True))
-        forms = tuple(f"{f} [:seed=K calibration sample][:calib=wikitext|bold]" for f in forms)
+        forms = tuple(f"{f} [:seed=K calibration sample][:calib=wikitext|bold|balanced|wikitext-cda]" for f in forms)
     scope = (scope,) if isinstance(scope, str) else tuple(scope)
     if scope and set(scope) - set(SCOPE_KEYS): raise ValueError(f"{prefix}: unknown scope keywords {sorted(set(scope) - set(SCOPE_KEYS))}")
     if scope:                                                           # layers=/modules= (see "Scopes" below)
@@ -324,7 +325,8 @@ def calib_batches(lm, texts: list[str], seq_len: int = 256, batch_size: int = 8)
 
 # %% ../../nbs/20_compress.ipynb #f5d84075
 CALIB_SEQ = 256
-CALIB_SOURCES = {"wikitext": ("wikitext2",), "bold": ("bold",)}   # source -> manifest groups it reads
+CALIB_SOURCES = {"wikitext": ("wikitext2",), "bold": ("bold",), "balanced": ("bold",),   # source -> manifest groups it reads
+                 "wikitext-cda": ("wikitext2", "bias_bench")}
 
 _CALIB_POOLS: dict = {}
 
@@ -336,9 +338,9 @@ def calib_pool(source: str) -> pd.DataFrame:
     from dike.bench.bold import text_pool
     from dike.evaluate import without_leaks
     if source not in CALIB_SOURCES: raise SpecError(f"calib={source!r}: unknown source; valid: {', '.join(CALIB_SOURCES)}")
-    key = (source, tuple(str(d) for d in search_dirs()))
+    key = ("bold" if source == "balanced" else "wikitext" if source == "wikitext-cda" else source, tuple(str(d) for d in search_dirs()))
     if key in _CALIB_POOLS: return _CALIB_POOLS[key]
-    if source == "bold":
+    if source in ("bold", "balanced"):
         pool = text_pool(sources=("bold",))[["item_id", "text"]]
     else:
         lines = data_file("wikitext2/valid.txt").read_text(encoding="utf-8").splitlines()
@@ -348,16 +350,51 @@ def calib_pool(source: str) -> pd.DataFrame:
     _CALIB_POOLS[key] = pool
     return pool
 
+def _fill(pool: pd.DataFrame, order, tokens, need: int) -> list[int]:
+    "Indices of `pool` in `order` until their token counts reach `need` (all of them if they do not)."
+    take, got = [], 0
+    for i in order:
+        take.append(i); got += tokens(pool.text.iat[i])
+        if got >= need: break
+    return take
+
+def bold_group(item_id: str) -> str:
+    "`domain/group` of a BOLD text (`bold/<domain>/<group>/<entity>/<i>`)."
+    return "/".join(str(item_id).split("/")[1:3])
+
 def calib_rows(lm, source: str = "wikitext", n_windows: int = 32, seed: int = 0, seq_len: int = CALIB_SEQ) -> pd.DataFrame:
-    "Shuffled (`seed`) paragraphs of `source` (rows `item_id, text`) until they fill `n_windows` windows of `seq_len` tokens."
+    """Paragraphs of `source` (rows `item_id, text`) filling `n_windows` windows of `seq_len` tokens, drawn with `seed`:
+    shuffled in order (wikitext, bold); the same number of tokens from every BOLD domain/group (balanced); half the
+    tokens from WikiText and a gender-swapped copy of each (wikitext-cda)."""
     import numpy as np
     pool = calib_pool(source)
-    need, got, take = n_windows * seq_len, 0, []
-    for i in np.random.default_rng(seed).permutation(len(pool)):
-        take.append(i); got += len(lm.tokenizer(pool.text.iat[i], add_special_tokens=False)["input_ids"]) + 1
-        if got >= need: return pool.iloc[take].reset_index(drop=True)
-    raise SpecError(f"calib={source}: {len(pool)} paragraphs give {got} tokens, fewer than {n_windows} x {seq_len}; "
-                    "ask for fewer windows (n_calib)")
+    ntok = lambda t: len(lm.tokenizer(t, add_special_tokens=False)["input_ids"]) + 1
+    need, rng = n_windows * seq_len, np.random.default_rng(seed)
+    if source == "balanced":
+        groups = pool.item_id.map(bold_group)
+        names = sorted(groups.unique())
+        take = []
+        for g in names:                                         # equal token quota per group, shuffled within it
+            idx = np.flatnonzero((groups == g).to_numpy())
+            take += list(idx[_fill(pool.iloc[idx].reset_index(drop=True), rng.permutation(len(idx)), ntok, -(-need // len(names)))])
+        return pool.iloc[take].reset_index(drop=True)
+    if source == "wikitext-cda":
+        from dike.bench.bias_words import gender_swap, swap_map
+        m = swap_map()
+        half = pool.iloc[_fill(pool, rng.permutation(len(pool)), ntok, -(-need // 2))].reset_index(drop=True)
+        swapped = half.assign(item_id=half.item_id + "/cda", text=[gender_swap(t, m) for t in half.text])
+        return pd.concat([half, swapped], ignore_index=True)
+    take = _fill(pool, rng.permutation(len(pool)), ntok, need)
+    got = sum(ntok(t) for t in pool.text.iloc[take])
+    if got < need:
+        raise SpecError(f"calib={source}: {len(pool)} paragraphs give {got} tokens, fewer than {n_windows} x {seq_len}; "
+                        "ask for fewer windows (n_calib)")
+    return pool.iloc[take].reset_index(drop=True)
+
+def calib_group_shares(rows: pd.DataFrame) -> dict[str, float]:
+    "Share of the calibration texts (by count) per BOLD domain/group; `{}` for non-BOLD text."
+    g = rows.item_id[rows.item_id.str.startswith("bold/")].map(bold_group)
+    return {} if g.empty else (g.value_counts(normalize=True).sort_index().round(4)).to_dict()
 
 def calib_texts(lm, source: str = "wikitext", n_windows: int = 32, seed: int = 0, seq_len: int = CALIB_SEQ) -> list[str]:
     "The texts of `calib_rows`."
@@ -592,7 +629,9 @@ def method_code(steps: list[Step]) -> dict:
         from dike.data import data_key
         from dike.bench.bold import text_corpus
         out["calib"] = {"code": [code_hash(calib_pool, module=False), code_hash(calib_rows, module=False),
-                                 source_hash(text_corpus), source_hash("dike.evaluate")],   # + the leak filter
+                                 code_hash(_fill, module=False), code_hash(bold_group, module=False),
+                                 source_hash(text_corpus), source_hash("dike.evaluate"),     # + the leak filter
+                                 source_hash("dike.bench.bias_words")],                      # + the CDA swap
                         "data": {s: data_key(CALIB_SOURCES[s]) for s in srcs}, "seq": CALIB_SEQ}
     return out
 
@@ -688,6 +727,8 @@ def compress(lm, spec: str, seed: int = 0, n_calib: int = 32, progress: bool = T
            "calib_texts": n_texts if calib_src else 0, "calib_windows": n_calib if calib_src else 0,
            "calib_samples": [f"{a}:seed={b}" for a, b in sorted(drawn)],
            "calib_items": {f"{a}:seed={b}": drawn[(a, b)].item_id.tolist() for a, b in sorted(drawn)},   # what the model saw
+           "calib_groups": {f"{a}:seed={b}": calib_group_shares(drawn[(a, b)]) for a, b in sorted(drawn)
+                            if calib_group_shares(drawn[(a, b)])},
            "base": {"name": lm.name, "checksum": lm.checksum},
            "checksum": key, "key": {"model": lm.checksum, "spec": norm, "seed": seed, "n_calib": n_calib,
                                     "dtype": lm.dtype},
