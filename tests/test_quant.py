@@ -206,3 +206,27 @@ def test_load_or_compress_caches_rtn_and_reapplies_int8(tmp_path, monkeypatch):
     assert rc["prefix_report"]["cache"]["hit"] is True
     assert isinstance(c.model.model.layers[0].mlp.up_proj, Int8DynamicLinear)
     assert len(list((tmp_path / "compressed").iterdir())) == 1   # only the rtn prefix was saved
+
+
+def test_fair_gptq_tiny_llama(data_dir, monkeypatch):
+    "Fair-GPTQ: alpha=0 is GPTQ bit for bit; alpha>0 pulls the pairs' outputs together; the pairs are training-half items."
+    monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
+    import pandas as pd, torch
+    import dike.data as D
+    from dike.models import load_model
+    from dike.compress.core import compress
+    from dike.evaluate import assert_disjoint
+    lm = load_model("tiny-llama")
+    g, _ = compress(lm, "gptq:4", n_calib=4, progress=False, report=False)
+    f0, _ = compress(lm, "fair-gptq:4:alpha=0:pairs=16", n_calib=4, progress=False, report=False)
+    assert all(torch.equal(a, b) for a, b in zip(g.model.state_dict().values(), f0.model.state_dict().values()))
+    f, rep = compress(lm, "fair-gptq:4:alpha=5:pairs=16", n_calib=4, progress=False, report=False)
+    st = rep["steps"][0]
+    assert st["method"] == "fair-gptq" and st["n_pairs"] == 16 and 0 < st["mean_pair_term_ratio"] < 1
+    assert all(v["rel_err_gptq"] > 0 for v in st["layers"].values())
+    train = D.load("stereoset", split="train").set_index("item_id")
+    assert set(st["fair_items"]) <= set(train.index)
+    used = train.loc[st["fair_items"]]
+    rows = pd.concat([pd.DataFrame({"dataset": "stereoset", "item_id": used.index, "text": used[c]})
+                      for c in ("stereotype", "anti_stereotype")], ignore_index=True)
+    assert_disjoint(rows, ["stereoset_heldout", "crows_pairs", "winobias"])

@@ -12,9 +12,10 @@ from .core import (Param, register_method, prunable_linears, transformer_blocks,
                                 BlockRunner, scoped_linears, is_scoped, SCOPE_KEYS)
 
 # %% auto #0
-__all__ = ['quant_grid', 'fake_quant', 'rtn_quantize', 'gptq_quantize', 'layer_error', 'packed_bytes', 'rtn_model', 'gptq_model',
-           'Int8DynamicLinear', 'int8_dynamic_model', 'quant_rtn', 'quant_gptq', 'quant_int8_dynamic', 'verify_bits',
-           'verify_int8', 'cast_dtype', 'verify_cast']
+__all__ = ['quant_grid', 'fake_quant', 'rtn_quantize', 'gptq_quantize', 'layer_error', 'packed_bytes', 'rtn_model', 'pair_deltas',
+           'fair_target', 'gptq_model', 'Int8DynamicLinear', 'int8_dynamic_model', 'quant_rtn', 'quant_gptq',
+           'fair_pairs', 'quant_fair_gptq', 'quant_int8_dynamic', 'verify_bits', 'verify_int8', 'cast_dtype',
+           'verify_cast']
 
 # %% ../../nbs/22_quant.ipynb #5ff5a94b
 def quant_grid(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,6 +127,25 @@ def rtn_model(model: nn.Module, bits: int, group: int | None = None, names=None)
     return {"method": "rtn", "bits": bits, "group_size": group, "fake_quant": True,
             **_size_report(lins.values(), bits, group), "time_s": round(time.perf_counter() - t0, 3)}
 
+# %% ../../nbs/22_quant.ipynb #d0bd2065
+def pair_deltas(xs: torch.Tensor, xa: torch.Tensor, ids_s, ids_a) -> torch.Tensor:
+    "Columns (as rows) of Delta for one pair: aligned common-suffix tokens, plus the mean difference of the differing middle."
+    ids_s, ids_a = list(ids_s), list(ids_a)
+    p = 0
+    while p < min(len(ids_s), len(ids_a)) and ids_s[p] == ids_a[p]: p += 1
+    q = 0
+    while q < min(len(ids_s), len(ids_a)) - p and ids_s[-1 - q] == ids_a[-1 - q]: q += 1
+    rows = [xs[len(ids_s) - q:] - xa[len(ids_a) - q:]] if q else []
+    ms, ma = xs[p:len(ids_s) - q], xa[p:len(ids_a) - q]
+    if len(ms) and len(ma): rows.append((ms.mean(0) - ma.mean(0))[None])
+    return torch.cat(rows) if rows else xs[:0]
+
+def fair_target(W: torch.Tensor, H: torch.Tensor, HD: torch.Tensor, percdamp: float = 0.01) -> torch.Tensor:
+    "W* = W H (H + HD)^-1, the minimiser of the unquantized fair objective (H + HD damped as GPTQ damps H)."
+    Ht = (H + HD).double()
+    Ht = Ht + percdamp * torch.mean(torch.diag(Ht)) * torch.eye(len(Ht), dtype=Ht.dtype)
+    return torch.linalg.solve(Ht, (H.double() @ W.double().T)).T.float()
+
 # %% ../../nbs/22_quant.ipynb #d059f98d
 def _same_input_groups(Hs: dict) -> list[list[str]]:
     "Names grouped by identical accumulated H (Linears fed the very same inputs), in order."
@@ -142,11 +162,16 @@ def _err(W, Q, H) -> float:
 
 @torch.no_grad()
 def gptq_model(lm, batches: list[torch.Tensor], bits: int, group: int | None = None, act_order: bool = False,
-               blocksize: int = 128, percdamp: float = 0.01, progress: bool = False, names=None) -> dict:
-    "GPTQ every Linear of the blocks of `lm.model` (or those in `names`) in place, block by block, on token batches `batches`; a report."
+               blocksize: int = 128, percdamp: float = 0.01, progress: bool = False, names=None,
+               pairs: list | None = None, alpha: float = 0.0) -> dict:
+    """GPTQ every Linear of the blocks of `lm.model` (or those in `names`) in place, block by block, on token batches
+    `batches`; with `pairs` (token-id lists `(stereo, anti)`) and `alpha > 0`, Fair-GPTQ (see below); a report."""
     t0 = time.perf_counter()
     _linears(lm.model)
     runner = BlockRunner(lm, batches)
+    fair = bool(pairs) and alpha > 0
+    if fair:                                            # the pair sentences, one batch each: (s_1, a_1, s_2, a_2, ...)
+        pair_runner = BlockRunner(lm, [torch.tensor([x]) for pr in pairs for x in pr])
     prefix, _ = transformer_blocks(lm.model)
     layers, lins_all, n_calls = {}, [], 0
     n_tok = int(sum(b.numel() for b in batches))
@@ -171,22 +196,47 @@ def gptq_model(lm, batches: list[torch.Tensor], bits: int, group: int | None = N
         try: runner.run(i)
         finally:
             for h in hooks: h.remove()
+        HD = {}
+        if fair:
+            seen = {n: [] for n in lins}
+            def grab(n):
+                def hook(mod, args): seen[n].append(args[0].detach()[0].double())
+                return hook
+            hooks = [m.register_forward_pre_hook(grab(n)) for n, m in lins.items()]
+            try: pair_runner.run(i)
+            finally:
+                for h in hooks: h.remove()
+            for n, xs in seen.items():
+                rows = torch.cat([pair_deltas(xs[2 * k], xs[2 * k + 1], *pairs[k]) for k in range(len(pairs))])
+                HD[n] = (alpha * 2 * rows.T @ rows / max(len(rows), 1)).float()
         for names in _same_input_groups(Hs):
             n_calls += 1
             H = (2 * Hs[names[0]] / max(cnt[names[0]], 1)).float()
             Ws = [lins[n].weight.detach().float() for n in names]
             # Linears that read the same input (q/k/v, gate/up) share H; GPTQ treats rows independently, so they are
             # quantized as one stacked matrix (same result, one column loop instead of several)
-            Qs = gptq_quantize(torch.cat(Ws), H, bits, group, blocksize=blocksize, percdamp=percdamp,
-                               act_order=act_order).split([w.shape[0] for w in Ws])
+            if fair:                                    # the fair objective's target and Hessian (below)
+                Hd = HD[names[0]]
+                Wt = fair_target(torch.cat(Ws), H, Hd, percdamp)
+                Qs = gptq_quantize(Wt, H + Hd, bits, group, blocksize=blocksize, percdamp=percdamp,
+                                   act_order=act_order).split([w.shape[0] for w in Ws])
+            else:
+                Qs = gptq_quantize(torch.cat(Ws), H, bits, group, blocksize=blocksize, percdamp=percdamp,
+                                   act_order=act_order).split([w.shape[0] for w in Ws])
             for n, W, Q in zip(names, Ws, Qs):
                 ref = _err(W, torch.zeros_like(W), H) or 1.0
                 layers[f"{prefix}.{i}.{n}"] = {"rel_err_gptq": _err(W, Q, H) / ref,
                                                "rel_err_rtn": _err(W, rtn_quantize(W, bits, group), H) / ref}
+                if fair:                                # the pair term after / before: < 1 = outputs of the pairs closer
+                    layers[f"{prefix}.{i}.{n}"]["pair_term_ratio"] = _err(Q, torch.zeros_like(Q), Hd) / (_err(W, torch.zeros_like(W), Hd) or 1.0)
                 lins[n].weight.copy_(Q.to(lins[n].weight.dtype)); lins_all.append(lins[n])
-        if i < last: runner.advance(i)
+        if i < last:
+            runner.advance(i)
+            if fair: pair_runner.advance(i)
     ratio = [v["rel_err_gptq"] / v["rel_err_rtn"] for v in layers.values() if v["rel_err_rtn"] > 0]
-    return {"method": "gptq", "bits": bits, "group_size": group, "act_order": act_order, "fake_quant": True,
+    pr = [v["pair_term_ratio"] for v in layers.values() if "pair_term_ratio" in v]
+    fair_rep = {"alpha": alpha, "n_pairs": len(pairs), "mean_pair_term_ratio": sum(pr) / len(pr) if pr else None} if fair else {}
+    return {"method": "fair-gptq" if fair else "gptq", **fair_rep, "bits": bits, "group_size": group, "act_order": act_order, "fake_quant": True,
             "percdamp": percdamp, "blocksize": blocksize, "calib_tokens": n_tok, **_size_report(lins_all, bits, group),
             "mean_err_ratio_gptq_over_rtn": sum(ratio) / len(ratio) if ratio else None, "gptq_calls": n_calls,
             "layers": layers, "time_s": round(time.perf_counter() - t0, 3)}
@@ -272,6 +322,27 @@ def quant_gptq(lm, step, calib):
                      names=_scope_names(lm, step))
     return lm, {**rep, "calib_texts": len(calib)}
 
+def fair_pairs(lm, n: int, seed: int = 0) -> tuple[list, list[str]]:
+    "`n` (stereotype, anti-stereotype) token-id pairs of StereoSet's training-half intrasentence items (seeded), and their ids."
+    import numpy as np
+    from dike.data import load
+    from dike.scoring import prefix_token_id
+    d = load("stereoset", split="train")
+    d = d[d.task == "intrasentence"].reset_index(drop=True)
+    d = d.iloc[np.sort(np.random.default_rng(seed).permutation(len(d))[:n])]
+    p0, tok = prefix_token_id(lm.tokenizer), lm.tokenizer
+    enc = lambda t: [p0] + tok.encode(t, add_special_tokens=False)
+    return [(enc(s), enc(a)) for s, a in zip(d.stereotype, d.anti_stereotype)], d.item_id.tolist()
+
+def quant_fair_gptq(lm, step, calib):
+    "Spec `fair-gptq:B[:gG]:alpha=A[:pairs=N]`: GPTQ with the Fair-GPTQ pair term (StereoSet training half)."
+    if not calib: raise SpecError("fair-gptq needs calibration text, got none")
+    batches = calib_batches(lm, list(calib), seq_len=256)
+    pairs, ids = fair_pairs(lm, step["pairs"], step.get("seed", 0))
+    rep = gptq_model(lm, batches, step["bits"], step["group"], act_order=bool(step["act"]), percdamp=step["damp"],
+                     names=_scope_names(lm, step), pairs=pairs, alpha=step["alpha"])
+    return lm, {**rep, "calib_texts": len(calib), "fair_items": ids, "fair_source": "stereoset train half (intrasentence)"}
+
 def quant_int8_dynamic(lm, step, calib=()):
     "Spec `int8-dynamic[:tensor][:outlier=X]`: dynamic int8 of the block Linears (real int8 kernels, CPU)."
     qm, rep = int8_dynamic_model(lm.model, step["act"], step["outlier"], names=_scope_names(lm, step))
@@ -329,6 +400,15 @@ register_method("gptq", quant_gptq, _KINDS,
                 "gptq:B[:gG][:act=1][:damp=X] (2<=B<=8 bits, G>=1, act-order, damping 0<X<1; calibration text)",
                 needs_calib=True, description="GPTQ, Frantar et al. 2022 (fake-quant)", verify=verify_bits, scope=SCOPE_KEYS,
                 params=(_BITS, _GROUP, Param("act", int, lambda v: v in (0, 1), "act=0|1", default=0, keyword=True),
+                        Param("damp", float, lambda v: 0 < v < 1, "0<damp<1", default=0.01, keyword=True)))
+register_method("fair-gptq", quant_fair_gptq, ("causal",),
+                "fair-gptq:B[:gG]:alpha=A[:pairs=N][:act=1][:damp=X] (GPTQ + alpha * |W_hat (x_stereo - x_anti)|^2 on N "
+                "StereoSet training-half pairs, default alpha=1, N=256; calibration text)",
+                needs_calib=True, description="Fair-GPTQ, Proskurina, Metzler & Velcin 2025 (fake-quant)", verify=verify_bits,
+                scope=SCOPE_KEYS,
+                params=(_BITS, _GROUP, Param("alpha", float, lambda v: v >= 0, "alpha>=0", default=1.0, keyword=True),
+                        Param("pairs", int, lambda v: v >= 1, "pairs>=1", default=256, keyword=True),
+                        Param("act", int, lambda v: v in (0, 1), "act=0|1", default=0, keyword=True),
                         Param("damp", float, lambda v: 0 < v < 1, "0<damp<1", default=0.01, keyword=True)))
 register_method("int8-dynamic", quant_int8_dynamic, _KINDS,
                 "int8-dynamic[:tensor][:outlier=X] (W8A8 per-token + LLM.int8 outliers |x|>=X, default 6, 0 = off;"
