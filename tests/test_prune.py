@@ -130,3 +130,19 @@ def test_smollm2_magnitude_and_heads(tmp_path, monkeypatch):
     ids = lm.tokenizer("The capital of France is", return_tensors="pt")["input_ids"]
     with torch.no_grad(): logits = new.model(input_ids=ids).logits
     assert torch.isfinite(logits).all() and logits.shape[-1] == lm.model.config.vocab_size
+
+
+def test_fair_wanda_tiny_llama(data_dir, monkeypatch):
+    "wanda:S:fair=L: L=0 is Wanda; L>0 prunes another mask at the same sparsity; pairs from the training half."
+    monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
+    import dike.data as D
+    from dike.models import load_model
+    from dike.compress.core import compress, weight_digest
+    lm = load_model("tiny-llama")
+    a, ra = compress(lm, "wanda:0.5", n_calib=4, progress=False)
+    b, _ = compress(lm, "wanda:0.5:fair=0", n_calib=4, progress=False, report=False)
+    c, rc = compress(lm, "wanda:0.5:fair=2:pairs=16", n_calib=4, progress=False)
+    assert weight_digest(a.model) == weight_digest(b.model) != weight_digest(c.model)
+    assert abs(rc["sparsity"] - ra["sparsity"]) < 1e-9                       # same per-row budget
+    st = rc["steps"][0]
+    assert st["fair"] == 2.0 and st["n_pairs"] == 16 and set(st["fair_items"]) <= set(D.load("stereoset", split="train").item_id)

@@ -21,10 +21,10 @@ __all__ = ['REQUIRED', 'METHODS', 'SCOPE_KEYS', 'BUILTIN_FAMILIES', 'MODULE_TYPE
            'module_set', 'canon_modules', 'module_type', 'transformer_blocks', 'unsupported_layers', 'prunable_linears',
            'model_max_len', 'special_wrap', 'calib_batches', 'calib_pool', 'bold_group', 'calib_rows',
            'calib_group_shares', 'calib_texts', 'text_sample', 'Scope', 'is_scoped', 'resolve_scope', 'scoped_linears',
-           'scoped_layers', 'scope_coverage', 'BlockRunner', 'param_counts', 'sparsity_report', 'latency_per_1k',
-           'disk_size', 'embedding_cosine', 'compression_report', 'needs_calib', 'weight_code', 'method_code',
-           'compress_key', 'weight_digest', 'check_step', 'step_seed', 'apply_steps', 'compress', 'save_compressed',
-           'load_compressed', 'load_or_compress', 'cache_prune']
+           'scoped_layers', 'scope_coverage', 'BlockRunner', 'pair_deltas', 'fair_pairs', 'PairRunner', 'param_counts',
+           'sparsity_report', 'latency_per_1k', 'disk_size', 'embedding_cosine', 'compression_report', 'needs_calib',
+           'weight_code', 'method_code', 'compress_key', 'weight_digest', 'check_step', 'step_seed', 'apply_steps',
+           'compress', 'save_compressed', 'load_compressed', 'load_or_compress', 'cache_prune']
 
 # %% ../../nbs/20_compress.ipynb #f086da7a
 REQUIRED = object()  # marks a Param without default
@@ -509,6 +509,50 @@ class BlockRunner:
             else: new.append(((), {**k, "hidden_states": h}))
         self.inputs = new
 
+# %% ../../nbs/20_compress.ipynb #f2265a6e
+def pair_deltas(xs: torch.Tensor, xa: torch.Tensor, ids_s, ids_a) -> torch.Tensor:
+    "Columns (as rows) of Delta for one pair: aligned common-suffix tokens, plus the mean difference of the differing middle."
+    ids_s, ids_a = list(ids_s), list(ids_a)
+    p = 0
+    while p < min(len(ids_s), len(ids_a)) and ids_s[p] == ids_a[p]: p += 1
+    q = 0
+    while q < min(len(ids_s), len(ids_a)) - p and ids_s[-1 - q] == ids_a[-1 - q]: q += 1
+    rows = [xs[len(ids_s) - q:] - xa[len(ids_a) - q:]] if q else []
+    ms, ma = xs[p:len(ids_s) - q], xa[p:len(ids_a) - q]
+    if len(ms) and len(ma): rows.append((ms.mean(0) - ma.mean(0))[None])
+    return torch.cat(rows) if rows else xs[:0]
+
+def fair_pairs(lm, n: int, seed: int = 0) -> tuple[list, list[str]]:
+    "`n` (stereotype, anti-stereotype) token-id pairs of StereoSet's training-half intrasentence items (seeded), and their ids."
+    import numpy as np
+    from dike.data import load
+    from dike.scoring import prefix_token_id
+    d = load("stereoset", split="train")
+    d = d[d.task == "intrasentence"].reset_index(drop=True)
+    d = d.iloc[np.sort(np.random.default_rng(seed).permutation(len(d))[:n])]
+    p0, tok = prefix_token_id(lm.tokenizer), lm.tokenizer
+    enc = lambda t: [p0] + tok.encode(t, add_special_tokens=False)
+    return [(enc(s), enc(a)) for s, a in zip(d.stereotype, d.anti_stereotype)], d.item_id.tolist()
+
+class PairRunner:
+    "The pairs' sentences through the blocks (one batch per sentence), giving each Linear's Delta rows block by block."
+    def __init__(self, lm, pairs):
+        self.pairs, self.runner = pairs, BlockRunner(lm, [torch.tensor([x]) for pr in pairs for x in pr])
+    @torch.no_grad()
+    def deltas(self, i: int, lins: dict) -> dict:
+        "`{name: Delta rows}` of the Linears `lins` (name -> module) of block `i`."
+        seen = {n: [] for n in lins}
+        def grab(n):
+            def hook(mod, args): seen[n].append(args[0].detach()[0].double())
+            return hook
+        hooks = [m.register_forward_pre_hook(grab(n)) for n, m in lins.items()]
+        try: self.runner.run(i)
+        finally:
+            for h in hooks: h.remove()
+        return {n: torch.cat([pair_deltas(xs[2 * k], xs[2 * k + 1], *self.pairs[k]) for k in range(len(self.pairs))])
+                for n, xs in seen.items()}
+    def advance(self, i: int) -> None: self.runner.advance(i)
+
 # %% ../../nbs/20_compress.ipynb #24387930
 def _unique_params(model: nn.Module):
     seen = set()
@@ -616,7 +660,7 @@ def weight_code() -> dict:
     "Hashes of the shared code in this module that decides compressed weights (not the report code)."
     objs = (transformer_blocks, unsupported_layers, prunable_linears, model_max_len, special_wrap, calib_batches,
             text_sample, BlockRunner, step_seed, apply_steps, check_step, weight_digest, layer_set, module_type, Scope,
-            resolve_scope, scoped_linears, scoped_layers)
+            resolve_scope, scoped_linears, scoped_layers, pair_deltas, fair_pairs, PairRunner)
     return {o.__name__: code_hash(o, module=False) for o in objs}
 
 def method_code(steps: list[Step]) -> dict:

@@ -9,13 +9,14 @@ import torch
 from torch import nn
 from ..core import SpecError
 from .core import (Param, register_method, prunable_linears, transformer_blocks, calib_batches,
-                                BlockRunner, _set_module, scoped_linears, scoped_layers, is_scoped, SCOPE_KEYS)
+                                BlockRunner, PairRunner, fair_pairs, _set_module, scoped_linears, scoped_layers, is_scoped,
+                                SCOPE_KEYS)
 
 # %% auto #0
 __all__ = ['n_pruned', 'smallest_mask', 'zero_smallest', 'verify_magnitude', 'verify_rows', 'verify_global', 'prune_magnitude',
-           'prune_magnitude_global', 'blockwise_sqnorms', 'wanda_score', 'prune_wanda', 'nm_mask_apply', 'verify_nm',
-           'prune_nm', 'slice_linear', 'verify_ffn', 'prune_ffn', 'attention_units', 'lm_loss', 'head_importance',
-           'remove_units', 'prune_heads', 'verify_heads']
+           'prune_magnitude_global', 'blockwise_sqnorms', 'wanda_score', 'fair_wanda_score', 'prune_wanda',
+           'nm_mask_apply', 'verify_nm', 'prune_nm', 'slice_linear', 'verify_ffn', 'prune_ffn', 'attention_units',
+           'lm_loss', 'head_importance', 'remove_units', 'prune_heads', 'verify_heads']
 
 # %% ../../nbs/21_prune.ipynb #927d9039
 def n_pruned(frac: float, n: int) -> int:
@@ -126,10 +127,13 @@ def _need_calib(lm, calib, seq_len=256):
     return b
 
 @torch.no_grad()
-def blockwise_sqnorms(lm, calib, prune_block, progress=False, names=None) -> dict:
-    "For each block in order: sum of squared inputs of its linears (with earlier blocks pruned), then `prune_block(i, sq)`; only the linears in `names` when given."
+def blockwise_sqnorms(lm, calib, prune_block, progress=False, names=None, pairs=None) -> dict:
+    """For each block in order: sum of squared inputs of its linears (with earlier blocks pruned), then
+    `prune_block(i, lins, sq)` (with `pairs`: `prune_block(i, lins, sq, dsq, n_tok)`, dsq = per-input sum of squared
+    pair deltas and its row count); only the linears in `names` when given."""
     prunable_linears(lm.model)                         # refuses blocks with layer types it cannot handle
     runner = BlockRunner(lm, _need_calib(lm, calib))
+    prs = PairRunner(lm, pairs) if pairs else None
     n_tok = sum(a[0].shape[0] * a[0].shape[1] if a else k["hidden_states"].shape[0] * k["hidden_states"].shape[1]
                 for a, k in runner.inputs)
     per_block = [{n: l for n, l in _block_linears(lm.model, i).items() if names is None or n in names}
@@ -148,25 +152,50 @@ def blockwise_sqnorms(lm, calib, prune_block, progress=False, names=None) -> dic
         try: runner.run(i)
         finally:
             for h in hs: h.remove()
-        prune_block(i, lins, sq)
-        if i < last: runner.advance(i)
-    return {"calib_tokens": n_tok}
+        if prs is None: prune_block(i, lins, sq)
+        else:
+            d = prs.deltas(i, {n: l for n, l in lins.items()})
+            prune_block(i, lins, sq, {n: (r.pow(2).sum(0), len(r)) for n, r in d.items()}, n_tok)
+        if i < last:
+            runner.advance(i)
+            if prs is not None: prs.advance(i)
+    return {"calib_tokens": n_tok, **({"n_pairs": len(pairs)} if pairs else {})}
 
 def wanda_score(w: torch.Tensor, sqnorm: torch.Tensor) -> torch.Tensor:
     "Sun et al. (2023): |W_ij| * ||X_j||_2."
     return w.detach().abs().float() * sqnorm.sqrt().float()[None, :]
 
+def fair_wanda_score(w: torch.Tensor, sqnorm: torch.Tensor, n_tok: int, dsq: torch.Tensor, n_rows: int, lam: float) -> torch.Tensor:
+    "|W_ij| * (rms_j(X) - lam * rms_j(Delta)): a weight reading a feature that differs between counterfactual pairs scores lower."
+    rx = (sqnorm / max(n_tok, 1)).sqrt().float()
+    rd = (dsq / max(n_rows, 1)).sqrt().float()
+    return w.detach().abs().float() * (rx - lam * rd)[None, :]
+
 def prune_wanda(lm, step, calib):
-    "Wanda: in each output row, zero the fraction S of weights with the smallest |W_ij| * ||X_j||."
-    s = step["sparsity"]
+    "Wanda: in each output row, zero the fraction S of weights with the smallest |W_ij| * ||X_j|| (fair=L: see above)."
+    s, lam = step["sparsity"], step.get("fair", 0.0)
+    names = set(scoped_linears(lm.model, step)) if is_scoped(step) else None
+    if lam:
+        if lm.kind != "causal": raise SpecError(f"{step.text}: fair= needs a causal model (pairs are scored left to right)")
+        pairs, ids = fair_pairs(lm, step["pairs"], step.get("seed", 0))
+        def pb(i, lins, sq, dsq, n_tok):
+            for n, l in lins.items():
+                zero_smallest(l.weight, fair_wanda_score(l.weight, sq[n], n_tok, dsq[n][0], dsq[n][1], lam),
+                              n_pruned(s, l.in_features), per_row=True)
+        info = blockwise_sqnorms(lm, calib, pb, names=names, pairs=pairs)
+        return lm, {"method": "wanda", "granularity": "per-output-row", "fair": lam, "fair_items": ids,
+                    "fair_source": "stereoset train half (intrasentence)", **info}
     def pb(i, lins, sq):
         for n, l in lins.items():
             zero_smallest(l.weight, wanda_score(l.weight, sq[n]), n_pruned(s, l.in_features), per_row=True)
-    info = blockwise_sqnorms(lm, calib, pb, names=set(scoped_linears(lm.model, step)) if is_scoped(step) else None)
+    info = blockwise_sqnorms(lm, calib, pb, names=names)
     return lm, {"method": "wanda", "granularity": "per-output-row", **info}
 
 register_method("wanda", prune_wanda, ("causal", "mlm", "encoder"),
-                "wanda:S (0<=S<1, |W|*||X|| per output row, calibration text)", needs_calib=True, params=(_S,),
+                "wanda:S[:fair=L[:pairs=N]] (0<=S<1, |W|*||X|| per output row, calibration text; fair: minus "
+                "L*|W|*rms(Delta) of N StereoSet training-half pairs, causal models)", needs_calib=True,
+                params=(_S, Param("fair", float, lambda v: v >= 0, "fair=L>=0", default=0.0, keyword=True),
+                        Param("pairs", int, lambda v: v >= 1, "pairs>=1", default=256, keyword=True)),
                 description="Wanda (Sun et al. 2023)", changes_weights=_sparse, verify=verify_rows, scope=SCOPE_KEYS)
 
 # %% ../../nbs/21_prune.ipynb #24c8df45

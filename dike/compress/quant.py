@@ -8,14 +8,13 @@ import dataclasses, math, time, warnings
 import torch
 from torch import nn
 from ..core import SpecError, ModelError
-from .core import (Param, register_method, prunable_linears, transformer_blocks, calib_batches,
+from .core import (fair_pairs, PairRunner, Param, register_method, prunable_linears, transformer_blocks, calib_batches,
                                 BlockRunner, scoped_linears, is_scoped, SCOPE_KEYS)
 
 # %% auto #0
-__all__ = ['quant_grid', 'fake_quant', 'rtn_quantize', 'gptq_quantize', 'layer_error', 'packed_bytes', 'rtn_model', 'pair_deltas',
-           'fair_target', 'gptq_model', 'Int8DynamicLinear', 'int8_dynamic_model', 'quant_rtn', 'quant_gptq',
-           'fair_pairs', 'quant_fair_gptq', 'quant_int8_dynamic', 'verify_bits', 'verify_int8', 'cast_dtype',
-           'verify_cast']
+__all__ = ['quant_grid', 'fake_quant', 'rtn_quantize', 'gptq_quantize', 'layer_error', 'packed_bytes', 'rtn_model', 'fair_target',
+           'gptq_model', 'Int8DynamicLinear', 'int8_dynamic_model', 'quant_rtn', 'quant_gptq', 'quant_fair_gptq',
+           'quant_int8_dynamic', 'verify_bits', 'verify_int8', 'cast_dtype', 'verify_cast']
 
 # %% ../../nbs/22_quant.ipynb #5ff5a94b
 def quant_grid(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,18 +127,6 @@ def rtn_model(model: nn.Module, bits: int, group: int | None = None, names=None)
             **_size_report(lins.values(), bits, group), "time_s": round(time.perf_counter() - t0, 3)}
 
 # %% ../../nbs/22_quant.ipynb #d0bd2065
-def pair_deltas(xs: torch.Tensor, xa: torch.Tensor, ids_s, ids_a) -> torch.Tensor:
-    "Columns (as rows) of Delta for one pair: aligned common-suffix tokens, plus the mean difference of the differing middle."
-    ids_s, ids_a = list(ids_s), list(ids_a)
-    p = 0
-    while p < min(len(ids_s), len(ids_a)) and ids_s[p] == ids_a[p]: p += 1
-    q = 0
-    while q < min(len(ids_s), len(ids_a)) - p and ids_s[-1 - q] == ids_a[-1 - q]: q += 1
-    rows = [xs[len(ids_s) - q:] - xa[len(ids_a) - q:]] if q else []
-    ms, ma = xs[p:len(ids_s) - q], xa[p:len(ids_a) - q]
-    if len(ms) and len(ma): rows.append((ms.mean(0) - ma.mean(0))[None])
-    return torch.cat(rows) if rows else xs[:0]
-
 def fair_target(W: torch.Tensor, H: torch.Tensor, HD: torch.Tensor, percdamp: float = 0.01) -> torch.Tensor:
     "W* = W H (H + HD)^-1, the minimiser of the unquantized fair objective (H + HD damped as GPTQ damps H)."
     Ht = (H + HD).double()
@@ -171,7 +158,7 @@ def gptq_model(lm, batches: list[torch.Tensor], bits: int, group: int | None = N
     runner = BlockRunner(lm, batches)
     fair = bool(pairs) and alpha > 0
     if fair:                                            # the pair sentences, one batch each: (s_1, a_1, s_2, a_2, ...)
-        pair_runner = BlockRunner(lm, [torch.tensor([x]) for pr in pairs for x in pr])
+        pair_runner = PairRunner(lm, pairs)
     prefix, _ = transformer_blocks(lm.model)
     layers, lins_all, n_calls = {}, [], 0
     n_tok = int(sum(b.numel() for b in batches))
@@ -196,19 +183,7 @@ def gptq_model(lm, batches: list[torch.Tensor], bits: int, group: int | None = N
         try: runner.run(i)
         finally:
             for h in hooks: h.remove()
-        HD = {}
-        if fair:
-            seen = {n: [] for n in lins}
-            def grab(n):
-                def hook(mod, args): seen[n].append(args[0].detach()[0].double())
-                return hook
-            hooks = [m.register_forward_pre_hook(grab(n)) for n, m in lins.items()]
-            try: pair_runner.run(i)
-            finally:
-                for h in hooks: h.remove()
-            for n, xs in seen.items():
-                rows = torch.cat([pair_deltas(xs[2 * k], xs[2 * k + 1], *pairs[k]) for k in range(len(pairs))])
-                HD[n] = (alpha * 2 * rows.T @ rows / max(len(rows), 1)).float()
+        HD = {n: (alpha * 2 * r.T @ r / max(len(r), 1)).float() for n, r in pair_runner.deltas(i, lins).items()} if fair else {}
         for names in _same_input_groups(Hs):
             n_calls += 1
             H = (2 * Hs[names[0]] / max(cnt[names[0]], 1)).float()
@@ -321,18 +296,6 @@ def quant_gptq(lm, step, calib):
     rep = gptq_model(lm, batches, step["bits"], step["group"], act_order=bool(step["act"]), percdamp=step["damp"],
                      names=_scope_names(lm, step))
     return lm, {**rep, "calib_texts": len(calib)}
-
-def fair_pairs(lm, n: int, seed: int = 0) -> tuple[list, list[str]]:
-    "`n` (stereotype, anti-stereotype) token-id pairs of StereoSet's training-half intrasentence items (seeded), and their ids."
-    import numpy as np
-    from dike.data import load
-    from dike.scoring import prefix_token_id
-    d = load("stereoset", split="train")
-    d = d[d.task == "intrasentence"].reset_index(drop=True)
-    d = d.iloc[np.sort(np.random.default_rng(seed).permutation(len(d))[:n])]
-    p0, tok = prefix_token_id(lm.tokenizer), lm.tokenizer
-    enc = lambda t: [p0] + tok.encode(t, add_special_tokens=False)
-    return [(enc(s), enc(a)) for s, a in zip(d.stereotype, d.anti_stereotype)], d.item_id.tolist()
 
 def quant_fair_gptq(lm, step, calib):
     "Spec `fair-gptq:B[:gG]:alpha=A[:pairs=N]`: GPTQ with the Fair-GPTQ pair term (StereoSet training half)."
