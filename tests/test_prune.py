@@ -146,3 +146,21 @@ def test_fair_wanda_tiny_llama(data_dir, monkeypatch):
     assert abs(rc["sparsity"] - ra["sparsity"]) < 1e-9                       # same per-row budget
     st = rc["steps"][0]
     assert st["fair"] == 2.0 and st["n_pairs"] == 16 and set(st["fair_items"]) <= set(D.load("stereoset", split="train").item_id)
+
+
+def test_fair_heads_tiny_llama(data_dir, monkeypatch):
+    "FASP: the protected (most important) units stay, F of the units go, chosen to shrink the stereotype gap."
+    monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
+    import dike.data as D
+    from dike.models import load_model
+    from dike.compress.core import compress
+    lm = load_model("tiny-llama")
+    c, r = compress(lm, "fair-heads:0.25:gamma=0.25:pairs=16", n_calib=4, progress=False, report=False)
+    st = r["steps"][0]
+    assert (st["units_removed"], st["units_total"], st["units_protected"]) == (1, 4, 1)
+    assert abs(st["gap_predicted_after"]) <= abs(st["gap_before"])
+    assert sum(u.self_attn.k_proj.out_features for u in c.model.model.layers) == \
+        sum(u.self_attn.k_proj.out_features for u in lm.model.model.layers) - lm.model.model.layers[0].self_attn.head_dim
+    assert set(st["fair_items"]) <= set(D.load("stereoset", split="train").item_id)
+    with pytest.raises(Exception, match="protected"):
+        compress(lm, "fair-heads:0.5:gamma=0.75:pairs=8", n_calib=4, progress=False, report=False)

@@ -21,10 +21,11 @@ __all__ = ['REQUIRED', 'METHODS', 'SCOPE_KEYS', 'BUILTIN_FAMILIES', 'MODULE_TYPE
            'module_set', 'canon_modules', 'module_type', 'transformer_blocks', 'unsupported_layers', 'prunable_linears',
            'model_max_len', 'special_wrap', 'calib_batches', 'calib_pool', 'bold_group', 'calib_rows',
            'calib_group_shares', 'calib_texts', 'text_sample', 'Scope', 'is_scoped', 'resolve_scope', 'scoped_linears',
-           'scoped_layers', 'scope_coverage', 'BlockRunner', 'pair_deltas', 'fair_pairs', 'PairRunner', 'param_counts',
-           'sparsity_report', 'latency_per_1k', 'disk_size', 'embedding_cosine', 'compression_report', 'needs_calib',
-           'weight_code', 'method_code', 'compress_key', 'weight_digest', 'check_step', 'step_seed', 'apply_steps',
-           'compress', 'save_compressed', 'load_compressed', 'load_or_compress', 'cache_prune']
+           'scoped_layers', 'scope_coverage', 'BlockRunner', 'pair_deltas', 'fair_pair_rows', 'fair_pairs',
+           'PairRunner', 'param_counts', 'sparsity_report', 'latency_per_1k', 'disk_size', 'embedding_cosine',
+           'compression_report', 'needs_calib', 'weight_code', 'method_code', 'compress_key', 'weight_digest',
+           'check_step', 'step_seed', 'apply_steps', 'compress', 'save_compressed', 'load_compressed',
+           'load_or_compress', 'cache_prune']
 
 # %% ../../nbs/20_compress.ipynb #f086da7a
 REQUIRED = object()  # marks a Param without default
@@ -61,6 +62,8 @@ class Method:
     changes_weights: bool | Callable[[Any], bool] = True   # must the step change a weight? (False: e.g. sparsity 0)
     verify: Callable | None = None                      # verify(lm, step, report): SpecError if the promise is broken
     scope: tuple[str, ...] = ()                         # scope keywords it takes: ("layers", "modules") or ("layers",)
+    pairs: bool | Callable[[Any], bool] = False         # does the step read StereoSet training-half pairs (fair_pairs)?
+    deps: tuple[str, ...] = ()                          # other modules whose code decides its weights (e.g. dike.heads)
 
 @dataclass(frozen=True)
 class Step:
@@ -77,7 +80,7 @@ BUILTIN_FAMILIES = ("prune", "quant", "distill")
 
 def register_method(prefix: str, fn: Callable, kinds, forms, needs_calib=False, params=(), validate=None,
                     savable: bool = True, description: str = "", version: str = "1", changes_weights=True,
-                    verify: Callable | None = None, scope=()) -> Method:
+                    verify: Callable | None = None, scope=(), pairs=False, deps=()) -> Method:
     "Register compression method `prefix` (a later registration of the same prefix replaces the earlier one)."
     if not re.fullmatch(r"[a-z][a-z0-9\-]*", prefix): raise ValueError(f"bad method prefix {prefix!r}")
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
@@ -95,7 +98,7 @@ def register_method(prefix: str, fn: Callable, kinds, forms, needs_calib=False, 
         params += tuple(SCOPE_PARAMS[k] for k in SCOPE_KEYS if k in scope)
         forms = tuple(f"{f} [{''.join(f':{k}={SCOPE_FORMS[k]}' for k in SCOPE_KEYS if k in scope)}]" for f in forms)
     m = Method(prefix, fn, kinds, forms, needs_calib, params, validate, savable, description, str(version),
-               changes_weights, verify, scope)
+               changes_weights, verify, scope, pairs, tuple(deps))
     METHODS[prefix] = m
     return m
 
@@ -522,14 +525,18 @@ def pair_deltas(xs: torch.Tensor, xa: torch.Tensor, ids_s, ids_a) -> torch.Tenso
     if len(ms) and len(ma): rows.append((ms.mean(0) - ma.mean(0))[None])
     return torch.cat(rows) if rows else xs[:0]
 
-def fair_pairs(lm, n: int, seed: int = 0) -> tuple[list, list[str]]:
-    "`n` (stereotype, anti-stereotype) token-id pairs of StereoSet's training-half intrasentence items (seeded), and their ids."
+def fair_pair_rows(n: int, seed: int = 0) -> pd.DataFrame:
+    "`n` intrasentence items of StereoSet's training half (seeded, in file order): `item_id, stereotype, anti_stereotype`."
     import numpy as np
     from dike.data import load
-    from dike.scoring import prefix_token_id
     d = load("stereoset", split="train")
     d = d[d.task == "intrasentence"].reset_index(drop=True)
-    d = d.iloc[np.sort(np.random.default_rng(seed).permutation(len(d))[:n])]
+    return d.iloc[np.sort(np.random.default_rng(seed).permutation(len(d))[:n])][["item_id", "stereotype", "anti_stereotype"]]
+
+def fair_pairs(lm, n: int, seed: int = 0) -> tuple[list, list[str]]:
+    "The token ids (prefix token + sentence) of `fair_pair_rows(n, seed)`, as (stereotype, anti) pairs, and their item ids."
+    from dike.scoring import prefix_token_id
+    d = fair_pair_rows(n, seed)
     p0, tok = prefix_token_id(lm.tokenizer), lm.tokenizer
     enc = lambda t: [p0] + tok.encode(t, add_special_tokens=False)
     return [(enc(s), enc(a)) for s, a in zip(d.stereotype, d.anti_stereotype)], d.item_id.tolist()
@@ -660,14 +667,20 @@ def weight_code() -> dict:
     "Hashes of the shared code in this module that decides compressed weights (not the report code)."
     objs = (transformer_blocks, unsupported_layers, prunable_linears, model_max_len, special_wrap, calib_batches,
             text_sample, BlockRunner, step_seed, apply_steps, check_step, weight_digest, layer_set, module_type, Scope,
-            resolve_scope, scoped_linears, scoped_layers, pair_deltas, fair_pairs, PairRunner)
+            resolve_scope, scoped_linears, scoped_layers, pair_deltas, fair_pair_rows, fair_pairs, PairRunner)
     return {o.__name__: code_hash(o, module=False) for o in objs}
 
 def method_code(steps: list[Step]) -> dict:
     "The code identity of compressed weights: each step's method version and module hash, shared helpers, calibration data."
     out = {"methods": {s.method: {"version": METHODS[s.method].version, "module": METHODS[s.method].fn.__module__,
-                                  "code": code_hash(METHODS[s.method].fn)} for s in steps},
+                                  "code": code_hash(METHODS[s.method].fn),
+                                  **({"deps": {d: source_hash(d) for d in METHODS[s.method].deps}} if METHODS[s.method].deps else {})}
+                       for s in steps},
            "shared": weight_code()}
+    uses = lambda s: (lambda p: p(s) if callable(p) else p)(METHODS[s.method].pairs)
+    if any(uses(s) for s in steps):                 # the fairness pairs: the split's code and StereoSet's files
+        from dike.data import data_key
+        out["pairs"] = {"code": source_hash("dike.bench.stereoset"), "data": data_key(("stereoset", "stereoset_derived"))}
     srcs = sorted({s.get("calib", "wikitext") for s in steps if needs_calib(s)})
     if srcs:
         from dike.data import data_key

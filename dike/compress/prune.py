@@ -9,14 +9,14 @@ import torch
 from torch import nn
 from ..core import SpecError
 from .core import (Param, register_method, prunable_linears, transformer_blocks, calib_batches,
-                                BlockRunner, PairRunner, fair_pairs, _set_module, scoped_linears, scoped_layers, is_scoped,
+                                BlockRunner, PairRunner, fair_pairs, fair_pair_rows, _set_module, scoped_linears, scoped_layers, is_scoped,
                                 SCOPE_KEYS)
 
 # %% auto #0
 __all__ = ['n_pruned', 'smallest_mask', 'zero_smallest', 'verify_magnitude', 'verify_rows', 'verify_global', 'prune_magnitude',
            'prune_magnitude_global', 'blockwise_sqnorms', 'wanda_score', 'fair_wanda_score', 'prune_wanda',
            'nm_mask_apply', 'verify_nm', 'prune_nm', 'slice_linear', 'verify_ffn', 'prune_ffn', 'attention_units',
-           'lm_loss', 'head_importance', 'remove_units', 'prune_heads', 'verify_heads']
+           'lm_loss', 'head_importance', 'remove_units', 'prune_heads', 'verify_heads', 'prune_fair_heads']
 
 # %% ../../nbs/21_prune.ipynb #927d9039
 def n_pruned(frac: float, n: int) -> int:
@@ -196,7 +196,8 @@ register_method("wanda", prune_wanda, ("causal", "mlm", "encoder"),
                 "L*|W|*rms(Delta) of N StereoSet training-half pairs, causal models)", needs_calib=True,
                 params=(_S, Param("fair", float, lambda v: v >= 0, "fair=L>=0", default=0.0, keyword=True),
                         Param("pairs", int, lambda v: v >= 1, "pairs>=1", default=256, keyword=True)),
-                description="Wanda (Sun et al. 2023)", changes_weights=_sparse, verify=verify_rows, scope=SCOPE_KEYS)
+                description="Wanda (Sun et al. 2023)", changes_weights=_sparse, verify=verify_rows, scope=SCOPE_KEYS,
+                pairs=lambda st: st.params.get("fair", 0) > 0)
 
 # %% ../../nbs/21_prune.ipynb #24c8df45
 def _nm_check(v):
@@ -435,6 +436,59 @@ def verify_heads(lm, step, report):
     if left != report.get("heads_before", report["heads_total"]) - report["heads_removed"]:
         raise SpecError(f"{step.text} promised to remove {report['heads_removed']} of {report['heads_total']} heads; "
                         f"{left} remain")
+
+def prune_fair_heads(lm, step, calib):
+    """FASP (Zayed et al. 2024): keep the `gamma` share of attention units most important for the LM loss (Michel et al.
+    importance on the calibration text); among the others remove the fraction F of units whose removal most reduces the
+    stereotype gap |G| of StereoSet training-half pairs (first order: removing unit u changes G by -A_u, `dike.heads`)."""
+    from dike.heads import head_attribution
+    f, gamma = step["fraction"], step["gamma"]
+    units = attention_units(lm.model)
+    if any(u["layout"] != "llama" for u in units): raise SpecError(f"{step.text}: fair-heads needs a Llama-style causal model")
+    batches = _need_calib(lm, calib)
+    imp = head_importance(lm, batches)
+    norm = [x / x.norm() if x.norm() > 0 else x for x in imp]
+    importance = [x.reshape(u["units"], u["rep"]).sum(1) for x, u in zip(norm, units)]
+    rows = fair_pair_rows(step["pairs"], step.get("seed", 0))
+    att = head_attribution(lm, rows)
+    G = float(att.gap.iloc[0])
+    A = att.attribution.to_numpy().reshape(len(units), -1)
+    layers = scoped_layers(lm.model, step)
+    cand = [(l, v) for l in layers for v in range(units[l]["units"])]
+    total = len(cand)
+    k, n_keep = n_pruned(f, total), math.ceil(gamma * total)
+    ranked = sorted(cand, key=lambda lu: -float(importance[lu[0]][lu[1]]))
+    protected = set(ranked[:n_keep])
+    a_unit = {(l, v): float(A[l, v * units[l]["rep"]:(v + 1) * units[l]["rep"]].sum()) for l, v in cand}
+    gain = {lu: abs(G) - abs(G - a_unit[lu]) for lu in cand if lu not in protected}
+    left = {l: units[l]["units"] for l in layers}
+    removed = [[] for _ in units]
+    for lu in sorted(gain, key=lambda x: (-gain[x], x)):
+        if sum(map(len, removed)) == k: break
+        if left[lu[0]] > 1: removed[lu[0]].append(lu[1]); left[lu[0]] -= 1
+    if sum(map(len, removed)) < k:
+        raise SpecError(f"{step.text}: {k} of {total} units to remove, but only {sum(map(len, removed))} are neither protected "
+                        f"(gamma={gamma}) nor the last of their layer; lower F or gamma")
+    heads_before = sum(u["nq"] for u in units)
+    rep = units[0]["rep"]
+    remove_units(units, [sorted(r) for r in removed])
+    return lm, {"method": "fair-heads", "unit": "kv-group" if rep > 1 else "head", "query_heads_per_unit": rep,
+                "units_removed": k, "units_total": total, "units_protected": n_keep, "heads_removed": k * rep,
+                "heads_total": sum(units[l]["nq"] for l in layers), "heads_before": heads_before,
+                "gap_before": G, "gap_predicted_after": G - sum(a_unit[(l, v)] for l, r in enumerate(removed) for v in r),
+                "removed": {str(l): [h for x in sorted(r) for h in range(x * rep, (x + 1) * rep)] for l, r in enumerate(removed) if r},
+                "fair_items": rows.item_id.tolist(), "fair_source": "stereoset train half (intrasentence)",
+                "calib_tokens": sum(b.numel() for b in batches)}
+
+register_method("fair-heads", prune_fair_heads, ("causal",),
+                "fair-heads:F[:gamma=G][:pairs=N] (0<=F<1 of attention units removed; the G share (default 0.3) most "
+                "important for perplexity kept; among the rest those whose removal most reduces the stereotype gap of N "
+                "StereoSet training-half pairs, default 256)",
+                needs_calib=True, description="bias-aware head pruning, FASP (Zayed et al. 2024)", verify=verify_heads,
+                params=(Param("fraction", float, lambda v: 0 <= v < 1, "0<=F<1"),
+                        Param("gamma", float, lambda v: 0 <= v < 1, "0<=gamma<1", default=0.3, keyword=True),
+                        Param("pairs", int, lambda v: v >= 1, "pairs>=1", default=256, keyword=True)),
+                changes_weights=lambda st: st["fraction"] > 0, scope=("layers",), pairs=True, deps=("dike.heads",))
 
 register_method("heads", prune_heads, ("causal", "mlm"),
                 "heads:F (0<=F<1, fraction of attention heads removed, Michel et al. importance; KV groups under GQA)",

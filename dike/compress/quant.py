@@ -368,7 +368,7 @@ register_method("fair-gptq", quant_fair_gptq, ("causal",),
                 "fair-gptq:B[:gG]:alpha=A[:pairs=N][:act=1][:damp=X] (GPTQ + alpha * |W_hat (x_stereo - x_anti)|^2 on N "
                 "StereoSet training-half pairs, default alpha=1, N=256; calibration text)",
                 needs_calib=True, description="Fair-GPTQ, Proskurina, Metzler & Velcin 2025 (fake-quant)", verify=verify_bits,
-                scope=SCOPE_KEYS,
+                scope=SCOPE_KEYS, pairs=True,
                 params=(_BITS, _GROUP, Param("alpha", float, lambda v: v >= 0, "alpha>=0", default=1.0, keyword=True),
                         Param("pairs", int, lambda v: v >= 1, "pairs>=1", default=256, keyword=True),
                         Param("act", int, lambda v: v in (0, 1), "act=0|1", default=0, keyword=True),
