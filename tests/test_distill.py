@@ -126,3 +126,16 @@ def test_bad_distill_specs(bad):
     with pytest.raises(SpecError) as e:
         parse_spec(bad)
     assert "distill:L[:steps=N]" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_distill_crr_tiny_llama(data_dir, monkeypatch):
+    "distill:L:fair=crr: the swapped texts join the data, the teacher is role-reversed, another student results."
+    monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
+    from dike.models import load_model
+    from dike.compress.core import compress, weight_digest
+    lm = load_model("tiny-llama")
+    a, ra = compress(lm, "distill:1:steps=5:texts=40:seq=32", progress=False, report=False)
+    b, rb = compress(lm, "distill:1:steps=5:texts=40:seq=32:fair=crr", progress=False, report=False)
+    sa, sb = ra["steps"][0], rb["steps"][0]
+    assert sb["fair"] == "crr" and sb["crr_token_pairs"] > 0 and sb["texts"] == 2 * sa["texts"]
+    assert weight_digest(a.model) != weight_digest(b.model)

@@ -13,8 +13,8 @@ from ..core import SpecError, ModelError
 from .core import Param, register_method, transformer_blocks, calib_batches, text_sample
 
 # %% auto #0
-__all__ = ['student_layer_ids', 'make_student', 'mask_tokens', 'kd_loss', 'distill_losses', 'distill', 'distill_method',
-           'verify_layers']
+__all__ = ['student_layer_ids', 'make_student', 'mask_tokens', 'kd_loss', 'role_reversed_logp', 'distill_losses', 'distill',
+           'distill_method', 'gender_token_pairs', 'verify_layers']
 
 # %% ../../nbs/23_distill.ipynb #02cba010
 def student_layer_ids(n_teacher: int, n_student: int) -> list[int]:
@@ -61,9 +61,18 @@ def kd_loss(s_logits: torch.Tensor, t_logits: torch.Tensor, T: float) -> torch.T
     return F.kl_div(F.log_softmax(s_logits / T, -1), F.log_softmax(t_logits / T, -1), log_target=True,
                     reduction="batchmean") * T * T
 
+def role_reversed_logp(t_logits: torch.Tensor, pairs: torch.Tensor, T: float) -> torch.Tensor:
+    "log softmax(t/T) with each gendered token pair's two probabilities replaced by their mean (Gupta et al. 2022)."
+    p = torch.softmax(t_logits.float() / T, -1)
+    m, f = pairs[:, 0], pairs[:, 1]
+    avg = (p[..., m] + p[..., f]) / 2
+    p = p.clone(); p[..., m] = avg; p[..., f] = avg
+    return torch.log(p.clamp_min(1e-30))
+
 def distill_losses(student: nn.Module, teacher: nn.Module, ids: torch.Tensor, kind: str, T: float, alpha: float,
-                   labels: torch.Tensor | None = None) -> dict:
-    "`{'loss', 'kd', 'lm'}` (tensors) for one batch of windows `ids`; `labels` = MLM labels (-100 = not selected)."
+                   labels: torch.Tensor | None = None, crr_pairs: torch.Tensor | None = None) -> dict:
+    """`{'loss', 'kd', 'lm'}` (tensors) for one batch of windows `ids`; `labels` = MLM labels (-100 = not selected);
+    `crr_pairs` (k, 2) token ids: the teacher's distribution is role-reversed (`role_reversed_logp`) before the KL."""
     with torch.no_grad(): t_out = teacher(input_ids=ids)
     s_out = student(input_ids=ids)
     if kind == "encoder":
@@ -72,12 +81,15 @@ def distill_losses(student: nn.Module, teacher: nn.Module, ids: torch.Tensor, ki
         return {"loss": cos, "kd": cos, "lm": torch.zeros(())}
     s, t = s_out.logits, t_out.logits
     V = s.shape[-1]
+    kl = (lambda s_, t_: kd_loss(s_, t_, T)) if crr_pairs is None else \
+        (lambda s_, t_: F.kl_div(F.log_softmax(s_ / T, -1), role_reversed_logp(t_, crr_pairs, T), log_target=True,
+                                 reduction="batchmean") * T * T)
     if kind == "causal":
-        kd = kd_loss(s.reshape(-1, V), t.reshape(-1, V), T)
+        kd = kl(s.reshape(-1, V), t.reshape(-1, V))
         lm = F.cross_entropy(s[:, :-1].reshape(-1, V), ids[:, 1:].reshape(-1))
     else:
         sel = labels != -100
-        kd = kd_loss(s[sel], t[sel], T)
+        kd = kl(s[sel], t[sel])
         lm = F.cross_entropy(s[sel], labels[sel])
     return {"loss": alpha * kd + (1 - alpha) * lm, "kd": kd, "lm": lm}
 
@@ -88,7 +100,7 @@ def _special_ids(tokenizer) -> set[int]:
 
 def distill(teacher: nn.Module, student: nn.Module, windows: torch.Tensor, kind: str, steps: int = 200, bs: int = 4,
             lr: float = 1e-4, T: float = 2.0, alpha: float = 0.5, seed: int = 0, tokenizer=None,
-            freeze_embeddings: bool = True, progress: bool = False) -> dict:
+            freeze_embeddings: bool = True, progress: bool = False, crr_pairs: torch.Tensor | None = None) -> dict:
     "Train `student` in place on `windows` (n, seq) against `teacher`; returns the loss history and timings."
     if kind not in ("causal", "mlm", "encoder"): raise ModelError(f"distill: unknown model kind {kind!r}")
     gen = torch.Generator().manual_seed(seed)
@@ -119,7 +131,7 @@ def distill(teacher: nn.Module, student: nn.Module, windows: torch.Tensor, kind:
             ids = windows[order[i * bs:(i + 1) * bs]]
             labels = None
             if kind == "mlm": ids, labels = mask_tokens(ids, tokenizer.mask_token_id, vocab, special, gen)
-            out = distill_losses(student, teacher, ids, kind, T, alpha, labels)
+            out = distill_losses(student, teacher, ids, kind, T, alpha, labels, crr_pairs)
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -146,6 +158,13 @@ def distill_method(lm, step, calib=()):
     n_teacher = len(transformer_blocks(lm.model)[1])
     student_layer_ids(n_teacher, step["layers"])       # a bad L fails before any text is read
     texts, src = text_sample("calib", step["texts"], seed)
+    crr = None
+    if step["fair"] == "crr":                            # counterfactual role reversal: swapped texts join the data
+        from dike.bench.bias_words import gender_swap, swap_map
+        m = swap_map()
+        texts = texts + [gender_swap(t, m) for t in texts]
+        crr = gender_token_pairs(lm.tokenizer, m)
+        if lm.kind == "encoder": raise SpecError(f"{step.text}: fair=crr needs a language-model head (causal or mlm)")
     windows = [b for b in calib_batches(lm, texts, seq_len=step["seq"], batch_size=64) if b.shape[1] == step["seq"]]
     windows = torch.cat(windows) if windows else torch.zeros(0, step["seq"], dtype=torch.long)
     if len(windows) < step["bs"]:
@@ -153,12 +172,25 @@ def distill_method(lm, step, calib=()):
                         "use more texts= or a smaller seq=")
     student, kept = make_student(lm.model, step["layers"])
     rep = distill(lm.model, student, windows, lm.kind, steps=step["steps"], bs=step["bs"], lr=step["lr"], T=step["T"],
-                  alpha=step["alpha"], seed=seed, tokenizer=lm.tokenizer)
+                  alpha=step["alpha"], seed=seed, tokenizer=lm.tokenizer, crr_pairs=crr)
     rep["history"] = {k: [round(v, 5) for v in h] for k, h in rep["history"].items()}
     return dataclasses.replace(lm, model=student), {
         "method": "distill", "layers": step["layers"], "teacher_layers": n_teacher, "kept_layers": kept,
         "params_teacher": _n_params(lm.model), "params_student": _n_params(student), "seed": seed,
-        "text_source": src, "texts": len(texts), **rep}
+        "text_source": src, "texts": len(texts), **rep,
+        **({"fair": "crr", "crr_token_pairs": int(len(crr))} if crr is not None else {})}
+
+def gender_token_pairs(tokenizer, mapping: dict) -> torch.Tensor:
+    "(k, 2) ids of the gender word pairs that are one token each (with and without a leading space, lower and capitalised)."
+    out = set()
+    for a, b in mapping.items():
+        if a > b: continue
+        for fa, fb in ((a, b), (a.capitalize(), b.capitalize())):
+            for pre in ("", " "):
+                ia, ib = tokenizer.encode(pre + fa, add_special_tokens=False), tokenizer.encode(pre + fb, add_special_tokens=False)
+                if len(ia) == len(ib) == 1 and ia != ib: out.add((ia[0], ib[0]))
+    if not out: raise SpecError("distill fair=crr: no gender word pair is a single token of this tokenizer")
+    return torch.tensor(sorted(out))
 
 def verify_layers(lm, step, report):
     "The student has exactly L transformer blocks."
@@ -166,8 +198,8 @@ def verify_layers(lm, step, report):
     if n != step["layers"]: raise SpecError(f"{step.text} promised a student of {step['layers']} blocks; it has {n}")
 
 register_method("distill", distill_method, ("causal", "mlm", "encoder"),
-                "distill:L[:steps=N][:seq=N][:bs=N][:lr=X][:T=X][:alpha=X][:texts=N] (student of L>=1 blocks; "
-                "defaults steps=200 seq=128 bs=4 lr=1e-4 T=2 alpha=0.5 texts=4000)",
+                "distill:L[:steps=N][:seq=N][:bs=N][:lr=X][:T=X][:alpha=X][:texts=N][:fair=crr] (student of L>=1 blocks; "
+                "defaults steps=200 seq=128 bs=4 lr=1e-4 T=2 alpha=0.5 texts=4000; fair=crr: counterfactual role reversal)",
                 description="DistilBERT-style layer-dropping distillation (Sanh et al. 2019)",
                 params=(Param("layers", int, lambda v: v >= 1, "L>=1"),
                         Param("steps", int, lambda v: v >= 1, "steps>=1", default=200, keyword=True),
@@ -176,5 +208,6 @@ register_method("distill", distill_method, ("causal", "mlm", "encoder"),
                         Param("lr", float, lambda v: 0 < v < 1, "0<lr<1", default=1e-4, keyword=True),
                         Param("T", float, lambda v: v > 0, "T>0", default=2.0, keyword=True),
                         Param("alpha", float, lambda v: 0 <= v <= 1, "0<=alpha<=1", default=0.5, keyword=True),
-                        Param("texts", int, lambda v: v >= 1, "texts>=1", default=4000, keyword=True)),
+                        Param("texts", int, lambda v: v >= 1, "texts>=1", default=4000, keyword=True),
+                        Param("fair", str, default="none", choices=("none", "crr"), keyword=True)),
                 verify=verify_layers)
