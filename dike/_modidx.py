@@ -10,6 +10,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'dike.analysis.comparison_pairs': ('compare.html#comparison_pairs', 'dike/analysis.py'),
                                'dike.analysis.decisions': ('compare.html#decisions', 'dike/analysis.py'),
                                'dike.analysis.group_of': ('compare.html#group_of', 'dike/analysis.py'),
+                               'dike.analysis.plain_twin': ('compare.html#plain_twin', 'dike/analysis.py'),
                                'dike.analysis.point_stat': ('compare.html#point_stat', 'dike/analysis.py'),
                                'dike.analysis.unit_labels': ('compare.html#unit_labels', 'dike/analysis.py'),
                                'dike.analysis.unseeded': ('compare.html#unseeded', 'dike/analysis.py')},

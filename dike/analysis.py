@@ -13,8 +13,8 @@ from .stats import (Estimate, align_items, paired_cluster_bootstrap, adjust_fami
                         flip_binary, flip_sign, exceeds_noise, cie_population)
 
 # %% auto #0
-__all__ = ['GROUP_COLUMNS', 'point_stat', 'unit_labels', 'decisions', 'group_of', 'compare_items', 'unseeded', 'comparison_pairs',
-           'analysis_dir', 'cie_table', 'analyze']
+__all__ = ['GROUP_COLUMNS', 'point_stat', 'unit_labels', 'decisions', 'group_of', 'compare_items', 'unseeded', 'plain_twin',
+           'comparison_pairs', 'analysis_dir', 'cie_table', 'analyze']
 
 # %% ../nbs/32_compare.ipynb #c14f0fc9
 GROUP_COLUMNS = ("bias_type", "category", "domain", "stereotype_gender", "occupation")
@@ -89,8 +89,20 @@ def unseeded(spec: str) -> str:
     "The spec without its `seed=K` options (the method a calibration seed belongs to)."
     return re.sub(r":seed=\d+", "", spec or "none")
 
+_FAIR_OPTS = re.compile(r":(?:fair=[^:+]+|alpha=[^:+]+|gamma=[^:+]+|pairs=\d+|calib=(?:balanced|wikitext-cda))")
+
+def plain_twin(spec: str) -> str | None:
+    """The plain twin of a fairness-aware spec (the same method and level without its fairness options:
+    `fair-gptq` -> `gptq`, `fair-heads` -> `heads`, `wanda:0.5:fair=1` -> `wanda:0.5`, `calib=balanced` -> wikitext);
+    None for a spec that is not fairness-aware."""
+    spec = spec or "none"
+    steps = spec.split("+")
+    out = [_FAIR_OPTS.sub("", re.sub(r"^fair-(gptq|heads)", r"\1", st)) for st in steps]
+    return "+".join(out) if out != steps else None
+
 def comparison_pairs(summ: pd.DataFrame, reference: str = "none") -> pd.DataFrame:
-    "One row per (reference run, compared run): `run_a`, `run_b`, the match keys, `kind` (effect, null-cast, null-seed)."
+    """One row per (reference run, compared run): `run_a`, `run_b`, the match keys, `kind` (effect, null-cast, null-seed,
+    and `twin`: a fairness-aware run against its plain twin of the same grid, when both exist)."""
     r = _runs(summ)
     out = []
     for key, g in r.groupby(_MATCH, dropna=False):
@@ -107,6 +119,12 @@ def comparison_pairs(summ: pd.DataFrame, reference: str = "none") -> pd.DataFram
                 a2, b2 = s.iloc[0], s.iloc[1]
                 out.append({**dict(zip(_MATCH, key)), "run_a": a2.run_id, "run_b": b2.run_id, "spec_a": a2.compress,
                             "spec_b": b2.compress, "method": b2.method, "level": b2.level, "kind": "null-seed"})
+        by_spec = dict(zip(g.compress, g.run_id))
+        for _, b in g.iterrows():
+            t = plain_twin(b.compress)
+            if t is not None and t in by_spec:
+                out.append({**dict(zip(_MATCH, key)), "run_a": by_spec[t], "run_b": b.run_id, "spec_a": t,
+                            "spec_b": b.compress, "method": b.method, "level": b.level, "kind": "twin"})
     return pd.DataFrame(out)
 
 # %% ../nbs/32_compare.ipynb #a1634456
@@ -184,8 +202,9 @@ def analyze(grid, results=None, reference: str = "none", n_boot: int = 1000, n_s
     # families: the groups of one headline measure in one comparison; the headline rows of the whole grid
     grp = c[c.group.notna()].copy()
     grp = adjust_families(grp, ["run_a", "run_b", "measure"]) if len(grp) else grp.assign(p_holm=np.nan, p_fdr_bh=np.nan)
-    head = c[c.headline & (c.kind == "effect")]
-    head = adjust_families(head, []).rename(columns={"p_holm": "p_holm_grid", "p_fdr_bh": "p_fdr_bh_grid"})
+    head = c[c.headline & c.kind.isin(["effect", "twin"])]           # two grid families: effects, and fair vs plain
+    head = (adjust_families(head, ["kind"]) if len(head) else head.assign(p_holm=np.nan, p_fdr_bh=np.nan)
+            ).rename(columns={"p_holm": "p_holm_grid", "p_fdr_bh": "p_fdr_bh_grid"})
     c = c.join(grp[["p_holm", "p_fdr_bh"]]).join(head[["p_holm_grid", "p_fdr_bh_grid"]])
     nulls = (c[c.kind.isin(["null-cast", "null-seed"])].assign(absd=lambda x: x.delta.abs())
              .groupby(["model", "benchmark", "metric", "kind"]).absd.max().unstack("kind"))
