@@ -547,6 +547,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'dike.report.make_figures': ('report.html#make_figures', 'dike/report.py'),
                              'dike.report.not_interpretable': ('report.html#not_interpretable', 'dike/report.py'),
                              'dike.report.panel_metrics': ('report.html#panel_metrics', 'dike/report.py'),
+                             'dike.report.pareto_front': ('report.html#pareto_front', 'dike/report.py'),
                              'dike.report.spec_method_level': ('report.html#spec_method_level', 'dike/report.py'),
                              'dike.report.table_metrics': ('report.html#table_metrics', 'dike/report.py')},
             'dike.runner': { 'dike.runner.Grid': ('runner.html#grid', 'dike/runner.py'),

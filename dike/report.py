@@ -13,9 +13,9 @@ from .core import results_dir, project_root, atomic_write, write_json, DataError
 # %% auto #0
 __all__ = ['SUMMARY_COLUMNS', 'SLICES', 'GENERATED', 'spec_method_level', 'collect_runs', 'grid_dir', 'collect',
            'headline_metric', 'ideal_of', 'panel_metrics', 'not_interpretable', 'fig_bias_vs_compression',
-           'fig_group_change', 'fig_flip_rate', 'fig_tradeoff', 'fig_group_forest', 'fig_flip_direction',
-           'fig_cie_groups', 'macro_name', 'table_metrics', 'latex_tables', 'latex_macros', 'make_figures',
-           'check_paper']
+           'fig_group_change', 'fig_flip_rate', 'pareto_front', 'fig_tradeoff', 'fig_group_forest',
+           'fig_flip_direction', 'fig_cie_groups', 'macro_name', 'table_metrics', 'latex_tables', 'latex_macros',
+           'make_figures', 'check_paper']
 
 # %% ../nbs/31_report.ipynb #2949c501
 def spec_method_level(spec: str | None) -> tuple[str, float]:
@@ -241,8 +241,19 @@ def fig_flip_rate(fr: pd.DataFrame, out: Path) -> list[Path]:
 # %% ../nbs/31_report.ipynb #65a90bca
 def _sig(df, col): return (df[col] < 0.05).fillna(False).to_numpy() if col in df else np.zeros(len(df), bool)
 
+def pareto_front(x, cost) -> np.ndarray:
+    "Mask of the non-dominated points: no other point has both x <= and cost <= with one strictly smaller (NaN: never)."
+    x, c = np.asarray(x, float), np.asarray(cost, float)
+    ok = np.isfinite(x) & np.isfinite(c)
+    front = np.zeros(len(x), bool)
+    for i in np.flatnonzero(ok):
+        dom = ok & (x <= x[i]) & (c <= c[i]) & ((x < x[i]) | (c < c[i]))
+        front[i] = not dom.any()
+    return front
+
 def fig_tradeoff(comp: pd.DataFrame, out: Path) -> list[Path]:
     import matplotlib.pyplot as plt, seaborn as sns
+    from dike.analysis import plain_twin
     eff = comp[(comp.kind == "effect") & comp.headline & (comp.benchmark != "wikitext2")]
     ppl = comp[(comp.benchmark == "wikitext2") & (comp.metric == "perplexity") & (comp.kind == "effect")]
     if eff.empty: return []
@@ -263,9 +274,14 @@ def fig_tradeoff(comp: pd.DataFrame, out: Path) -> list[Path]:
             xx = r.x if np.isfinite(r.x) else 0.0
             if np.isfinite([r.floor_low, r.floor_high]).all():         # this comparison's own noise floor
                 ax.vlines(xx, r.floor_low, r.floor_high, color="0.82", lw=7, zorder=0)
-            ax.errorbar([xx], [r.delta], yerr=[[r.delta - r.ci_low], [r.ci_high - r.delta]], marker="o", ms=4, capsize=2,
-                        color=pal[m], mfc=pal[m] if k else "white", ls="none")
+            ax.errorbar([xx], [r.delta], yerr=[[r.delta - r.ci_low], [r.ci_high - r.delta]], ms=4, capsize=2,
+                        marker="D" if plain_twin(r.spec_b) else "o", color=pal[m], mfc=pal[m] if k else "white", ls="none")
             ax.annotate(r.spec_b, (xx, r.delta), fontsize=5, xytext=(3, 2), textcoords="offset points")
+        if len(ideal):                                                 # the frontier: least perplexity for a distance to the ideal
+            dist = (e.a + e.delta - float(ideal.iloc[0])).abs().to_numpy()
+            f = pareto_front(e.x, dist)
+            if f.sum() > 1:
+                fe = e[f].sort_values("x"); ax.plot(fe.x, fe.delta, color="0.4", lw=.8, ls="--", zorder=1)
         ax.set_title(f"{b}: {e.metric.iloc[0]}", fontsize=8); ax.set_xlabel("Δ perplexity (WikiText-2)", fontsize=7)
         ax.set_ylabel("paired Δ vs base", fontsize=7)
     for ax in axes.ravel()[n:]: ax.axis("off")
@@ -273,7 +289,8 @@ def fig_tradeoff(comp: pd.DataFrame, out: Path) -> list[Path]:
     fig.legend([Line2D([], [], color=c, marker="o", ls="none") for c in pal.values()], list(pal), loc="lower center",
                ncol=min(len(pal), 6), frameon=False, fontsize=7)
     fig.suptitle("Bias change against quality change (grey bar: noise floor of that comparison; dotted: Δ to the ideal;\n"
-                 "filled: exceeds noise and measured nulls, Holm p<0.05 over the grid)", fontsize=8)
+                 "filled: exceeds noise and measured nulls, Holm p<0.05 over the grid; diamond: fairness-aware; dashed: "
+                 "Pareto frontier of Δ perplexity and distance to the ideal)", fontsize=8)
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
     return _save(fig, out, "tradeoff")
 
