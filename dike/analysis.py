@@ -165,7 +165,7 @@ def cie_table(summ: pd.DataFrame, root: Path, n_boot: int = 1000, seed: int = 0)
                                           n_items_total=res.n_items, group_column=gcol))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
-def analyze(grid, results=None, reference: str = "none", n_boot: int = 1000, n_sim: int = 500, seed: int = 0,
+def analyze(grid, results=None, reference: str = "none", n_boot: int = 4000, n_sim: int = 500, seed: int = 0,
             include_stale: bool = False, progress: bool = False) -> dict[str, pd.DataFrame]:
     "Every comparison of a grid's runs; writes and returns `comparisons`, `flips` and `cie` tables."
     from dike.runner import load_grid

@@ -249,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     an = sub.add_parser("analyze", help="paired comparisons of a grid's runs: deltas, adjusted p, flips, noise floor, CIEs")
     an.add_argument("grid", help="grid YAML file")
     an.add_argument("--reference", default="none", help="the spec every other run is compared with (default: none, the base)")
-    an.add_argument("--n-boot", type=int, default=1000, help="paired bootstrap replicates (default 1000)")
+    an.add_argument("--n-boot", type=int, default=4000, help="paired bootstrap replicates (default 4000: the smallest "
+                    "p-value, 2/(B+1), must survive Holm over a grid's ~40 headline comparisons)")
     an.add_argument("--n-sim", type=int, default=500, help="random-flip draws of the noise floor (default 500)")
     an.add_argument("--include-stale", action="store_true", help="as for collect")
     an.add_argument("--results", default=None, help="results store")
@@ -275,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--include-stale", action="store_true", help="as for collect")
     f.add_argument("--results", default=None, help="results store")
     f.add_argument("--paper", default=None, help="paper folder for a paper grid (default <repo>/paper)")
-    f.add_argument("--n-boot-pairs", type=int, default=1000, help="paired bootstrap replicates of the analysis")
+    f.add_argument("--n-boot-pairs", type=int, default=4000, help="paired bootstrap replicates of the analysis (default 4000)")
     f.add_argument("--n-sim", type=int, default=500, help="random-flip draws of the noise floor")
     f.set_defaults(fn=cmd_figures)
     ca = sub.add_parser("cache", help="the compressed-model cache").add_subparsers(dest="sub", required=True)

@@ -282,6 +282,7 @@ def fig_tradeoff(comp: pd.DataFrame, out: Path) -> list[Path]:
             f = pareto_front(e.x, dist)
             if f.sum() > 1:
                 fe = e[f].sort_values("x"); ax.plot(fe.x, fe.delta, color="0.4", lw=.8, ls="--", zorder=1)
+        if np.nanmax(np.abs(e.x.to_numpy(float)), initial=0) > 1000: ax.set_xscale("symlog", linthresh=10)   # e.g. magnitude:0.7
         ax.set_title(f"{b}: {e.metric.iloc[0]}", fontsize=8); ax.set_xlabel("Δ perplexity (WikiText-2)", fontsize=7)
         ax.set_ylabel("paired Δ vs base", fontsize=7)
     for ax in axes.ravel()[n:]: ax.axis("off")
@@ -422,7 +423,7 @@ def latex_macros(summ: pd.DataFrame, fr: pd.DataFrame, path: Path, comp: pd.Data
             seen.add(name); lines.append(f"\\newcommand{{\\{name}}}{{{v:.3g}}}")
     for r in fr.groupby(["benchmark", "model", "spec_b"], as_index=False)["flip_rate"].mean().itertuples() if len(fr) else []:
         lines.append(f"\\newcommand{{\\{macro_name('Dike', r.benchmark, r.model, r.spec_b, 'FlipRate')}}}{{{r.flip_rate:.3g}}}")
-    for r in (comp[(comp.kind == "effect") & (comp.headline | (comp.metric == "perplexity"))].itertuples()
+    for r in (comp[comp.kind.isin(["effect", "null-cast"]) & (comp.headline | (comp.metric == "perplexity"))].itertuples()
               if comp is not None and len(comp) else []):
         base = macro_name("Dike", r.benchmark, r.model, r.spec_b, r.metric, "Delta")
         for suffix, v in (("", r.delta), ("Low", r.ci_low), ("High", r.ci_high), ("PHolm", r.p_holm_grid)):
@@ -457,7 +458,7 @@ def _update_generated(paper: Path, grid, files: list[Path], info: dict) -> None:
     write_json(gpath, gen)
 
 def make_figures(grid, results=None, paper=None, n_boot: int = 2000, include_stale: bool = False,
-                 n_boot_pairs: int = 1000, n_sim: int = 500) -> list[Path]:
+                 n_boot_pairs: int = 4000, n_sim: int = 500) -> list[Path]:
     "A grid's summary → figures (PDF+PNG), LaTeX tables and macros, in the grid's folder or (a paper grid) `paper/`."
     from dike.runner import load_grid
     from dike.core import git_state
@@ -482,7 +483,7 @@ def make_figures(grid, results=None, paper=None, n_boot: int = 2000, include_sta
     if g.paper:
         try: gf = _rel(g.path, project_root())
         except ValueError: gf = str(g.path)
-        _update_generated(paper, g, paths, {"grid_file": gf, "command": f"dike figures {gf}", "runs": int(summ.run_id.nunique()),
+        _update_generated(paper, g, paths, {"grid_file": gf, "command": f"dike figures {gf}" + (" --include-stale" if include_stale else ""), "runs": int(summ.run_id.nunique()),
                                             "stale_runs": int(summ.drop_duplicates("run_id").stale.sum()),
                                             "git_commit": git_state().get("commit")})
     return paths
