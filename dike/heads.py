@@ -71,9 +71,8 @@ def bias_gap(lm, pairs: pd.DataFrame, gates=None, batch_size: int = 16) -> torch
 def head_attribution(lm, pairs: pd.DataFrame, batch_size: int = 16) -> pd.DataFrame:
     "`layer, head, attribution` = dG/dg at g = 1 for every query head, and `gap` = G."
     set_threads()
-    _, n, _ = head_layout(lm.model)
-    L = len(head_layout(lm.model)[0])
-    g = torch.ones(L, n, requires_grad=True)
+    outs, n, _ = head_layout(lm.model)
+    g = torch.ones(len(outs), n, requires_grad=True)
     req = [p.requires_grad for p in lm.model.parameters()]
     for p in lm.model.parameters(): p.requires_grad_(False)          # only the gates need gradients
     try:
@@ -83,7 +82,7 @@ def head_attribution(lm, pairs: pd.DataFrame, batch_size: int = 16) -> pd.DataFr
     finally:
         for p, r in zip(lm.model.parameters(), req): p.requires_grad_(r)
     a = g.grad.detach().numpy()
-    return pd.DataFrame({"layer": np.repeat(np.arange(L), n), "head": np.tile(np.arange(n), L),
+    return pd.DataFrame({"layer": np.repeat(np.arange(len(outs)), n), "head": np.tile(np.arange(n), len(outs)),
                          "attribution": a.ravel()}).assign(gap=float(G.detach()))
 
 # %% ../nbs/41_heads.ipynb #f78b9fc6
@@ -122,7 +121,7 @@ def ablation_check(lm, attribution: pd.DataFrame, pairs: pd.DataFrame, k: int = 
     mid = a.iloc[k:len(a) - k]
     pick = pd.concat([a.head(k).assign(group="top"), a.tail(k).assign(group="bottom"),
                       mid.iloc[rng.choice(len(mid), size=min(k, len(mid)), replace=False)].assign(group="random")])
-    _, n, _ = head_layout(lm.model); L = len(head_layout(lm.model)[0])
+    outs, n, _ = head_layout(lm.model); L = len(outs)
     with torch.inference_mode():
         g0 = float(bias_gap(lm, pairs, None, batch_size))
         meas = []

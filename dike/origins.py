@@ -8,7 +8,7 @@ import json, time
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .core import SpecError, DikeError, config_hash, atomic_write, write_json
+from .core import SpecError, DikeError, config_hash, write_json
 
 # %% auto #0
 __all__ = ['layer_bands', 'model_module_types', 'sweep_cells', 'additivity', 'run_origins', 'fig_origins']
@@ -74,10 +74,11 @@ def run_origins(model, spec: str, benchmarks, out, limits: dict | None = None, n
     from dike.compress.core import compress
     from dike.evaluate import evaluate, get_benchmark
     from dike.analysis import compare_items
+    from dike.compress.core import transformer_blocks
+    from dike.report import _write_parquet
     base = load_model(model) if isinstance(model, str) else model
     out = Path(out); (out / "cells").mkdir(parents=True, exist_ok=True)
     limits = dict(limits or {})
-    from dike.compress.core import transformer_blocks
     n_layers = len(transformer_blocks(base.model)[1])
     types = list(modules) if modules is not None else model_module_types(base.model)
     cells = sweep_cells(spec, n_layers, types, n_bands)
@@ -105,15 +106,13 @@ def run_origins(model, spec: str, benchmarks, out, limits: dict | None = None, n
             d, _ = compare_items(b, base_items[b.name], items, n_boot=n_boot, n_sim=1, seed=seed)
             rows.append(_cell_rows(c, b, d))
         res = pd.concat(rows, ignore_index=True).assign(seconds=round(time.perf_counter() - t0, 1))
-        import io
-        buf = io.BytesIO(); res.to_parquet(buf, index=False); atomic_write(f, buf.getvalue())
+        _write_parquet(res, f)
         parts.append(res)
         if progress: print(f"[{i + 1}/{len(cells)}] {c['spec']}: {res.seconds.iloc[0]} s", flush=True)
     table = pd.concat(parts, ignore_index=True)
     from dike.stats import adjust_families
     table = adjust_families(table, ["benchmark", "metric", "family"])
-    import io
-    buf = io.BytesIO(); table.to_parquet(buf, index=False); atomic_write(out / "origins.parquet", buf.getvalue())
+    _write_parquet(table, out / "origins.parquet")
     return table
 
 # %% ../nbs/40_origins.ipynb #0806f9c0

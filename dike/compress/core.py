@@ -784,8 +784,7 @@ def compress(lm, spec: str, seed: int = 0, n_calib: int = 32, progress: bool = T
            "calib_texts": n_texts if calib_src else 0, "calib_windows": n_calib if calib_src else 0,
            "calib_samples": [f"{a}:seed={b}" for a, b in sorted(drawn)],
            "calib_items": {f"{a}:seed={b}": drawn[(a, b)].item_id.tolist() for a, b in sorted(drawn)},   # what the model saw
-           "calib_groups": {f"{a}:seed={b}": calib_group_shares(drawn[(a, b)]) for a, b in sorted(drawn)
-                            if calib_group_shares(drawn[(a, b)])},
+           "calib_groups": {f"{a}:seed={b}": g for a, b in sorted(drawn) if (g := calib_group_shares(drawn[(a, b)]))},
            "base": {"name": lm.name, "checksum": lm.checksum},
            "checksum": key, "key": {"model": lm.checksum, "spec": norm, "seed": seed, "n_calib": n_calib,
                                     "dtype": lm.dtype},
