@@ -11,7 +11,8 @@ import pandas as pd
 from .core import SpecError, DikeError, config_hash, write_json
 
 # %% auto #0
-__all__ = ['layer_bands', 'model_module_types', 'sweep_cells', 'additivity', 'run_origins', 'fig_origins']
+__all__ = ['SWEEP_KEYS', 'FAMILIES', 'layer_bands', 'model_module_types', 'sweep_cells', 'additivity', 'run_origins', 'sweep_dir',
+           'load_sweeps', 'fig_origins']
 
 # %% ../nbs/40_origins.ipynb #a3081bab
 def layer_bands(n_layers: int, n_bands: int) -> list[tuple[int, int]]:
@@ -114,6 +115,47 @@ def run_origins(model, spec: str, benchmarks, out, limits: dict | None = None, n
     table = adjust_families(table, ["benchmark", "metric", "family"])
     _write_parquet(table, out / "origins.parquet")
     return table
+
+# %% ../nbs/40_origins.ipynb #24dc6a5d
+SWEEP_KEYS = {"model", "spec", "benchmarks", "limit", "bands", "modules", "families", "n_boot", "seed", "sample_seed",
+              "batch_size"}
+FAMILIES = ("whole", "band", "module", "cell")
+
+def sweep_dir(model: str, spec: str, results=None) -> Path:
+    "Where the sweep of `spec` on `model` lives: `results/origins/<model>__<spec>` (unsafe characters as `_`)."
+    import re
+    from dike.core import results_dir
+    return Path(results or results_dir()) / "origins" / re.sub(r"[^A-Za-z0-9._=-]+", "_", f"{model}__{spec}")
+
+def load_sweeps(path) -> list[dict]:
+    "The sweeps of an origins YAML file as keyword dicts for `run_origins` (plus `model`, `spec`); errors name the entry."
+    from dike.runner import read_yaml, _check_keys
+    from dike.core import ConfigError
+    from dike.evaluate import get_benchmark
+    g = read_yaml(path); where = str(path)
+    _check_keys(g, {"name", "description", "sweeps"}, where)
+    sw = g.get("sweeps")
+    if not isinstance(sw, list) or not sw: raise ConfigError(f"{where}: `sweeps` must be a non-empty list")
+    out = []
+    for i, e in enumerate(sw):
+        w = f"{where}: sweeps[{i}]"
+        if not isinstance(e, dict): raise ConfigError(f"{w} must be a mapping")
+        _check_keys(e, SWEEP_KEYS, w)
+        for k in ("model", "spec", "benchmarks"):
+            if not e.get(k): raise ConfigError(f"{w}: `{k}` is required")
+        benches = [e["benchmarks"]] if isinstance(e["benchmarks"], str) else list(e["benchmarks"])
+        for b in benches: get_benchmark(b)
+        lim = e.get("limit") or {}
+        if not isinstance(lim, dict) or not all(isinstance(v, int) and v > 0 for v in lim.values()):
+            raise ConfigError(f"{w}: `limit` must map benchmarks to positive whole-unit counts, got {lim!r}")
+        if set(lim) - set(benches): raise ConfigError(f"{w}: `limit` names benchmarks the sweep does not score: {sorted(set(lim) - set(benches))}")
+        fam = tuple(e.get("families") or FAMILIES)
+        if set(fam) - set(FAMILIES): raise ConfigError(f"{w}: `families` must be among {list(FAMILIES)}, got {list(fam)}")
+        out.append(dict(model=str(e["model"]), spec=str(e["spec"]), benchmarks=benches, limits=dict(lim),
+                        n_bands=int(e.get("bands", 6)), modules=e.get("modules"), families=fam,
+                        n_boot=int(e.get("n_boot", 1000)), seed=int(e.get("seed", 0)),
+                        sample_seed=int(e.get("sample_seed", 0)), batch_size=int(e.get("batch_size", 16))))
+    return out
 
 # %% ../nbs/40_origins.ipynb #0806f9c0
 def fig_origins(table: pd.DataFrame, out) -> list[Path]:

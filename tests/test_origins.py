@@ -32,3 +32,17 @@ def test_cli_origins_refuses_a_scoped_spec(tmp_path):
     r = subprocess.run([sys.executable, "-m", "dike.cli", "origins", "tiny-llama", "magnitude:0.5:layers=0", "crows_pairs",
                         "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "already scoped" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_origins_runs_a_sweep_file(data_dir, tmp_path):
+    f = tmp_path / "origins.yaml"
+    f.write_text("name: t\nsweeps:\n  - {model: tiny-llama, spec: 'rtn:4', benchmarks: [crows_pairs], limit: {crows_pairs: 8},"
+                 " bands: 2, families: [whole, band], n_boot: 50}\n")
+    env = {**__import__("os").environ, "DIKE_DATA_DIR": str(data_dir), "DIKE_RESULTS_DIR": str(tmp_path / "r")}
+    r = subprocess.run([sys.executable, "-m", "dike.cli", "origins", str(f)], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr
+    tab = pd.read_parquet(tmp_path / "r" / "origins" / "tiny-llama__rtn_4" / "origins.parquet")
+    assert sorted(tab.family.unique()) == ["band", "whole"] and tab[tab.headline].shape[0] == 1 + 2
+    bad = subprocess.run([sys.executable, "-m", "dike.cli", "origins", str(f), "rtn:4"], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert bad.returncode == 2 and "sweep file takes no spec" in bad.stderr
