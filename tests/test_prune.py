@@ -164,3 +164,25 @@ def test_fair_heads_tiny_llama(data_dir, monkeypatch):
     assert set(st["fair_items"]) <= set(D.load("stereoset", split="train").item_id)
     with pytest.raises(Exception, match="protected"):
         compress(lm, "fair-heads:0.5:gamma=0.75:pairs=8", n_calib=4, progress=False, report=False)
+
+
+def test_fair_magnitude_tiny_llama(data_dir, monkeypatch):
+    "magnitude:S:fair=L: L=0 is magnitude; L>0 another mask with the same per-layer counts; pairs from the training half."
+    monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
+    import dike.data as D
+    from dike.models import load_model
+    from dike.compress.core import compress, weight_digest, prunable_linears
+    from dike.compress.prune import n_pruned
+    lm = load_model("tiny-llama")
+    a, _ = compress(lm, "magnitude:0.5", progress=False, report=False)
+    b, _ = compress(lm, "magnitude:0.5:fair=0", progress=False, report=False)
+    c, rc = compress(lm, "magnitude:0.5:fair=2:pairs=16", progress=False, report=False)
+    assert weight_digest(a.model) == weight_digest(b.model) != weight_digest(c.model)
+    for n, l in prunable_linears(c.model).items():
+        assert int((l.weight == 0).sum()) == n_pruned(0.5, l.weight.numel()), n
+    st = rc["steps"][0]
+    assert st["fair"] == 2.0 and st["n_pairs"] == 16 and set(st["fair_items"]) <= set(D.load("stereoset", split="train").item_id)
+    scoped, _ = compress(lm, "magnitude:0.5:fair=2:pairs=8:layers=1", progress=False, report=False)
+    base = dict(lm.model.named_parameters())
+    for n, p in scoped.model.named_parameters():
+        assert torch.equal(p, base[n]) == (".layers.1." not in n or "norm" in n), n

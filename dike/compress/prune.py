@@ -15,8 +15,9 @@ from .core import (Param, register_method, prunable_linears, transformer_blocks,
 # %% auto #0
 __all__ = ['n_pruned', 'smallest_mask', 'zero_smallest', 'verify_magnitude', 'verify_rows', 'verify_global', 'prune_magnitude',
            'prune_magnitude_global', 'blockwise_sqnorms', 'wanda_score', 'fair_wanda_score', 'prune_wanda',
-           'nm_mask_apply', 'verify_nm', 'prune_nm', 'slice_linear', 'verify_ffn', 'prune_ffn', 'attention_units',
-           'lm_loss', 'head_importance', 'remove_units', 'prune_heads', 'verify_heads', 'prune_fair_heads']
+           'fair_magnitude_score', 'prune_fair_magnitude', 'nm_mask_apply', 'verify_nm', 'prune_nm', 'slice_linear',
+           'verify_ffn', 'prune_ffn', 'attention_units', 'lm_loss', 'head_importance', 'remove_units', 'prune_heads',
+           'verify_heads', 'prune_fair_heads']
 
 # %% ../../nbs/21_prune.ipynb #927d9039
 def n_pruned(frac: float, n: int) -> int:
@@ -81,8 +82,9 @@ _sparse = lambda st: st["sparsity"] > 0          # sparsity 0 is a documented no
 
 @torch.no_grad()
 def prune_magnitude(lm, step, calib=()):
-    "Per layer: zero the fraction S of weights with the smallest |W|."
+    "Per layer: zero the fraction S of weights with the smallest |W| (fair=L: see fair magnitude below)."
     s = step["sparsity"]
+    if step.get("fair", 0.0): return prune_fair_magnitude(lm, step)
     for lin in scoped_linears(lm.model, step).values():
         zero_smallest(lin.weight, lin.weight.abs(), n_pruned(s, lin.weight.numel()))
     return lm, {"method": "magnitude", "granularity": "per-layer"}
@@ -107,9 +109,13 @@ def prune_magnitude_global(lm, step, calib=()):
             l.weight.view(-1)[idx] = 0.0; need -= len(idx)
     return lm, {"method": "magnitude-global", "granularity": "global", "threshold": t}
 
-register_method("magnitude", prune_magnitude, ("causal", "mlm", "encoder"), "magnitude:S (0<=S<1, per layer)",
-                params=(_S,), description="unstructured magnitude pruning, per layer", changes_weights=_sparse,
-                verify=verify_magnitude, scope=SCOPE_KEYS)
+register_method("magnitude", prune_magnitude, ("causal", "mlm", "encoder"),
+                "magnitude:S[:fair=L[:pairs=N]] (0<=S<1, per layer; fair: |W|*(1 - L*rms(Delta)/rms(X)) over N StereoSet "
+                "training-half pairs, causal models)",
+                params=(_S, Param("fair", float, lambda v: v >= 0, "fair=L>=0", default=0.0, keyword=True),
+                        Param("pairs", int, lambda v: v >= 1, "pairs>=1", default=256, keyword=True)),
+                description="unstructured magnitude pruning, per layer", changes_weights=_sparse,
+                verify=verify_magnitude, scope=SCOPE_KEYS, pairs=lambda st: st.params.get("fair", 0) > 0)
 register_method("magnitude-global", prune_magnitude_global, ("causal", "mlm", "encoder"),
                 "magnitude-global:S (0<=S<1, one threshold over all layers)", params=(_S,),
                 description="unstructured magnitude pruning, global threshold", changes_weights=_sparse,
@@ -198,6 +204,45 @@ register_method("wanda", prune_wanda, ("causal", "mlm", "encoder"),
                         Param("pairs", int, lambda v: v >= 1, "pairs>=1", default=256, keyword=True)),
                 description="Wanda (Sun et al. 2023)", changes_weights=_sparse, verify=verify_rows, scope=SCOPE_KEYS,
                 pairs=lambda st: st.params.get("fair", 0) > 0)
+
+# %% ../../nbs/21_prune.ipynb #daadb6bf
+def fair_magnitude_score(w: torch.Tensor, xsq: torch.Tensor, n_tok: int, dsq: torch.Tensor, n_rows: int, lam: float) -> torch.Tensor:
+    "|W_ij| * (1 - lam * rms_j(Delta) / rms_j(X)) over the pairs' tokens; lam = 0 is |W|."
+    rx = (xsq / max(n_tok, 1)).sqrt().float()
+    rd = (dsq / max(n_rows, 1)).sqrt().float()
+    ratio = torch.where(rx > 0, rd / rx.clamp_min(1e-30), torch.zeros_like(rd))
+    return w.detach().abs().float() * (1 - lam * ratio)[None, :]
+
+@torch.no_grad()
+def prune_fair_magnitude(lm, step):
+    "magnitude:S:fair=L, block by block on the counterfactual pairs of the training half."
+    s, lam = step["sparsity"], step["fair"]
+    if lm.kind != "causal": raise SpecError(f"{step.text}: fair= needs a causal model (pairs are scored left to right)")
+    pairs, ids = fair_pairs(lm, step["pairs"], step.get("seed", 0))
+    prs = PairRunner(lm, pairs)
+    names = set(scoped_linears(lm.model, step))
+    per_block = [{n: l for n, l in _block_linears(lm.model, i).items() if n in names} for i in range(len(prs.runner.blocks))]
+    last = max((i for i, b in enumerate(per_block) if b), default=-1)
+    for i in range(last + 1):
+        lins = per_block[i]
+        if lins:
+            xsq = {n: torch.zeros(l.in_features, dtype=torch.float64) for n, l in lins.items()}; ntok = {n: 0 for n in lins}
+            def mk(n):
+                def hook(mod, args):
+                    x = args[0].detach().reshape(-1, args[0].shape[-1]).double()
+                    xsq[n] += x.pow(2).sum(0); ntok[n] += x.shape[0]
+                return hook
+            hs = [l.register_forward_pre_hook(mk(n)) for n, l in lins.items()]
+            try: d = prs.deltas(i, lins)
+            finally:
+                for h in hs: h.remove()
+            for n, l in lins.items():
+                dsq = d[n].pow(2).sum(0)
+                zero_smallest(l.weight, fair_magnitude_score(l.weight, xsq[n], ntok[n], dsq, len(d[n]), lam),
+                              n_pruned(s, l.weight.numel()))
+        if i < last: prs.advance(i)
+    return lm, {"method": "magnitude", "granularity": "per-layer", "fair": lam, "fair_items": ids, "n_pairs": len(pairs),
+                "fair_source": "stereoset train half (intrasentence)"}
 
 # %% ../../nbs/21_prune.ipynb #24c8df45
 def _nm_check(v):
