@@ -10,7 +10,7 @@ from .core import DikeError
 
 # %% auto #0
 __all__ = ['cmd_data_check', 'cmd_data_fetch', 'cmd_models_list', 'cmd_models_show', 'cmd_eval', 'cmd_compress', 'cmd_run',
-           'cmd_status', 'cmd_collect', 'cmd_origins', 'cmd_analyze', 'cmd_figures', 'cmd_cache_prune',
+           'cmd_status', 'cmd_collect', 'cmd_origins', 'cmd_heads', 'cmd_analyze', 'cmd_figures', 'cmd_cache_prune',
            'cmd_paper_check', 'build_parser', 'main']
 
 # %% ../nbs/39_cli.ipynb #882fa416
@@ -140,6 +140,22 @@ def cmd_origins(a):
         add = additivity(tab[tab.headline | (tab.metric == "perplexity")])
         print(_fmt_table(add.to_dict("records"), ["benchmark", "metric", "family", "n_cells", "whole", "sum_of_cells", "interaction_share"]))
         print(f"\n{tab.cell.nunique()} cells in {time.time() - t0:.0f} s -> {out} ({', '.join(p.name for p in figs)})")
+    return 0
+
+def cmd_heads(a):
+    from dike.heads import run_heads
+    from dike.core import results_dir
+    import re
+    out = Path(a.out) if a.out else results_dir() / "heads" / re.sub(r"[^A-Za-z0-9._=-]+", "_", a.model)
+    r = run_heads(a.model, a.spec or [], out, n_train=a.n_train, n_heldout=a.n_heldout, k=a.k, seed=a.seed,
+                  n_boot=a.n_boot, batch_size=a.batch_size)
+    s = r["summary"]; ab = s["ablation"]
+    print(f"bias gap G on {s['n_train']} training pairs: {s['gap_train']:.3f}; ablation of {ab['n_heads']} heads on "
+          f"{s['n_heldout']} held-out pairs: Spearman rho {ab['rho']:.3f} [{ab['ci_low']:.3f}, {ab['ci_high']:.3f}]")
+    for spec, v in s["specs"].items():
+        print(f"{spec}: rho(|A|, shift) {v['rho_abs_attribution_shift']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}], "
+              f"attribution-weighted shift ratio {v['weighted_shift_ratio']:.3f}")
+    print(f"{s['seconds']:.0f} s -> {out}")
     return 0
 
 def cmd_analyze(a):
@@ -279,6 +295,17 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--out", default=None, help="sweep folder (default results/origins/<model>__<spec>); resumes there")
     o.add_argument("--quiet", action="store_true", help="no progress lines")
     o.set_defaults(fn=cmd_origins)
+    h = sub.add_parser("heads", help="which attention heads carry the stereotype preference (gradient attribution, ablation check) and which a compression moves")
+    h.add_argument("model", help="alias, Hugging Face hub id or local folder of a Llama-style causal LM")
+    h.add_argument("--spec", action="append", default=None, help="compression spec whose head shifts to measure (repeatable)")
+    h.add_argument("--n-train", type=int, default=128, help="StereoSet training-half pairs for the attribution (default 128)")
+    h.add_argument("--n-heldout", type=int, default=100, help="held-out pairs for the ablation check and shifts (default 100)")
+    h.add_argument("--k", type=int, default=20, help="top, bottom and random heads ablated (default 20 each)")
+    h.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates of the rank correlations")
+    h.add_argument("--seed", type=int, default=0, help="pair sample, random heads and bootstrap seed")
+    h.add_argument("--batch-size", type=int, default=16, help="sentences per forward pass (speed only)")
+    h.add_argument("--out", default=None, help="output folder (default results/heads/<model>)")
+    h.set_defaults(fn=cmd_heads)
     f = sub.add_parser("figures", help="figures, LaTeX tables and macros of one grid (into paper/ if the grid says paper: true)")
     f.add_argument("grid", help="grid YAML file")
     f.add_argument("--include-stale", action="store_true", help="as for collect")

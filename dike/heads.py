@@ -11,7 +11,7 @@ import torch
 from .core import ScoringError, SpecError, set_threads
 
 # %% auto #0
-__all__ = ['head_layout', 'head_gates', 'bias_gap', 'head_attribution', 'head_shift', 'ablation_check']
+__all__ = ['head_layout', 'head_gates', 'bias_gap', 'head_attribution', 'head_shift', 'ablation_check', 'run_heads', 'fig_heads']
 
 # %% ../nbs/41_heads.ipynb #3a360739
 def head_layout(model) -> tuple[list, int, int]:
@@ -132,3 +132,86 @@ def ablation_check(lm, attribution: pd.DataFrame, pairs: pd.DataFrame, k: int = 
     rho = lambda x: float(spearmanr(x[:, 0], x[:, 1]).statistic)
     est = bootstrap_ci(pick[["predicted", "measured"]].to_numpy(), rho, n_boot=n_boot, seed=seed, unit_name="head")
     return pick, {"rho": est.estimate, "ci_low": est.ci_low, "ci_high": est.ci_high, "n_heads": len(pick), "gap_base": g0}
+
+# %% ../nbs/41_heads.ipynb #ca2fd1dd
+def _heldout_pairs(n: int, seed: int) -> pd.DataFrame:
+    from dike.data import load
+    d = load("stereoset", split="heldout")
+    d = d[d.task == "intrasentence"].reset_index(drop=True)
+    return d.iloc[np.sort(np.random.default_rng(seed).permutation(len(d))[:n])][["item_id", "stereotype", "anti_stereotype"]]
+
+def _used_rows(pairs: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([pd.DataFrame({"dataset": "stereoset", "item_id": pairs.item_id, "text": pairs[c]})
+                      for c in ("stereotype", "anti_stereotype")], ignore_index=True)
+
+def run_heads(model, specs=(), out=None, n_train: int = 128, n_heldout: int = 100, k: int = 20, seed: int = 0,
+              n_boot: int = 2000, batch_size: int = 16) -> dict:
+    "Attribution (training half), ablation check (held-out half) and compression shifts of every query head; see above."
+    import json, time
+    from pathlib import Path
+    from scipy.stats import spearmanr
+    from dike.models import load_model
+    from dike.compress.core import compress, fair_pair_rows
+    from dike.evaluate import leakage
+    from dike.stats import bootstrap_ci
+    from dike.report import _write_parquet
+    from dike.core import write_json
+    t0 = time.perf_counter()
+    base = load_model(model) if isinstance(model, str) else model
+    train, held = fair_pair_rows(n_train, seed), _heldout_pairs(n_heldout, seed)
+    hits = leakage(_used_rows(train), ["stereoset_heldout"])
+    if len(hits): raise ScoringError(f"heads: {len(hits)} training pair(s) overlap the held-out half")
+    att = head_attribution(base, train, batch_size)
+    pick, rho = ablation_check(base, att, held, k=k, seed=seed, n_boot=n_boot, batch_size=batch_size)
+    texts = list(held.stereotype) + list(held.anti_stereotype)
+    summary = {"model": getattr(base, "name", str(model)), "n_train": len(train), "n_heldout": len(held), "k": k,
+               "seed": seed, "gap_train": float(att.gap.iloc[0]), "ablation": rho, "specs": {},
+               "train_items": train.item_id.tolist(), "heldout_items": held.item_id.tolist()}
+    absA = att.attribution.abs().to_numpy()
+    for spec in specs:
+        comp, _ = compress(base, spec, seed=seed, progress=False, report=False)
+        sh = head_shift(base, comp, texts, batch_size)["shift"].to_numpy()
+        att[f"shift:{spec}"] = sh
+        r = bootstrap_ci(np.c_[absA, sh], lambda x: float(spearmanr(x[:, 0], x[:, 1]).statistic), n_boot=n_boot,
+                         seed=seed, unit_name="head")
+        summary["specs"][spec] = {"rho_abs_attribution_shift": r.estimate, "ci_low": r.ci_low, "ci_high": r.ci_high,
+                                  "weighted_shift_ratio": float((absA * sh).sum() / absA.sum() / sh.mean()),
+                                  "mean_shift": float(sh.mean())}
+        del comp
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    if out is not None:
+        out = Path(out); out.mkdir(parents=True, exist_ok=True)
+        _write_parquet(att, out / "heads.parquet"); _write_parquet(pick, out / "ablation.parquet")
+        write_json(out / "summary.json", summary)
+        fig_heads(att, pick, summary, out)
+    return {"heads": att, "ablation": pick, "summary": summary}
+
+def fig_heads(att: pd.DataFrame, pick: pd.DataFrame, summary: dict, out) -> list:
+    "Attribution map (layer × head), attribution vs ablation, and attribution vs each spec's shift."
+    import matplotlib; matplotlib.use("Agg")
+    import matplotlib.pyplot as plt, seaborn as sns
+    from pathlib import Path
+    from dike.report import _save
+    specs = [c.split(":", 1)[1] for c in att.columns if c.startswith("shift:")]
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, axes = plt.subplots(1, 2 + len(specs), figsize=(3.6 * (2 + len(specs)), 3.4), squeeze=False)
+    ax = axes[0, 0]
+    M = att.pivot(index="layer", columns="head", values="attribution")
+    v = float(np.abs(M.to_numpy()).max()) or 1.0
+    sns.heatmap(M, ax=ax, cmap="RdBu_r", center=0, vmin=-v, vmax=v, cbar_kws={"label": "∂G/∂gate"})
+    ax.set_title(f"bias attribution (training half, G = {summary['gap_train']:.2f})", fontsize=8)
+    ax = axes[0, 1]
+    sns.scatterplot(data=pick, x="predicted", y="measured", hue="group", ax=ax, s=18)
+    a = summary["ablation"]
+    ax.axhline(0, lw=0.5, c="k"); ax.axvline(0, lw=0.5, c="k")
+    ax.set_title(f"ablation on held-out pairs: ρ = {a['rho']:.2f} [{a['ci_low']:.2f}, {a['ci_high']:.2f}]", fontsize=8)
+    ax.set_xlabel("predicted ΔG (−A)"); ax.set_ylabel("measured ΔG")
+    for ax, spec in zip(axes[0, 2:], specs):
+        s = summary["specs"][spec]
+        ax.scatter(att.attribution.abs(), att[f"shift:{spec}"], s=8, alpha=0.6)
+        ax.set_xscale("symlog", linthresh=1e-3)
+        ax.set_title(f"{spec}: ρ(|A|, shift) = {s['rho_abs_attribution_shift']:.2f} "
+                     f"[{s['ci_low']:.2f}, {s['ci_high']:.2f}]\nweighted shift ratio {s['weighted_shift_ratio']:.2f}", fontsize=8)
+        ax.set_xlabel("|attribution|"); ax.set_ylabel("relative output shift")
+    fig.tight_layout()
+    return _save(fig, Path(out), "heads")
