@@ -542,6 +542,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'dike.report.check_paper': ('report.html#check_paper', 'dike/report.py'),
                              'dike.report.collect': ('report.html#collect', 'dike/report.py'),
                              'dike.report.collect_runs': ('report.html#collect_runs', 'dike/report.py'),
+                             'dike.report.fair_plain_table': ('report.html#fair_plain_table', 'dike/report.py'),
+                             'dike.report.fair_vs_plain': ('report.html#fair_vs_plain', 'dike/report.py'),
                              'dike.report.fig_bias_vs_compression': ('report.html#fig_bias_vs_compression', 'dike/report.py'),
                              'dike.report.fig_cie_groups': ('report.html#fig_cie_groups', 'dike/report.py'),
                              'dike.report.fig_flip_direction': ('report.html#fig_flip_direction', 'dike/report.py'),

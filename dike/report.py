@@ -11,11 +11,11 @@ import numpy as np
 from .core import results_dir, project_root, atomic_write, write_json, DataError, DikeError
 
 # %% auto #0
-__all__ = ['SUMMARY_COLUMNS', 'SLICES', 'GENERATED', 'spec_method_level', 'collect_runs', 'grid_dir', 'collect',
+__all__ = ['SUMMARY_COLUMNS', 'SLICES', 'GOAL_PPL', 'GENERATED', 'spec_method_level', 'collect_runs', 'grid_dir', 'collect',
            'headline_metric', 'ideal_of', 'panel_metrics', 'not_interpretable', 'fig_bias_vs_compression',
            'fig_group_change', 'fig_flip_rate', 'pareto_front', 'fig_tradeoff', 'fig_group_forest',
            'fig_flip_direction', 'fig_cie_groups', 'macro_name', 'table_metrics', 'latex_tables', 'latex_macros',
-           'make_figures', 'check_paper']
+           'fair_vs_plain', 'fair_plain_table', 'make_figures', 'check_paper']
 
 # %% ../nbs/31_report.ipynb #2949c501
 def spec_method_level(spec: str | None) -> tuple[str, float]:
@@ -423,18 +423,58 @@ def latex_macros(summ: pd.DataFrame, fr: pd.DataFrame, path: Path, comp: pd.Data
             seen.add(name); lines.append(f"\\newcommand{{\\{name}}}{{{v:.3g}}}")
     for r in fr.groupby(["benchmark", "model", "spec_b"], as_index=False)["flip_rate"].mean().itertuples() if len(fr) else []:
         lines.append(f"\\newcommand{{\\{macro_name('Dike', r.benchmark, r.model, r.spec_b, 'FlipRate')}}}{{{r.flip_rate:.3g}}}")
-    for r in (comp[comp.kind.isin(["effect", "null-cast"]) & (comp.headline | (comp.metric == "perplexity"))].itertuples()
+    for r in (comp[comp.kind.isin(["effect", "null-cast", "twin"]) & (comp.headline | (comp.metric == "perplexity"))].itertuples()
               if comp is not None and len(comp) else []):
-        base = macro_name("Dike", r.benchmark, r.model, r.spec_b, r.metric, "Delta")
+        base = macro_name("Dike", r.benchmark, r.model, r.spec_b, r.metric, "VsPlain" if r.kind == "twin" else "Delta")
         for suffix, v in (("", r.delta), ("Low", r.ci_low), ("High", r.ci_high), ("PHolm", r.p_holm_grid)):
             if pd.notna(v) and base + suffix not in seen:
                 seen.add(base + suffix); lines.append(f"\\newcommand{{\\{base}{suffix}}}{{{v:.3g}}}")
         if pd.notna(r.exceeds_noise):
             lines.append(f"\\newcommand{{\\{base}Exceeds}}{{{'yes' if r.exceeds_noise else 'no'}}}")
+    fp = fair_vs_plain(comp) if comp is not None and len(comp) else pd.DataFrame()
+    if len(fp):
+        lines.append(f"\\newcommand{{\\DikeFairRows}}{{{len(fp)}}}")
+        lines.append(f"\\newcommand{{\\DikeFairGoalMet}}{{{int(fp.goal.sum())}}}")
+        lines.append(f"\\newcommand{{\\DikeFairCloserSignificant}}{{{int(((fp.p_holm_grid < 0.05) & fp.closer).sum())}}}")
     runs = summ.run_id.nunique()
     lines.append(f"\\newcommand{{\\DikeNumRuns}}{{{runs}}}")
     atomic_write(path, "\n".join(lines) + "\n")
     return path
+
+# %% ../nbs/31_report.ipynb #b889eca4
+GOAL_PPL = 0.10            # the perplexity budget of a fair variant over its plain twin
+
+def fair_vs_plain(comp: pd.DataFrame, ppl_budget: float = GOAL_PPL) -> pd.DataFrame:
+    "One row per (fair run, bias benchmark): twin value, fair value, paired Δ [CI], Holm p, closer to ideal, Δppl, goal."
+    cols = ["model", "spec_b", "spec_a", "benchmark", "metric", "a", "b", "delta", "ci_low", "ci_high", "p_holm_grid",
+            "ideal", "closer", "ppl_rel", "goal"]
+    t = comp[comp.kind == "twin"] if len(comp) and "kind" in comp else comp
+    if t is None or not len(t): return pd.DataFrame(columns=cols)
+    ppl = t[(t.benchmark == "wikitext2") & (t.metric == "perplexity")]
+    rel = {(r.model, r.spec_b): r.b / r.a - 1 for r in ppl.itertuples()}
+    h = t[t.headline & (t.benchmark != "wikitext2") & t.ideal.notna()].copy()
+    h["closer"] = (h.b - h.ideal).abs() < (h.a - h.ideal).abs()
+    h["ppl_rel"] = [rel.get((m, s), np.nan) for m, s in zip(h.model, h.spec_b)]
+    sig = (h.p_holm_grid < 0.05) & ((h.ci_low > 0) | (h.ci_high < 0)) & h.closer
+    h["goal"] = sig & (h.ppl_rel <= ppl_budget)
+    return h[cols].sort_values(["model", "spec_b", "benchmark"]).reset_index(drop=True)
+
+def fair_plain_table(comp: pd.DataFrame, out: Path) -> list[Path]:
+    "`fair_vs_plain.tex` (a tabular) in `out`; nothing when the grid has no fair/plain twins."
+    f = fair_vs_plain(comp)
+    if f.empty: return []
+    lines = [r"\begin{tabular}{llllrrrrl}", r"\toprule",
+             r"model & fair variant & plain twin & metric & plain & fair & $\Delta$ [95\% CI] & $p_{\mathrm{Holm}}$ & $\Delta$ppl \\",
+             r"\midrule"]
+    for r in f.itertuples():
+        cells = [r.model, r.spec_b, r.spec_a, f"{r.benchmark} {r.metric} (ideal {r.ideal:g})", f"{r.a:.3g}", f"{r.b:.3g}",
+                 _fmt(r.delta, r.ci_low, r.ci_high, False) + ("$\\downarrow$" if r.closer else ""), f"{r.p_holm_grid:.2g}",
+                 ("" if pd.isna(r.ppl_rel) else f"{100 * r.ppl_rel:+.1f}\\%") + (" \\checkmark" if r.goal else "")]
+        lines.append(" & ".join(c if "\\" in c else _tex_escape(c) for c in cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    p = Path(out) / "fair_vs_plain.tex"; p.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(p, "\n".join(lines) + "\n")
+    return [p]
 
 # %% ../nbs/31_report.ipynb #cbece894
 GENERATED = "generated.json"
@@ -479,6 +519,7 @@ def make_figures(grid, results=None, paper=None, n_boot: int = 2000, include_sta
     paths += fig_tradeoff(an["comparisons"], figs) + fig_group_forest(an["comparisons"], figs)
     paths += fig_flip_direction(an["flips"], figs) + fig_cie_groups(an["cie"], figs)
     paths += latex_tables(summ, tabs, tdir)
+    paths += fair_plain_table(an["comparisons"], tabs)
     paths.append(latex_macros(summ, fr, mac, an["comparisons"]))
     if g.paper:
         try: gf = _rel(g.path, project_root())
