@@ -121,32 +121,38 @@ def _limits(items, benchmarks) -> dict:
     return out
 
 def cmd_origins(a):
-    from dike.origins import run_origins, fig_origins, additivity, load_sweeps, sweep_dir, FAMILIES
+    from dike.origins import run_origins, run_study, fig_origins, additivity, sweep_dir, FAMILIES
     import time
+    t0 = time.time()
     if a.model.endswith((".yaml", ".yml")):
-        if a.spec or a.benchmarks or a.out: raise DikeError(f"origins {a.model}: a sweep file takes no spec, benchmarks or --out")
-        sweeps = load_sweeps(a.model)
-    else:
-        if not a.spec or not a.benchmarks: raise DikeError("origins: give MODEL SPEC BENCHMARK... or a sweep file (.yaml)")
-        fam = tuple(a.families.split(",")) if a.families else FAMILIES
-        sweeps = [dict(model=a.model, spec=a.spec, benchmarks=a.benchmarks, limits=_limits(a.limit, a.benchmarks),
-                       n_bands=a.bands, modules=a.modules.split(",") if a.modules else None, families=fam,
-                       n_boot=a.n_boot, seed=a.seed, sample_seed=a.sample_seed, batch_size=a.batch_size)]
-    for s in sweeps:
-        out = Path(a.out) if a.out else sweep_dir(s["model"], s["spec"])
-        t0 = time.time()
-        tab = run_origins(s.pop("model"), s.pop("spec"), s.pop("benchmarks"), out, progress=not a.quiet, **s)
-        figs = fig_origins(tab, out)
-        add = additivity(tab[tab.headline | (tab.metric == "perplexity")])
-        print(_fmt_table(add.to_dict("records"), ["benchmark", "metric", "family", "n_cells", "whole", "sum_of_cells", "interaction_share"]))
-        print(f"\n{tab.cell.nunique()} cells in {time.time() - t0:.0f} s -> {out} ({', '.join(p.name for p in figs)})")
+        if a.spec or a.benchmarks or a.out: raise DikeError(f"origins {a.model}: a study file takes no spec, benchmarks or --out")
+        r = run_study(a.model, progress=not a.quiet)
+        for spec, tab in r["tables"].items():
+            add = additivity(tab[tab.headline | (tab.metric == "perplexity")])
+            print(f"\n{spec}:\n" + _fmt_table(add.to_dict("records"), ["benchmark", "metric", "family", "n_cells", "whole", "sum_of_cells", "interaction_share"]))
+        if r["heads"]:
+            ab = r["heads"]["ablation"]
+            print(f"\nheads: ablation Spearman rho {ab['rho']:.3f} [{ab['ci_low']:.3f}, {ab['ci_high']:.3f}] over {ab['n_heads']} heads")
+        if r["flips"] is not None: print(f"flip models: {len(r['flips'])} terms")
+        print(f"\n{a.model} in {time.time() - t0:.0f} s" + (f"; {len(r['files'])} paper files" if r["files"] else ""))
+        return 0
+    if not a.spec or not a.benchmarks: raise DikeError("origins: give MODEL SPEC BENCHMARK... or a study file (.yaml)")
+    fam = tuple(a.families.split(",")) if a.families else FAMILIES
+    out = Path(a.out) if a.out else sweep_dir(a.model, a.spec)
+    tab = run_origins(a.model, a.spec, a.benchmarks, out, limits=_limits(a.limit, a.benchmarks), n_bands=a.bands,
+                      modules=a.modules.split(",") if a.modules else None, families=fam, n_boot=a.n_boot, seed=a.seed,
+                      sample_seed=a.sample_seed, batch_size=a.batch_size, progress=not a.quiet)
+    figs = fig_origins(tab, out)
+    add = additivity(tab[tab.headline | (tab.metric == "perplexity")])
+    print(_fmt_table(add.to_dict("records"), ["benchmark", "metric", "family", "n_cells", "whole", "sum_of_cells", "interaction_share"]))
+    print(f"\n{tab.cell.nunique()} cells in {time.time() - t0:.0f} s -> {out} ({', '.join(p.name for p in figs)})")
     return 0
 
 def cmd_heads(a):
     from dike.heads import run_heads
+    from dike.origins import _slug
     from dike.core import results_dir
-    import re
-    out = Path(a.out) if a.out else results_dir() / "heads" / re.sub(r"[^A-Za-z0-9._=-]+", "_", a.model)
+    out = Path(a.out) if a.out else results_dir() / "heads" / _slug(a.model)
     r = run_heads(a.model, a.spec or [], out, n_train=a.n_train, n_heldout=a.n_heldout, k=a.k, seed=a.seed,
                   n_boot=a.n_boot, batch_size=a.batch_size)
     s = r["summary"]; ab = s["ablation"]
@@ -280,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--quiet", action="store_true", help="no progress lines")
     an.set_defaults(fn=cmd_analyze)
     o = sub.add_parser("origins", help="where a compression effect comes from: compress layer bands, module types and their cells one at a time")
-    o.add_argument("model", help="alias, Hugging Face hub id or local model folder; or a sweep file (experiments/grids/origins.yaml)")
+    o.add_argument("model", help="alias, Hugging Face hub id or local model folder; or a study file (experiments/grids/origins.yaml)")
     o.add_argument("spec", nargs="?", default=None, help="one unscoped compression step, e.g. magnitude:0.5 or rtn:4:g128")
     o.add_argument("benchmarks", nargs="*", help="benchmarks to score on every cell (add wikitext2 for the quality cost)")
     o.add_argument("--families", default=None, help="cell families to sweep, comma-separated among whole,band,module,cell (default all)")

@@ -11,7 +11,7 @@ from .core import ScoringError, SpecError
 
 # %% auto #0
 __all__ = ['FLIP_FEATURES', 'register_flip_features', 'flip_features', 'flip_table', 'flip_model', 'flip_overlap',
-           'delta_correlation', 'grid_flip_models']
+           'delta_correlation', 'grid_flip_models', 'fig_flip_model']
 
 # %% ../nbs/42_flipmodel.ipynb #27e10ab7
 FLIP_FEATURES: dict = {}
@@ -142,3 +142,35 @@ def grid_flip_models(grid, results=None, tokenizer_of=None, n_perm: int = 1000, 
             corrs.append(delta_correlation(deltas).assign(benchmark=b, model=model))
     cat = lambda xs: pd.concat(xs, ignore_index=True) if xs else pd.DataFrame()
     return {"models": cat(models), "overlap": cat(overlaps), "delta_corr": cat(corrs)}
+
+# %% ../nbs/42_flipmodel.ipynb #726d8e6f
+def fig_flip_model(models: pd.DataFrame, out) -> list:
+    "Forest plot of the flip models' odds ratios (one panel per benchmark) as `flip_model.pdf/png` in `out`."
+    import matplotlib; matplotlib.use("Agg")
+    import matplotlib.pyplot as plt, seaborn as sns
+    from pathlib import Path
+    from dike.report import _save
+    m = models.dropna(subset=["odds_ratio"]) if len(models) else models
+    if m.empty: return []
+    benches = list(dict.fromkeys(m.benchmark))
+    specs = list(dict.fromkeys(m.spec)); pal = dict(zip(specs, sns.color_palette("tab10", len(specs))))
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, axes = plt.subplots(1, len(benches), figsize=(4.2 * len(benches), 0.5 + 0.28 * m.groupby("benchmark").size().max()),
+                             squeeze=False)
+    for ax, b in zip(axes[0], benches):
+        g = m[m.benchmark == b].reset_index(drop=True)
+        terms = list(dict.fromkeys(g.term))
+        for j, s in enumerate(specs):
+            x = g[g.spec == s]
+            if x.empty: continue
+            y = np.array([terms.index(t) for t in x.term]) + (j - (len(specs) - 1) / 2) * 0.8 / max(len(specs), 1)
+            sig = (x.ci_low > 1) | (x.ci_high < 1)
+            ax.errorbar(x.odds_ratio, y, xerr=[x.odds_ratio - x.ci_low, x.ci_high - x.odds_ratio], fmt="none", ecolor=pal[s], lw=0.8)
+            ax.scatter(x.odds_ratio, y, s=14, edgecolor=pal[s], facecolor=np.where(sig, "none", "white"), label=s, zorder=3)
+            ax.scatter(x.odds_ratio[sig], y[sig.to_numpy()], s=14, color=pal[s], zorder=4)
+        ax.axvline(1, color="0.4", lw=0.8); ax.set_xscale("log")
+        ax.set_yticks(range(len(terms)), terms, fontsize=6); ax.invert_yaxis()
+        ax.set_title(f"{b}: odds ratio of a flip (per SD)", fontsize=8); ax.tick_params(labelsize=6)
+    axes[0, -1].legend(fontsize=5, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, Path(out), "flip_model")

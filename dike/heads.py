@@ -133,7 +133,7 @@ def ablation_check(lm, attribution: pd.DataFrame, pairs: pd.DataFrame, k: int = 
     est = bootstrap_ci(pick[["predicted", "measured"]].to_numpy(), rho, n_boot=n_boot, seed=seed, unit_name="head")
     return pick, {"rho": est.estimate, "ci_low": est.ci_low, "ci_high": est.ci_high, "n_heads": len(pick), "gap_base": g0}
 
-# %% ../nbs/41_heads.ipynb #ca2fd1dd
+# %% ../nbs/41_heads.ipynb #d1a25a9a
 def _heldout_pairs(n: int, seed: int) -> pd.DataFrame:
     from dike.data import load
     d = load("stereoset", split="heldout")
@@ -157,6 +157,14 @@ def run_heads(model, specs=(), out=None, n_train: int = 128, n_heldout: int = 10
     from dike.report import _write_parquet
     from dike.core import write_json
     t0 = time.perf_counter()
+    want = {"n_train": n_train, "n_heldout": n_heldout, "k": k, "seed": seed, "n_boot": n_boot}
+    if out is not None and (Path(out) / "summary.json").is_file() and isinstance(model, str):
+        old = json.loads((Path(out) / "summary.json").read_text())        # a finished study with the same settings
+        if old.get("model") == model and list(old.get("specs", {})) == list(specs) and \
+                all(old.get(k_, v) == v for k_, v in want.items()):
+            return {"heads": pd.read_parquet(Path(out) / "heads.parquet"),
+                    "ablation": pd.read_parquet(Path(out) / "ablation.parquet"), "summary": old}
+        raise ScoringError(f"heads: {out} holds a study with other settings; choose another out folder")
     base = load_model(model) if isinstance(model, str) else model
     train, held = fair_pair_rows(n_train, seed), _heldout_pairs(n_heldout, seed)
     hits = leakage(_used_rows(train), ["stereoset_heldout"])
@@ -165,7 +173,7 @@ def run_heads(model, specs=(), out=None, n_train: int = 128, n_heldout: int = 10
     pick, rho = ablation_check(base, att, held, k=k, seed=seed, n_boot=n_boot, batch_size=batch_size)
     texts = list(held.stereotype) + list(held.anti_stereotype)
     summary = {"model": getattr(base, "name", str(model)), "n_train": len(train), "n_heldout": len(held), "k": k,
-               "seed": seed, "gap_train": float(att.gap.iloc[0]), "ablation": rho, "specs": {},
+               "seed": seed, "n_boot": n_boot, "gap_train": float(att.gap.iloc[0]), "ablation": rho, "specs": {},
                "train_items": train.item_id.tolist(), "heldout_items": held.item_id.tolist()}
     absA = att.attribution.abs().to_numpy()
     for spec in specs:

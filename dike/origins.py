@@ -11,8 +11,8 @@ import pandas as pd
 from .core import SpecError, DikeError, config_hash, write_json
 
 # %% auto #0
-__all__ = ['SWEEP_KEYS', 'FAMILIES', 'layer_bands', 'model_module_types', 'sweep_cells', 'additivity', 'run_origins', 'sweep_dir',
-           'load_sweeps', 'fig_origins']
+__all__ = ['STUDY_KEYS', 'SWEEP_KEYS', 'HEADS_KEYS', 'FLIPS_KEYS', 'FAMILIES', 'layer_bands', 'model_module_types', 'sweep_cells',
+           'additivity', 'run_origins', 'sweep_dir', 'load_study', 'origins_macros', 'fig_origins', 'run_study']
 
 # %% ../nbs/40_origins.ipynb #a3081bab
 def layer_bands(n_layers: int, n_bands: int) -> list[tuple[int, int]]:
@@ -116,46 +116,111 @@ def run_origins(model, spec: str, benchmarks, out, limits: dict | None = None, n
     _write_parquet(table, out / "origins.parquet")
     return table
 
-# %% ../nbs/40_origins.ipynb #24dc6a5d
+# %% ../nbs/40_origins.ipynb #e446aa6c
+STUDY_KEYS = {"name", "description", "paper", "sweeps", "heads", "flips"}
 SWEEP_KEYS = {"model", "spec", "benchmarks", "limit", "bands", "modules", "families", "n_boot", "seed", "sample_seed",
               "batch_size"}
+HEADS_KEYS = {"model", "specs", "n_train", "n_heldout", "k", "seed", "n_boot", "batch_size"}
+FLIPS_KEYS = {"grid", "include_stale", "n_perm"}
 FAMILIES = ("whole", "band", "module", "cell")
+
+def _slug(x: str) -> str:
+    import re
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", x)
 
 def sweep_dir(model: str, spec: str, results=None) -> Path:
     "Where the sweep of `spec` on `model` lives: `results/origins/<model>__<spec>` (unsafe characters as `_`)."
-    import re
     from dike.core import results_dir
-    return Path(results or results_dir()) / "origins" / re.sub(r"[^A-Za-z0-9._=-]+", "_", f"{model}__{spec}")
+    return Path(results or results_dir()) / "origins" / _slug(f"{model}__{spec}")
 
-def load_sweeps(path) -> list[dict]:
-    "The sweeps of an origins YAML file as keyword dicts for `run_origins` (plus `model`, `spec`); errors name the entry."
-    from dike.runner import read_yaml, _check_keys
+def _sweep(e: dict, w: str) -> dict:
+    from dike.runner import _check_keys
     from dike.core import ConfigError
     from dike.evaluate import get_benchmark
+    if not isinstance(e, dict): raise ConfigError(f"{w} must be a mapping")
+    _check_keys(e, SWEEP_KEYS, w)
+    for k in ("model", "spec", "benchmarks"):
+        if not e.get(k): raise ConfigError(f"{w}: `{k}` is required")
+    benches = [e["benchmarks"]] if isinstance(e["benchmarks"], str) else list(e["benchmarks"])
+    for b in benches: get_benchmark(b)
+    lim = e.get("limit") or {}
+    if not isinstance(lim, dict) or not all(isinstance(v, int) and v > 0 for v in lim.values()):
+        raise ConfigError(f"{w}: `limit` must map benchmarks to positive whole-unit counts, got {lim!r}")
+    if set(lim) - set(benches): raise ConfigError(f"{w}: `limit` names benchmarks the sweep does not score: {sorted(set(lim) - set(benches))}")
+    fam = tuple(e.get("families") or FAMILIES)
+    if set(fam) - set(FAMILIES): raise ConfigError(f"{w}: `families` must be among {list(FAMILIES)}, got {list(fam)}")
+    return dict(model=str(e["model"]), spec=str(e["spec"]), benchmarks=benches, limits=dict(lim),
+                n_bands=int(e.get("bands", 6)), modules=e.get("modules"), families=fam,
+                n_boot=int(e.get("n_boot", 1000)), seed=int(e.get("seed", 0)),
+                sample_seed=int(e.get("sample_seed", 0)), batch_size=int(e.get("batch_size", 16)))
+
+def load_study(path) -> dict:
+    "An origins study file as `{name, paper, sweeps: [kwargs], heads: kwargs | None, flips: kwargs | None}`; errors name the entry."
+    from dike.runner import read_yaml, _check_keys
+    from dike.core import ConfigError
     g = read_yaml(path); where = str(path)
-    _check_keys(g, {"name", "description", "sweeps"}, where)
-    sw = g.get("sweeps")
-    if not isinstance(sw, list) or not sw: raise ConfigError(f"{where}: `sweeps` must be a non-empty list")
-    out = []
-    for i, e in enumerate(sw):
-        w = f"{where}: sweeps[{i}]"
-        if not isinstance(e, dict): raise ConfigError(f"{w} must be a mapping")
-        _check_keys(e, SWEEP_KEYS, w)
-        for k in ("model", "spec", "benchmarks"):
-            if not e.get(k): raise ConfigError(f"{w}: `{k}` is required")
-        benches = [e["benchmarks"]] if isinstance(e["benchmarks"], str) else list(e["benchmarks"])
-        for b in benches: get_benchmark(b)
-        lim = e.get("limit") or {}
-        if not isinstance(lim, dict) or not all(isinstance(v, int) and v > 0 for v in lim.values()):
-            raise ConfigError(f"{w}: `limit` must map benchmarks to positive whole-unit counts, got {lim!r}")
-        if set(lim) - set(benches): raise ConfigError(f"{w}: `limit` names benchmarks the sweep does not score: {sorted(set(lim) - set(benches))}")
-        fam = tuple(e.get("families") or FAMILIES)
-        if set(fam) - set(FAMILIES): raise ConfigError(f"{w}: `families` must be among {list(FAMILIES)}, got {list(fam)}")
-        out.append(dict(model=str(e["model"]), spec=str(e["spec"]), benchmarks=benches, limits=dict(lim),
-                        n_bands=int(e.get("bands", 6)), modules=e.get("modules"), families=fam,
-                        n_boot=int(e.get("n_boot", 1000)), seed=int(e.get("seed", 0)),
-                        sample_seed=int(e.get("sample_seed", 0)), batch_size=int(e.get("batch_size", 16))))
+    _check_keys(g, STUDY_KEYS, where)
+    sw = g.get("sweeps") or []
+    if not isinstance(sw, list): raise ConfigError(f"{where}: `sweeps` must be a list")
+    out = {"name": str(g.get("name", Path(path).stem)), "paper": bool(g.get("paper", False)),
+           "sweeps": [_sweep(e, f"{where}: sweeps[{i}]") for i, e in enumerate(sw)], "heads": None, "flips": None}
+    if g.get("heads") is not None:
+        h = g["heads"]; w = f"{where}: heads"
+        if not isinstance(h, dict) or not h.get("model"): raise ConfigError(f"{w} must be a mapping with a `model`")
+        _check_keys(h, HEADS_KEYS, w)
+        specs = h.get("specs") or []
+        out["heads"] = dict(model=str(h["model"]), specs=[specs] if isinstance(specs, str) else [str(x) for x in specs],
+                            **{k: int(h[k]) for k in ("n_train", "n_heldout", "k", "seed", "n_boot", "batch_size") if k in h})
+    if g.get("flips") is not None:
+        f = g["flips"]; w = f"{where}: flips"
+        if not isinstance(f, dict) or not f.get("grid"): raise ConfigError(f"{w} must be a mapping with a `grid` file")
+        _check_keys(f, FLIPS_KEYS, w)
+        gp = Path(f["grid"])
+        if not gp.is_absolute() and not gp.exists(): gp = Path(path).parent / gp.name
+        if not gp.is_file(): raise ConfigError(f"{w}: grid file {f['grid']!r} not found")
+        out["flips"] = dict(grid=str(gp), include_stale=bool(f.get("include_stale", False)), n_perm=int(f.get("n_perm", 1000)))
+    if not (out["sweeps"] or out["heads"] or out["flips"]): raise ConfigError(f"{where}: nothing to run (no sweeps, heads or flips)")
     return out
+
+# %% ../nbs/40_origins.ipynb #c78d84c7
+def origins_macros(tables: dict, heads: dict | None = None, flips: pd.DataFrame | None = None) -> list[str]:
+    "`\\newcommand` lines of a study: `tables` {spec: run_origins table}, `heads` a run_heads summary, `flips` flip models."
+    from dike.report import macro_name
+    lines, f = [], lambda v: f"{v:.3g}"
+    def mac(name, v): lines.append(f"\\newcommand{{\\{name}}}{{{v}}}")
+    for spec, tab in tables.items():
+        t = tab[tab.headline | (tab.metric == "perplexity")]
+        add = additivity(t)
+        for (b, m), g in t.groupby(["benchmark", "metric"], sort=True):
+            base = macro_name("DikeOrigins", spec, b, m)
+            w = g[g.family == "whole"]
+            if len(w):
+                for suf, col in (("Whole", "delta"), ("WholeLow", "ci_low"), ("WholeHigh", "ci_high")): mac(base + suf, f(w[col].iloc[0]))
+            fam = "cell" if (g.family == "cell").any() else "band"
+            a = add[(add.benchmark == b) & (add.metric == m) & (add.family == fam)]
+            if len(a):
+                mac(base + "SumCells", f(a.sum_of_cells.iloc[0]))
+                if np.isfinite(a.interaction_share.iloc[0]): mac(base + "InteractionShare", f(a.interaction_share.iloc[0]))
+            c = g[g.family == fam]
+            if len(c):
+                mac(base + "SigCells", int((c.p_holm < 0.05).sum())); mac(base + "NCells", len(c))
+                top = c.loc[c.delta.abs().idxmax()]
+                where = ", ".join(x for x in (f"layers {top.layers}" if pd.notna(top.layers) else "",
+                                              str(top.module) if pd.notna(top.module) else "") if x)
+                mac(base + "TopCell", where); mac(base + "TopCellDelta", f(top.delta))
+    if heads:
+        ab = heads["ablation"]
+        for suf, k in (("Rho", "rho"), ("RhoLow", "ci_low"), ("RhoHigh", "ci_high")): mac("DikeHeadsAblation" + suf, f(ab[k]))
+        mac("DikeHeadsGapTrain", f(heads["gap_train"])); mac("DikeHeadsNAblated", ab["n_heads"])
+        for spec, v in heads["specs"].items():
+            base = macro_name("DikeHeads", spec)
+            for suf, k in (("ShiftRho", "rho_abs_attribution_shift"), ("ShiftRhoLow", "ci_low"), ("ShiftRhoHigh", "ci_high"),
+                           ("WeightedShiftRatio", "weighted_shift_ratio")): mac(base + suf, f(v[k]))
+    if flips is not None and len(flips):
+        for r in flips[flips.term == "margin"].itertuples():
+            base = macro_name("DikeFlip", r.benchmark, r.spec, "Margin")
+            for suf, v in (("OR", r.odds_ratio), ("ORLow", r.ci_low), ("ORHigh", r.ci_high)): mac(base + suf, f(v))
+    return lines
 
 # %% ../nbs/40_origins.ipynb #0806f9c0
 def fig_origins(table: pd.DataFrame, out) -> list[Path]:
@@ -194,3 +259,52 @@ def fig_origins(table: pd.DataFrame, out) -> list[Path]:
     fig.suptitle(f"Where the effect of {spec} comes from (* Holm p < 0.05 within a panel)", fontsize=9)
     fig.tight_layout()
     return _save(fig, Path(out), "origins")
+
+# %% ../nbs/40_origins.ipynb #4331561d
+def run_study(path, results=None, paper_dir=None, progress: bool = True) -> dict:
+    "Run an origins study file (see `load_study`); returns {tables: {spec: table}, heads: summary, flips: models, files}."
+    from types import SimpleNamespace
+    from dike.core import results_dir, project_root, atomic_write, git_state
+    from dike.heads import run_heads, fig_heads
+    from dike.flipmodel import grid_flip_models, fig_flip_model
+    from dike.report import _write_parquet, _update_generated, _rel
+    from dike.models import load_model
+    st = load_study(path); root = Path(results) if results else results_dir()
+    figs, tables = {}, {}
+    for sw in st["sweeps"]:
+        sw = dict(sw); model, spec, benches = sw.pop("model"), sw.pop("spec"), sw.pop("benchmarks")
+        t0 = time.time(); out = sweep_dir(model, spec, root)
+        tables[spec] = run_origins(model, spec, benches, out, progress=progress, **sw)
+        figs[_slug(f"{model}__{spec}")] = lambda d, t=tables[spec]: fig_origins(t, d)
+        if progress: print(f"{spec}: {tables[spec].cell.nunique()} cells ({time.time() - t0:.0f} s) -> {out}", flush=True)
+    heads = None
+    if st["heads"]:
+        h = dict(st["heads"]); model = h.pop("model")
+        r = run_heads(model, h.pop("specs"), root / "heads" / _slug(model), **h)
+        heads = r["summary"]
+        figs["heads"] = lambda d, r=r: fig_heads(r["heads"], r["ablation"], r["summary"], d)
+    flips = None
+    if st["flips"]:
+        f = st["flips"]; toks = {}
+        def tok(m):
+            if m not in toks: toks[m] = load_model(m).tokenizer
+            return toks[m]
+        fm = grid_flip_models(f["grid"], root, tokenizer_of=tok, n_perm=f["n_perm"], include_stale=f["include_stale"])
+        out = root / "origins" / "flips" / Path(f["grid"]).stem
+        for k, v in fm.items(): _write_parquet(v, out / f"{k}.parquet")
+        flips = fm["models"]
+        figs["flips"] = lambda d, m=flips: fig_flip_model(m, d)
+        fig_flip_model(flips, out)
+    files = []
+    if st["paper"]:
+        paper = Path(paper_dir) if paper_dir else project_root() / "paper"
+        for name, fig in figs.items(): files += fig(paper / "figures" / st["name"] / name)
+        mac = paper / "macros" / f"{st['name']}.tex"; mac.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(mac, f"% generated by dike origins from the study {st['name']}; do not edit\n"
+                     + "\n".join(origins_macros(tables, heads, flips)) + "\n")
+        files.append(mac)
+        try: gf = _rel(Path(path), project_root())
+        except ValueError: gf = str(path)
+        _update_generated(paper, SimpleNamespace(name=st["name"]), files,
+                          {"grid_file": gf, "command": f"dike origins {gf}", "git_commit": git_state().get("commit")})
+    return {"tables": tables, "heads": heads, "flips": flips, "files": files}

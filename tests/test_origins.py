@@ -45,4 +45,22 @@ def test_cli_origins_runs_a_sweep_file(data_dir, tmp_path):
     assert sorted(tab.family.unique()) == ["band", "whole"] and tab[tab.headline].shape[0] == 1 + 2
     bad = subprocess.run([sys.executable, "-m", "dike.cli", "origins", str(f), "rtn:4"], capture_output=True, text=True,
                          timeout=300, env=env)
-    assert bad.returncode == 2 and "sweep file takes no spec" in bad.stderr
+    assert bad.returncode == 2 and "study file takes no spec" in bad.stderr
+
+
+def test_study_file_writes_paper_figures_and_macros(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
+    from dike.origins import run_study
+    f = tmp_path / "study.yaml"
+    f.write_text("name: ostudy\npaper: true\nsweeps:\n  - {model: tiny-llama, spec: 'magnitude:0.5', benchmarks: [crows_pairs],"
+                 " limit: {crows_pairs: 8}, bands: 2, modules: [q, up], n_boot: 50}\n"
+                 "heads: {model: tiny-llama, specs: ['magnitude:0.5'], n_train: 6, n_heldout: 6, k: 2, n_boot: 50}\n")
+    r = run_study(f, results=tmp_path / "r", paper_dir=tmp_path / "paper", progress=False)
+    mac = (tmp_path / "paper" / "macros" / "ostudy.tex").read_text()
+    whole = r["tables"]["magnitude:0.5"].query("family == 'whole' and headline").delta.item()
+    assert f"\\newcommand{{\\DikeOriginsMagnitudeZeropFiveCrowsPairsPctStereotypeWhole}}{{{whole:.3g}}}" in mac
+    assert f"\\newcommand{{\\DikeHeadsAblationRho}}{{{r['heads']['ablation']['rho']:.3g}}}" in mac
+    gen = json.loads((tmp_path / "paper" / "generated.json").read_text())["grids"]["ostudy"]
+    assert gen["command"].startswith("dike origins") and "figures/ostudy/heads/heads.pdf" in gen["files"]
+    assert "figures/ostudy/tiny-llama__magnitude_0.5/origins.png" in gen["files"]
+    assert all((tmp_path / "paper" / p).is_file() for p in gen["files"])
