@@ -92,8 +92,12 @@ def run_origins(model, spec: str, benchmarks, out, limits: dict | None = None, n
     if mfile.is_file() and json.loads(mfile.read_text()) != json.loads(json.dumps(meta)):
         raise DikeError(f"{out} holds a sweep with other settings ({mfile}); choose another --out")
     write_json(mfile, meta)
-    base_items = {b.name: evaluate(base, b.name, limit=limits.get(b.name), sample_seed=sample_seed, n_boot=1,
-                                   batch_size=batch_size, progress=False)[0] for b in benches}
+    base_items = {}                     # scored on the first cell that needs it (a finished sweep is only read back)
+    def base_of(b):
+        if b.name not in base_items:
+            base_items[b.name] = evaluate(base, b.name, limit=limits.get(b.name), sample_seed=sample_seed, n_boot=1,
+                                          batch_size=batch_size, progress=False)[0]
+        return base_items[b.name]
     parts = []
     for i, c in enumerate(cells.to_dict("records")):
         f = out / "cells" / f"{c['cell']}.parquet"
@@ -104,7 +108,7 @@ def run_origins(model, spec: str, benchmarks, out, limits: dict | None = None, n
         for b in benches:
             items = evaluate(new, b.name, limit=limits.get(b.name), sample_seed=sample_seed, n_boot=1,
                              batch_size=batch_size, progress=False)[0]
-            d, _ = compare_items(b, base_items[b.name], items, n_boot=n_boot, n_sim=1, seed=seed)
+            d, _ = compare_items(b, base_of(b), items, n_boot=n_boot, n_sim=1, seed=seed)
             rows.append(_cell_rows(c, b, d))
         res = pd.concat(rows, ignore_index=True).assign(seconds=round(time.perf_counter() - t0, 1))
         _write_parquet(res, f)
