@@ -37,9 +37,10 @@ def _model_device(model) -> torch.device:
 
 def pad_batch(seqs, pad_id: int = 0, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     "Right-padded `input_ids` and their `attention_mask` (long tensors on `device`) of a batch of token-id lists."
-    ids = torch.nn.utils.rnn.pad_sequence([torch.as_tensor(x, dtype=torch.long) for x in seqs], batch_first=True,
+    host = torch.device("cpu")                        # built on the host, moved once
+    ids = torch.nn.utils.rnn.pad_sequence([torch.as_tensor(x, dtype=torch.long, device=host) for x in seqs], batch_first=True,
                                           padding_value=pad_id)
-    att = (torch.arange(ids.shape[1])[None, :] < torch.tensor([len(x) for x in seqs])[:, None]).long()
+    att = (torch.arange(ids.shape[1], device=host)[None, :] < torch.tensor([len(x) for x in seqs], device=host)[:, None]).long()
     return ids.to(device), att.to(device)
 
 # %% ../nbs/03_scoring.ipynb #72c08c02
@@ -183,12 +184,12 @@ def _run_shared(lm, reqs: list[_Req], batch_size: int, row_tokens: int, progress
     for b0 in range(0, len(rorder), batch_size):
         bq = rorder[b0:b0 + batch_size]
         T = max(len(rows[q]["tokens"]) for q in bq)
-        ids = torch.zeros(len(bq), T, dtype=torch.long)
-        pos = torch.zeros(len(bq), T, dtype=torch.long)
+        ids = torch.zeros(len(bq), T, dtype=torch.long, device="cpu")       # host buffers, moved once below
+        pos = torch.zeros(len(bq), T, dtype=torch.long, device="cpu")
         mask = np.zeros((len(bq), 1, T, T), dtype=bool)
         for bi, q in enumerate(bq):
             rw = rows[q]; n = len(rw["tokens"])
-            ids[bi, :n] = torch.tensor(rw["tokens"]); pos[bi, :n] = torch.tensor(rw["depth"])
+            ids[bi, :n] = torch.tensor(rw["tokens"], device="cpu"); pos[bi, :n] = torch.tensor(rw["depth"], device="cpu")
             mask[bi, 0] = _trie_mask(rw["parent"], T)
         mask = torch.from_numpy(mask).to(dev)
         if impl != "sdpa":   # eager attention adds the mask to the scores
@@ -496,7 +497,7 @@ def causal_nll(lm, texts: list[str], window: int | None, stride: int | None, bat
             if split is not None: h = split[0](**kw).last_hidden_state[rows, cols]; head = split[1]
             else: h = model(**kw).logits[rows, cols]; head = lambda z: z
             tg = torch.tensor(tgt, device=dev)
-            lp = torch.empty(len(tg), dtype=torch.float64)
+            lp = torch.empty(len(tg), dtype=torch.float64, device="cpu")   # filled from .cpu() chunks
             for c in range(0, len(tg), 512):
                 lp[c:c + 512] = torch.log_softmax(head(h[c:c + 512]).float(), -1).gather(1, tg[c:c + 512, None])[:, 0].double().cpu()
             np.add.at(nll, np.asarray(owner), -lp.numpy())
