@@ -135,3 +135,46 @@ def test_compressed_cache_key_keeps_cpu_keys_and_separates_devices():
     k = compress_key("abc", "magnitude:0.5")
     assert compress_key("abc", "magnitude:0.5", device="cpu") == k
     assert compress_key("abc", "magnitude:0.5", device="cuda:1") == compress_key("abc", "magnitude:0.5", device="cuda") != k
+
+
+def _tiny_gpt2(tmp_path, n_layer=2):
+    from transformers import GPT2Config, GPT2LMHeadModel
+    tok = load_model("tiny-llama").tokenizer
+    torch.manual_seed(0)
+    d = tmp_path / f"gpt2-{n_layer}"
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=n_layer, n_head=4,
+                               bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)).save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+def test_structured_steps_paper_yaml_keeps_off_gpt2_fail_in_one_line(tmp_path):
+    "Why paper.yaml gives heads/ffn to SmolLM2 only and distill:6 not to DistilGPT-2 (6 layers)."
+    from dike.core import SpecError
+    from dike.compress.core import compress
+    lm = load_model(str(_tiny_gpt2(tmp_path)))
+    for spec, msg in (("heads:0.5", "no supported attention layout"), ("distill:2", "the student needs 1 to 1 layers")):
+        with pytest.raises(SpecError, match=msg) as e:
+            compress(lm, spec, calib=CALIB, heldout=HELDOUT, progress=False, n_calib=2)
+        assert "\n" not in str(e.value)
+
+
+def test_paper_grid_dry_run_offline_lists_each_missing_model(capsys):
+    "`dike run paper.yaml --dry-run`: valid for every model it can see; a line per hub model that is not cached (exit 2)."
+    from dike.cli import main
+    from dike.core import DikeError, project_root
+    from dike.models import model_fingerprint
+    from dike.runner import read_yaml
+    g = project_root() / "experiments/grids/paper.yaml"
+    models = list(dict.fromkeys(m for e in read_yaml(g)["experiments"] for m in e["models"]))
+    missing = []
+    for m in models:
+        try: model_fingerprint(m)
+        except DikeError: missing.append(m)
+    rc = main(["run", str(g), "--dry-run"])
+    err = capsys.readouterr().err.strip().splitlines()
+    if not missing:
+        assert rc == 0
+        return
+    assert rc == 2 and len(err) == len(missing)
+    assert [next(m for m in missing if f"model {m!r}" in line) for line in err] == missing
