@@ -310,24 +310,55 @@ def _mask_id(lm, what: str) -> int:
         raise ScoringError(f"{what}: tokenizer of {getattr(lm, 'name', 'the model')!r} has no mask token; use a masked LM")
     return int(mid)
 
-def _masked_logprobs(lm, jobs: list[tuple[list[int], int, int]], batch_size: int, progress: bool, what: str) -> np.ndarray:
-    "log p(target | input with a mask at `pos`) for each job (input ids, pos, target): length-sorted, padded batches."
+def _masked_logprobs(lm, jobs: list[tuple[list[int], int, int]], batch_size: int, progress: bool, what: str,
+                     fast: bool = True) -> np.ndarray:
+    """log p(target | input with a mask at `pos`) for each job (input ids, pos, target). `fast`: identical masked inputs
+    run once (their targets read from one row), inputs of one length batched together (no padding), and the output
+    projection applied at the masked position only; else every job runs, length-sorted padded batches, full logits."""
     model, tok = lm.model, lm.tokenizer
     dev = _model_device(model)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     out = np.empty(len(jobs), dtype=np.float64)
-    order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][0]))
+    if fast:
+        uniq, of = {}, []                              # (input, pos) -> its jobs
+        for i, (ids, p, _) in enumerate(jobs):
+            k = (tuple(ids), p)
+            if k not in uniq: uniq[k] = len(of); of.append([])
+            of[uniq[k]].append(i)
+        keys = list(uniq)
+        order = sorted(range(len(keys)), key=lambda u: -len(keys[u][0]))
+        batches, cur = [], []
+        for u in order:                                # one length per batch: no padding, no attention mask
+            if cur and (len(cur) == batch_size or len(keys[cur[0]][0]) != len(keys[u][0])): batches.append(cur); cur = []
+            cur.append(u)
+        if cur: batches.append(cur)
+    else:
+        of = [[i] for i in range(len(jobs))]; keys = [(jobs[i][0], jobs[i][1]) for i in range(len(jobs))]
+        order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][0]))
+        batches = [order[b0:b0 + batch_size] for b0 in range(0, len(order), batch_size)]
+    head = model.get_output_embeddings() if fast and hasattr(model, "get_output_embeddings") else None
+    at: dict = {}
+    def only_masked(mod, args):                        # [B, T, H] -> [B, H]: the vocabulary projection at the masks only
+        return (args[0][at["rows"], at["pos"]], *args[1:]) if args[0].dim() == 3 else args
+    hook = head.register_forward_pre_hook(only_masked) if head is not None else None
     bar = _pbar(len(jobs), progress, what)
-    with torch.inference_mode():
-        for b0 in range(0, len(order), batch_size):
-            bq = order[b0:b0 + batch_size]
-            ids, att = pad_batch([jobs[i][0] for i in bq], pad, dev)
-            logits = model(input_ids=ids, attention_mask=att).logits
-            rows = torch.arange(len(bq), device=dev)
-            pos = torch.tensor([jobs[i][1] for i in bq], device=dev)
-            tgt = torch.tensor([jobs[i][2] for i in bq], device=dev)
-            out[bq] = _token_logprobs(logits[rows, pos], tgt).double().cpu().numpy()
-            bar.update(len(bq))
+    try:
+        with torch.inference_mode():
+            for bq in batches:
+                at["rows"] = torch.arange(len(bq), device=dev)
+                at["pos"] = torch.tensor([keys[u][1] for u in bq], device=dev)
+                if fast: logits = model(input_ids=torch.tensor([keys[u][0] for u in bq], device=dev)).logits
+                else:
+                    ids, att = pad_batch([keys[u][0] for u in bq], pad, dev)
+                    logits = model(input_ids=ids, attention_mask=att).logits
+                if logits.dim() == 3: logits = logits[at["rows"], at["pos"]]
+                js = [(r, i) for r, u in enumerate(bq) for i in of[u]]
+                rows = torch.tensor([r for r, _ in js], device=dev)
+                tgt = torch.tensor([jobs[i][2] for _, i in js], device=dev)
+                out[[i for _, i in js]] = _token_logprobs(logits[rows], tgt).double().cpu().numpy()
+                bar.update(len(js))
+    finally:
+        if hook is not None: hook.remove()
     bar.close()
     return out
 
