@@ -49,8 +49,9 @@ class LM:
                 "dtype": self.dtype, "device": str(self.device), "n_params": self.n_params}
 
 # %% ../nbs/02_models.ipynb #2819862f
-def resolve_device(device: str | None = "auto") -> str:
-    "`auto|cpu|cuda|cuda:N|mps` as the device string the model is moved to (`cuda` -> `cuda:0`); a `ModelError` if torch cannot use it."
+def resolve_device(device: str | None = "auto", check: bool = True) -> str:
+    """`auto|cpu|cuda|cuda:N|mps` as the device string the model is moved to (`cuda` -> `cuda:0`); a `ModelError` if
+    torch cannot use it. `check=False` only normalises an explicit device (bookkeeping on a machine without it)."""
     import torch
     d = "auto" if device in (None, "") else str(device).strip().lower()
     mps = getattr(torch.backends, "mps", None)
@@ -58,10 +59,11 @@ def resolve_device(device: str | None = "auto") -> str:
     if d == "auto": return "cuda:0" if torch.cuda.is_available() else "mps" if mps_ok else "cpu"
     if d == "cpu": return "cpu"
     if d == "mps":
-        if not mps_ok: raise ModelError("device 'mps' requested but torch.backends.mps.is_available() is False; use --device cpu")
+        if check and not mps_ok: raise ModelError("device 'mps' requested but torch.backends.mps.is_available() is False; use --device cpu")
         return "mps"
     m = re.fullmatch(r"cuda(?::(\d+))?", d)
     if not m: raise ModelError(f"device {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
+    if not check: return f"cuda:{int(m.group(1) or 0)}"
     if not torch.cuda.is_available():
         raise ModelError(f"device {device!r} requested but torch {torch.__version__} sees no CUDA GPU "
                          "(a CPU build of torch? on a GPU machine run `make install TORCH=cuda`); or pass --device cpu")

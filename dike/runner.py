@@ -178,7 +178,7 @@ def load_grid(path, validate: bool = True, device: str | None = None, dtype: str
             if not _as_list(e.get(req), w, req): raise ConfigError(f"{w}: `{req}` is required and must not be empty")
         from dike.models import resolve_device, resolve_dtype
         try:
-            device = resolve_device(device_override or e["device"])
+            device = resolve_device(device_override or e["device"], check=validate)   # status/collect: no GPU needed
             dtype = resolve_dtype(dtype_override or e["dtype"], device)
         except DikeError as err: raise ConfigError(f"{w}: {err}") from None
         lim = e["limit"]

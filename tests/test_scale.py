@@ -114,6 +114,11 @@ def test_grid_device_key_and_cli_override(tmp_path):
     runs = load_grid(g).runs
     assert [(r["device"], r["dtype"]) for r in runs] == [("cpu", "fp32")]
     assert load_grid(g, dtype="bf16").runs[0]["dtype"] == "bf16"
+    g.write_text("name: g\nexperiments:\n  - models: [tiny-llama]\n    benchmarks: [crows_pairs]\n    device: cuda\n")
+    gpu = load_grid(g, validate=False).runs[0]            # status/collect of a GPU grid on a CPU login node
+    assert (gpu["device"], gpu["dtype"]) == ("cuda:0", "bf16") and gpu["run_id"] != runs[0]["run_id"]
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="sees no CUDA GPU"): load_grid(g)     # running it needs one
     g.write_text("name: g\nexperiments:\n  - models: [tiny-llama]\n    benchmarks: [crows_pairs]\n    device: tpu\n")
     with pytest.raises(ConfigError, match=r"experiments\[0\].*device 'tpu'"): load_grid(g)
 
