@@ -183,3 +183,25 @@ def test_paper_grid_dry_run_offline_lists_each_missing_model(capsys):
         return
     assert rc == 2 and len(err) == len(missing)
     assert [next(m for m in missing if f"model {m!r}" in line) for line in err] == missing
+
+
+@pytest.mark.parametrize("spec", ["wanda:0.5:fair=2:pairs=8", "fair-gptq:4:g16:pairs=8", "fair-heads:0.25:pairs=8",
+                                  "distill:1:steps=2:texts=16:seq=16"])
+def test_data_driven_compression_paths_name_their_devices(spec, data_dir):
+    "The methods that read fairness pairs (StereoSet training half) or teaching text: same audit."
+    from dike.compress.core import compress
+    lm = load_model("tiny-llama")
+    with DeviceAudit() as a:
+        compress(lm, spec, n_calib=2, progress=False, report=False)
+    assert a.calls and a.without_device() == []
+
+
+def test_head_attribution_and_shift_name_their_devices():
+    import pandas as pd
+    from dike.heads import head_attribution, head_shift
+    lm = load_model("tiny-llama")
+    pairs = pd.DataFrame({"stereotype": ["the man is a doctor", "he said no"], "anti_stereotype": ["the woman is a doctor", "she said no"]})
+    with DeviceAudit() as a:
+        head_attribution(lm, pairs, batch_size=2)
+        head_shift(lm, lm, HELDOUT, batch_size=2)
+    assert a.calls and a.without_device() == []
