@@ -286,6 +286,10 @@ def unsupported_layers(model: nn.Module) -> dict[str, int]:
             out[type(m).__name__] = out.get(type(m).__name__, 0) + 1
     return out
 
+def _set_module(model: nn.Module, name: str, new: nn.Module):
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr, new)
+
 @torch.no_grad()
 def conv1d_to_linear(model: nn.Module) -> set[str]:
     "Replace every `Conv1D` inside the blocks by the equivalent `nn.Linear` (weight transposed, same device and dtype); returns their names relative to a block."
@@ -865,10 +869,6 @@ def save_compressed(lm, spec: str, report: dict, out) -> Path:
     return out
 
 _AUTO = {"causal": "AutoModelForCausalLM", "mlm": "AutoModelForMaskedLM", "encoder": "AutoModel"}
-
-def _set_module(model: nn.Module, name: str, new: nn.Module):
-    parent, _, attr = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, attr, new)
 
 def load_compressed(path, device: str = "cpu") -> Any:
     "Load a directory written by `save_compressed` as an `LM` on `device` (resizing linears to the stored shapes)."
