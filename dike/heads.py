@@ -72,7 +72,7 @@ def head_attribution(lm, pairs: pd.DataFrame, batch_size: int = 16) -> pd.DataFr
     "`layer, head, attribution` = dG/dg at g = 1 for every query head, and `gap` = G."
     set_threads()
     outs, n, _ = head_layout(lm.model)
-    g = torch.ones(len(outs), n, requires_grad=True)
+    g = torch.ones(len(outs), n, requires_grad=True, device=next(lm.model.parameters()).device)
     req = [p.requires_grad for p in lm.model.parameters()]
     for p in lm.model.parameters(): p.requires_grad_(False)          # only the gates need gradients
     try:
@@ -81,7 +81,7 @@ def head_attribution(lm, pairs: pd.DataFrame, batch_size: int = 16) -> pd.DataFr
             G.backward()
     finally:
         for p, r in zip(lm.model.parameters(), req): p.requires_grad_(r)
-    a = g.grad.detach().numpy()
+    a = g.grad.detach().cpu().numpy()
     return pd.DataFrame({"layer": np.repeat(np.arange(len(outs)), n), "head": np.tile(np.arange(n), len(outs)),
                          "attribution": a.ravel()}).assign(gap=float(G.detach()))
 
@@ -95,7 +95,7 @@ def head_shift(base, comp, texts: list[str], batch_size: int = 16) -> pd.DataFra
     seqs = [[p0] + tok.encode(t, add_special_tokens=False) for t in texts]
     num = den = None
     for b in range(0, len(seqs), batch_size):
-        ids, att = pad_batch(seqs[b:b + batch_size], tok.pad_token_id if tok.pad_token_id is not None else p0)
+        ids, att = pad_batch(seqs[b:b + batch_size], tok.pad_token_id if tok.pad_token_id is not None else p0, base.device)
         rec = {}
         for key, lm in (("b", base), ("c", comp)):
             r = []
@@ -106,7 +106,7 @@ def head_shift(base, comp, texts: list[str], batch_size: int = 16) -> pd.DataFra
         m = att.bool()[None, :, :, None]
         s, c = (rel * m).sum((1, 2)), m.sum((1, 2)).expand_as(rel[:, 0, 0])
         num = s if num is None else num + s; den = c if den is None else den + c
-    shift = (num / den).numpy()
+    shift = (num / den).cpu().numpy()
     L = shift.shape[0]
     return pd.DataFrame({"layer": np.repeat(np.arange(L), n), "head": np.tile(np.arange(n), L), "shift": shift.ravel()})
 
@@ -126,7 +126,7 @@ def ablation_check(lm, attribution: pd.DataFrame, pairs: pd.DataFrame, k: int = 
         g0 = float(bias_gap(lm, pairs, None, batch_size))
         meas = []
         for r in pick.itertuples():
-            g = torch.ones(L, n); g[r.layer, r.head] = 0.0
+            g = torch.ones(L, n, device=next(lm.model.parameters()).device); g[r.layer, r.head] = 0.0
             meas.append(float(bias_gap(lm, pairs, g, batch_size)) - g0)
     pick = pick.assign(predicted=-pick.attribution.to_numpy(), measured=meas).reset_index(drop=True)
     rho = lambda x: float(spearmanr(x[:, 0], x[:, 1]).statistic)

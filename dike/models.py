@@ -12,14 +12,15 @@ from .core import ModelError, cache_dir, atomic_dir, write_json, config_hash, fi
 
 # %% auto #0
 __all__ = ['KINDS', 'DTYPES', 'TINY_WORDS', 'TINY_VERSION', 'TINY_BERT_CONFIG', 'TINY_LLAMA_CONFIG', 'TINY_BPE_VOCAB', 'MODELS',
-           'LM', 'weight_files', 'dir_checksum', 'kind_from_architectures', 'load_gguf', 'gguf_dir',
-           'tiny_wordpiece_vocab', 'tiny_net', 'tiny_bert_dir', 'tiny_llama_dir', 'ModelEntry', 'register_model',
-           'smollm2_gguf', 'minilm_dir', 'load_model', 'tiny_model', 'model_fingerprint', 'list_models', 'model_info']
+           'LM', 'resolve_device', 'device_type', 'resolve_dtype', 'weight_files', 'dir_checksum',
+           'kind_from_architectures', 'load_gguf', 'gguf_dir', 'tiny_wordpiece_vocab', 'tiny_net', 'tiny_bert_dir',
+           'tiny_llama_dir', 'ModelEntry', 'register_model', 'smollm2_gguf', 'minilm_dir', 'load_model', 'tiny_model',
+           'model_fingerprint', 'list_models', 'model_info']
 
 # %% ../nbs/02_models.ipynb #0cfc3107
 if TYPE_CHECKING: import torch                     # annotations only; torch is imported where a model is built
 KINDS = ("causal", "mlm", "encoder")
-DTYPES = {"fp32": "float32", "bf16": "bfloat16"}   # torch dtype names; torch is imported where a model is built
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}   # torch dtype names; torch is imported where a model is built
 
 @dataclass
 class LM:
@@ -45,7 +46,40 @@ class LM:
     def info(self) -> dict:
         "What a run records about the model."
         return {"name": self.name, "kind": self.kind, "source": self.source, "checksum": self.checksum,
-                "dtype": self.dtype, "n_params": self.n_params}
+                "dtype": self.dtype, "device": str(self.device), "n_params": self.n_params}
+
+# %% ../nbs/02_models.ipynb #2819862f
+def resolve_device(device: str | None = "auto", check: bool = True) -> str:
+    """`auto|cpu|cuda|cuda:N|mps` as the device string the model is moved to (`cuda` -> `cuda:0`); a `ModelError` if
+    torch cannot use it. `check=False` only normalises an explicit device (bookkeeping on a machine without it)."""
+    import torch
+    d = "auto" if device in (None, "") else str(device).strip().lower()
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = bool(mps is not None and mps.is_available())
+    if d == "auto": return "cuda:0" if torch.cuda.is_available() else "mps" if mps_ok else "cpu"
+    if d == "cpu": return "cpu"
+    if d == "mps":
+        if check and not mps_ok: raise ModelError("device 'mps' requested but torch.backends.mps.is_available() is False; use --device cpu")
+        return "mps"
+    m = re.fullmatch(r"cuda(?::(\d+))?", d)
+    if not m: raise ModelError(f"device {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
+    if not check: return f"cuda:{int(m.group(1) or 0)}"
+    if not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} requested but torch {torch.__version__} sees no CUDA GPU "
+                         "(a CPU build of torch? on a GPU machine run `make install TORCH=cuda`); or pass --device cpu")
+    i, n = int(m.group(1) or 0), torch.cuda.device_count()
+    if i >= n: raise ModelError(f"device {device!r}: torch sees {n} CUDA GPU(s) (cuda:0-{n - 1})")
+    return f"cuda:{i}"
+
+def device_type(device: str | None) -> str:
+    "The type of a device string (`cuda:1` -> `cuda`); None and `cpu` are `cpu`."
+    return "cpu" if device in (None, "") else str(device).split(":")[0]
+
+def resolve_dtype(dtype: str | None, device: str | None = "cpu") -> str:
+    "`auto` -> bf16 on CUDA, fp32 elsewhere; any other value must be one of `DTYPES` (a `ModelError` otherwise)."
+    if dtype in (None, "", "auto"): return "bf16" if device_type(device) == "cuda" else "fp32"
+    if dtype not in DTYPES: raise ModelError(f"dtype {dtype!r} is not supported; use auto or one of {', '.join(DTYPES)}")
+    return dtype
 
 # %% ../nbs/02_models.ipynb #f9917788
 def weight_files(d, name=None) -> list[Path]:
@@ -364,9 +398,11 @@ def _check_args(kind, dtype):
     if dtype not in DTYPES: raise ModelError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
     if kind is not None and kind not in KINDS: raise ModelError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
 
-def load_model(name: str, kind: str | None = None, dtype: str = "fp32", trust_remote_code: bool = False) -> LM:
-    "Load `name` (alias, .gguf file, local directory or Hugging Face id) as an `LM` in eval mode on the CPU."
+def load_model(name: str, kind: str | None = None, dtype: str = "fp32", trust_remote_code: bool = False,
+               device: str = "cpu") -> LM:
+    "Load `name` (alias, .gguf file, local directory or Hugging Face id) as an `LM` in eval mode on `device` (see `resolve_device`)."
     _check_args(kind, dtype)
+    device = resolve_device(device)
     t = _resolve(name)
     d = t.get_dir()
     weight_files(d, name)
@@ -388,7 +424,7 @@ def load_model(name: str, kind: str | None = None, dtype: str = "fp32", trust_re
     try: tok = AutoTokenizer.from_pretrained(d, trust_remote_code=trust_remote_code)
     except Exception as e: raise ModelError(f"model {name!r}: no usable tokenizer in {d} ({one_line(e, 200)})") from e
     if tok.pad_token is None and tok.eos_token is not None: tok.pad_token = tok.eos_token   # for batching only
-    return LM(name=str(name), kind=kind, model=model.eval(), tokenizer=tok, source=t.source,
+    return LM(name=str(name), kind=kind, model=model.to(device).eval(), tokenizer=tok, source=t.source,
               checksum=t.get_checksum(), dtype=dtype)
 
 # %% ../nbs/02_models.ipynb #e168b209

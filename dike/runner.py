@@ -20,13 +20,13 @@ __all__ = ['GRID_KEYS', 'EXPERIMENT_KEYS', 'DEFAULTS', 'TEMPLATE', 'RUN_PARAMETE
 # %% ../nbs/30_runner.ipynb #3012e3a7
 GRID_KEYS = {"name", "description", "template", "imports", "defaults", "experiments", "paper"}
 EXPERIMENT_KEYS = {"models", "compress", "benchmarks", "scorer", "limit", "seeds", "n_boot", "batch_size", "dtype",
-                   "sample_seed"}
+                   "sample_seed", "device"}
 DEFAULTS = {"compress": ["none"], "scorer": None, "limit": None, "seeds": [0], "n_boot": 2000, "batch_size": 16,
             "sample_seed": 0,
-            "dtype": "fp32"}
+            "dtype": "auto", "device": "auto"}       # auto: the GPU if torch sees one (bf16 there), else the CPU (fp32)
 TEMPLATE = "experiments/evaluate.ipynb"
 RUN_PARAMETERS = ("run_id", "model", "compress", "benchmark", "scorer", "limit", "sample_seed", "seed", "n_boot",
-                  "batch_size", "dtype",
+                  "batch_size", "dtype", "device",
                   "imports", "out_dir")
 
 @dataclass
@@ -81,16 +81,22 @@ def benchmark_code(name: str) -> dict:
     return {"name": name, "version": str(b.version), "modules": mods, "data": data_key(FILES[b.files].groups) if b.files in FILES else []}
 
 def config_key(cfg: dict) -> str:
-    "The hash of a run's configuration fields (also for runs recorded before code keys existed)."
-    return cfg.get("config_key") or config_hash({k: cfg.get(k) for k in CONFIG_FIELDS})
+    """The hash of a run's configuration fields (also for runs recorded before code keys existed); the device *type*
+    joins them unless it is the CPU (so CPU runs keep the keys they had before devices existed; `cuda:1` = `cuda`)."""
+    if cfg.get("config_key"): return cfg["config_key"]
+    from dike.models import device_type
+    fields, dev = {k: cfg.get(k) for k in CONFIG_FIELDS}, device_type(cfg.get("device"))
+    if dev != "cpu": fields["device"] = dev
+    return config_hash(fields)
 
 def run_config(model: str, compress: str, benchmark: str, scorer, limit, seed: int, n_boot: int, batch_size: int,
-               dtype: str, fingerprint: dict, imports=(), compress_code: dict | None = None, sample_seed: int = 0) -> dict:
+               dtype: str, fingerprint: dict, imports=(), compress_code: dict | None = None, sample_seed: int = 0,
+               device: str = "cpu") -> dict:
     "The configuration of one run with its `config_key`, `code` (and `code_key`) and `run_id` = hash of both keys."
     cfg = {"model": model, "model_kind": fingerprint["kind"], "model_checksum": fingerprint["checksum"],
            "compress": compress or "none", "benchmark": benchmark, "scorer": scorer, "limit": limit,
            "sample_seed": int(sample_seed), "seed": int(seed),
-           "n_boot": int(n_boot), "dtype": dtype, "imports": sorted(imports)}
+           "n_boot": int(n_boot), "dtype": dtype, "device": str(device or "cpu"), "imports": sorted(imports)}
     if cfg["compress"] != "none" and compress_code is None:
         from dike.compress.core import method_code, parse_spec
         steps = parse_spec(cfg["compress"], fingerprint["kind"])
@@ -139,8 +145,11 @@ def checked_spec(spec: str, kind: str, imports=()) -> tuple[str, dict]:
         write_json(p, {"spec": spec, "kind": kind, "normalized": norm, "code": code})
     return norm, code
 
-def load_grid(path, validate: bool = True) -> Grid:
-    "Read and validate a grid YAML; expand it into run configurations (deduplicated, in file order)."
+def load_grid(path, validate: bool = True, device: str | None = None, dtype: str | None = None) -> Grid:
+    """Read and validate a grid YAML; expand it into run configurations (deduplicated, in file order). `device` / `dtype`
+    (the CLI's `--device` / `--dtype`) override every experiment's. Models that cannot be found (e.g. hub models not in
+    the cache, offline) are checked last: one `ConfigError` with a line per missing model, after the rest is validated."""
+    device_override, dtype_override = device, dtype
     from dike.evaluate import get_benchmark, resolve_scorer
     path = Path(path); g = read_yaml(path); where = str(path)
     _check_keys(g, GRID_KEYS, where)
@@ -159,7 +168,7 @@ def load_grid(path, validate: bool = True) -> Grid:
                 description=str(g.get("description", "")), paper=paper)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", grid.name):
         raise ConfigError(f"{where}: `name` {grid.name!r} must be letters, digits, '_', '.', '-' (it names folders)")
-    fps, specs, seen = {}, {}, set()
+    fps, specs, seen, missing = {}, {}, set(), {}
     for i, e in enumerate(exps):
         w = f"{where}: experiments[{i}]"
         if not isinstance(e, dict): raise ConfigError(f"{w} must be a mapping")
@@ -167,17 +176,21 @@ def load_grid(path, validate: bool = True) -> Grid:
         e = {**DEFAULTS, **defaults, **e}
         for req in ("models", "benchmarks"):
             if not _as_list(e.get(req), w, req): raise ConfigError(f"{w}: `{req}` is required and must not be empty")
-        dtype = e["dtype"]
-        if dtype not in ("fp32", "bf16"): raise ConfigError(f"{w}: dtype must be fp32 or bf16, got {dtype!r}")
+        from dike.models import resolve_device, resolve_dtype
+        try:
+            device = resolve_device(device_override or e["device"], check=validate)   # status/collect: no GPU needed
+            dtype = resolve_dtype(dtype_override or e["dtype"], device)
+        except DikeError as err: raise ConfigError(f"{w}: {err}") from None
         lim = e["limit"]
         if isinstance(lim, dict):
             bad = set(lim) - {"default"} - set(_as_list(e["benchmarks"], w, "benchmarks"))
             if bad: raise ConfigError(f"{w}: `limit` names benchmark(s) not in this experiment: {sorted(bad)}")
         for m in _as_list(e["models"], w, "models"):
-            if m not in fps:
+            if m not in fps and m not in missing:
                 from dike.models import model_fingerprint
                 try: fps[m] = model_fingerprint(str(m))
-                except DikeError as err: raise ConfigError(f"{w}: model {m!r}: {err}") from None
+                except DikeError as err: missing[m] = f"{w}: model {m!r}: {err}"
+            if m in missing: continue
             for c in _as_list(e["compress"], w, "compress"):
                 c = "none" if c in (None, "", "none") else str(c)
                 if c != "none" and (c, fps[m]["kind"]) not in specs:
@@ -192,9 +205,10 @@ def load_grid(path, validate: bool = True) -> Grid:
                         if not isinstance(s, int): raise ConfigError(f"{w}: seeds must be integers, got {s!r}")
                         cfg = run_config(str(m), c, str(b), scorer, _limit_for(lim, str(b), w), s, e["n_boot"],
                                          e["batch_size"], dtype, fps[m], imports, compress_code=ccode,
-                                         sample_seed=e["sample_seed"])
+                                         sample_seed=e["sample_seed"], device=device)
                         if cfg["run_id"] not in seen:
                             seen.add(cfg["run_id"]); grid.runs.append(cfg)
+    if missing: raise ConfigError("\n".join(missing.values()))
     if validate: check_template(grid.template)
     return grid
 
@@ -346,7 +360,7 @@ def execute_run(cfg: dict, root=None, template=None, threads: int | None = None,
 # %% ../nbs/30_runner.ipynb #64b5f42e
 def evaluate_run(model: str, compress: str | None, benchmark: str, scorer=None, limit=None, seed: int = 0, sample_seed: int = 0,
                  n_boot: int = 2000, batch_size: int = 16, dtype: str = "fp32", imports=(), out_dir=".",
-                 run_id: str | None = None, progress: bool = False) -> dict:
+                 run_id: str | None = None, progress: bool = False, device: str = "cpu") -> dict:
     "Run one configuration inside a papermill template; writes `<out_dir>/<benchmark>/` and `provenance.json`."
     from dike.evaluate import evaluate
     from dike.core import seed_everything
@@ -355,10 +369,10 @@ def evaluate_run(model: str, compress: str | None, benchmark: str, scorer=None, 
     t0 = time.time()
     if compress and compress != "none":
         from dike.compress.core import load_or_compress
-        lm, creport = load_or_compress(model, compress, dtype=dtype)       # the calibration seed is in the spec
+        lm, creport = load_or_compress(model, compress, dtype=dtype, device=device)   # the calibration seed is in the spec
     else:
         from dike.models import load_model
-        lm, creport = load_model(model, dtype=dtype), None
+        lm, creport = load_model(model, dtype=dtype, device=device), None
     info = {**lm.info(), "compress": compress or "none"}
     if creport: info["compress_report"] = {k: v for k, v in creport.items() if k != "layers"}
     t_load = time.time() - t0
@@ -366,7 +380,7 @@ def evaluate_run(model: str, compress: str | None, benchmark: str, scorer=None, 
                       out_dir=out_dir, progress=progress, model_info=info)
     write_json(Path(out_dir) / "provenance.json",
                provenance(rec.get("data_files"), run_id=run_id, load_seconds=round(t_load, 2),
-                          eval_seconds=rec.get("seconds")))
+                          eval_seconds=rec.get("seconds"), device=str(lm.device), dtype=lm.dtype))
     return rec
 
 # %% ../nbs/30_runner.ipynb #7663cd48
@@ -413,11 +427,11 @@ BACKENDS = {"local": _local, "slurm": _slurm}
 
 # %% ../nbs/30_runner.ipynb #a07dfb7e
 def run_grid(grid, backend: str = "local", jobs: int = 1, dry_run: bool = False, retry_failed: bool = False,
-             results=None, progress: bool = True) -> dict:
+             results=None, progress: bool = True, device: str | None = None, dtype: str | None = None) -> dict:
     "Execute the pending runs of `grid`; finished runs are skipped, failed ones only retried on request."
     if backend not in BACKENDS: raise ConfigError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     if jobs < 1: raise ConfigError(f"--jobs must be >= 1, got {jobs}")
-    g = grid if hasattr(grid, "runs") else load_grid(grid)
+    g = grid if hasattr(grid, "runs") else load_grid(grid, device=device, dtype=dtype)
     store = Store(results)
     store.clean_stale_tmp()
     done = store.done_ids()

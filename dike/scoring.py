@@ -37,9 +37,10 @@ def _model_device(model) -> torch.device:
 
 def pad_batch(seqs, pad_id: int = 0, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     "Right-padded `input_ids` and their `attention_mask` (long tensors on `device`) of a batch of token-id lists."
-    ids = torch.nn.utils.rnn.pad_sequence([torch.as_tensor(x, dtype=torch.long) for x in seqs], batch_first=True,
+    host = torch.device("cpu")                        # built on the host, moved once
+    ids = torch.nn.utils.rnn.pad_sequence([torch.as_tensor(x, dtype=torch.long, device=host) for x in seqs], batch_first=True,
                                           padding_value=pad_id)
-    att = (torch.arange(ids.shape[1])[None, :] < torch.tensor([len(x) for x in seqs])[:, None]).long()
+    att = (torch.arange(ids.shape[1], device=host)[None, :] < torch.tensor([len(x) for x in seqs], device=host)[:, None]).long()
     return ids.to(device), att.to(device)
 
 # %% ../nbs/03_scoring.ipynb #72c08c02
@@ -183,12 +184,12 @@ def _run_shared(lm, reqs: list[_Req], batch_size: int, row_tokens: int, progress
     for b0 in range(0, len(rorder), batch_size):
         bq = rorder[b0:b0 + batch_size]
         T = max(len(rows[q]["tokens"]) for q in bq)
-        ids = torch.zeros(len(bq), T, dtype=torch.long)
-        pos = torch.zeros(len(bq), T, dtype=torch.long)
+        ids = torch.zeros(len(bq), T, dtype=torch.long, device="cpu")       # host buffers, moved once below
+        pos = torch.zeros(len(bq), T, dtype=torch.long, device="cpu")
         mask = np.zeros((len(bq), 1, T, T), dtype=bool)
         for bi, q in enumerate(bq):
             rw = rows[q]; n = len(rw["tokens"])
-            ids[bi, :n] = torch.tensor(rw["tokens"]); pos[bi, :n] = torch.tensor(rw["depth"])
+            ids[bi, :n] = torch.tensor(rw["tokens"], device="cpu"); pos[bi, :n] = torch.tensor(rw["depth"], device="cpu")
             mask[bi, 0] = _trie_mask(rw["parent"], T)
         mask = torch.from_numpy(mask).to(dev)
         if impl != "sdpa":   # eager attention adds the mask to the scores
@@ -309,24 +310,55 @@ def _mask_id(lm, what: str) -> int:
         raise ScoringError(f"{what}: tokenizer of {getattr(lm, 'name', 'the model')!r} has no mask token; use a masked LM")
     return int(mid)
 
-def _masked_logprobs(lm, jobs: list[tuple[list[int], int, int]], batch_size: int, progress: bool, what: str) -> np.ndarray:
-    "log p(target | input with a mask at `pos`) for each job (input ids, pos, target): length-sorted, padded batches."
+def _masked_logprobs(lm, jobs: list[tuple[list[int], int, int]], batch_size: int, progress: bool, what: str,
+                     fast: bool = True) -> np.ndarray:
+    """log p(target | input with a mask at `pos`) for each job (input ids, pos, target). `fast`: identical masked inputs
+    run once (their targets read from one row), inputs of one length batched together (no padding), and the output
+    projection applied at the masked position only; else every job runs, length-sorted padded batches, full logits."""
     model, tok = lm.model, lm.tokenizer
     dev = _model_device(model)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     out = np.empty(len(jobs), dtype=np.float64)
-    order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][0]))
+    if fast:
+        uniq, of = {}, []                              # (input, pos) -> its jobs
+        for i, (ids, p, _) in enumerate(jobs):
+            k = (tuple(ids), p)
+            if k not in uniq: uniq[k] = len(of); of.append([])
+            of[uniq[k]].append(i)
+        keys = list(uniq)
+        order = sorted(range(len(keys)), key=lambda u: -len(keys[u][0]))
+        batches, cur = [], []
+        for u in order:                                # one length per batch: no padding, no attention mask
+            if cur and (len(cur) == batch_size or len(keys[cur[0]][0]) != len(keys[u][0])): batches.append(cur); cur = []
+            cur.append(u)
+        if cur: batches.append(cur)
+    else:
+        of = [[i] for i in range(len(jobs))]; keys = [(jobs[i][0], jobs[i][1]) for i in range(len(jobs))]
+        order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][0]))
+        batches = [order[b0:b0 + batch_size] for b0 in range(0, len(order), batch_size)]
+    head = model.get_output_embeddings() if fast and hasattr(model, "get_output_embeddings") else None
+    at: dict = {}
+    def only_masked(mod, args):                        # [B, T, H] -> [B, H]: the vocabulary projection at the masks only
+        return (args[0][at["rows"], at["pos"]], *args[1:]) if args[0].dim() == 3 else args
+    hook = head.register_forward_pre_hook(only_masked) if head is not None else None
     bar = _pbar(len(jobs), progress, what)
-    with torch.inference_mode():
-        for b0 in range(0, len(order), batch_size):
-            bq = order[b0:b0 + batch_size]
-            ids, att = pad_batch([jobs[i][0] for i in bq], pad, dev)
-            logits = model(input_ids=ids, attention_mask=att).logits
-            rows = torch.arange(len(bq), device=dev)
-            pos = torch.tensor([jobs[i][1] for i in bq], device=dev)
-            tgt = torch.tensor([jobs[i][2] for i in bq], device=dev)
-            out[bq] = _token_logprobs(logits[rows, pos], tgt).double().cpu().numpy()
-            bar.update(len(bq))
+    try:
+        with torch.inference_mode():
+            for bq in batches:
+                at["rows"] = torch.arange(len(bq), device=dev)
+                at["pos"] = torch.tensor([keys[u][1] for u in bq], device=dev)
+                if fast: logits = model(input_ids=torch.tensor([keys[u][0] for u in bq], device=dev)).logits
+                else:
+                    ids, att = pad_batch([keys[u][0] for u in bq], pad, dev)
+                    logits = model(input_ids=ids, attention_mask=att).logits
+                if logits.dim() == 3: logits = logits[at["rows"], at["pos"]]
+                js = [(r, i) for r, u in enumerate(bq) for i in of[u]]
+                rows = torch.tensor([r for r, _ in js], device=dev)
+                tgt = torch.tensor([jobs[i][2] for _, i in js], device=dev)
+                out[[i for _, i in js]] = _token_logprobs(logits[rows], tgt).double().cpu().numpy()
+                bar.update(len(js))
+    finally:
+        if hook is not None: hook.remove()
     bar.close()
     return out
 
@@ -496,7 +528,7 @@ def causal_nll(lm, texts: list[str], window: int | None, stride: int | None, bat
             if split is not None: h = split[0](**kw).last_hidden_state[rows, cols]; head = split[1]
             else: h = model(**kw).logits[rows, cols]; head = lambda z: z
             tg = torch.tensor(tgt, device=dev)
-            lp = torch.empty(len(tg), dtype=torch.float64)
+            lp = torch.empty(len(tg), dtype=torch.float64, device="cpu")   # filled from .cpu() chunks
             for c in range(0, len(tg), 512):
                 lp[c:c + 512] = torch.log_softmax(head(h[c:c + 512]).float(), -1).gather(1, tg[c:c + 512, None])[:, 0].double().cpu()
             np.add.at(nll, np.asarray(owner), -lp.numpy())

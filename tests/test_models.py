@@ -69,7 +69,7 @@ def test_tiny_bert_shape_tokenizer_and_checksum():
     f = M.tiny_bert_dir() / "model.safetensors"
     assert lm.checksum == hashlib.sha256(f.read_bytes()).hexdigest()
     assert lm.info() == {"name": "tiny-bert", "kind": "mlm", "source": lm.source, "checksum": lm.checksum,
-                         "dtype": "fp32", "n_params": lm.n_params}
+                         "dtype": "fp32", "device": "cpu", "n_params": lm.n_params}
 
 
 def test_tiny_llama_shape_and_byte_level_tokenizer():

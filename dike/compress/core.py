@@ -18,14 +18,14 @@ from ..core import (SpecError, ModelError, cache_dir, config_hash, atomic_dir, w
 __all__ = ['REQUIRED', 'METHODS', 'SCOPE_KEYS', 'BUILTIN_FAMILIES', 'MODULE_TYPES', 'MODULE_GROUPS', 'MODULE_NAMES', 'MAX_LAYER',
            'SCOPE_PARAMS', 'SCOPE_FORMS', 'CALIB_SEQ', 'CALIB_SOURCES', 'Param', 'Method', 'Step', 'register_method',
            'list_methods', 'valid_forms', 'parse_spec', 'normalize_spec', 'layer_text', 'layer_set', 'canon_layers',
-           'module_set', 'canon_modules', 'module_type', 'transformer_blocks', 'unsupported_layers', 'prunable_linears',
-           'model_max_len', 'special_wrap', 'calib_batches', 'calib_pool', 'bold_group', 'calib_rows',
-           'calib_group_shares', 'calib_texts', 'text_sample', 'Scope', 'is_scoped', 'resolve_scope', 'scoped_linears',
-           'scoped_layers', 'scope_coverage', 'BlockRunner', 'pair_deltas', 'fair_pair_rows', 'fair_pairs',
-           'PairRunner', 'param_counts', 'sparsity_report', 'latency_per_1k', 'disk_size', 'embedding_cosine',
-           'compression_report', 'needs_calib', 'weight_code', 'method_code', 'compress_key', 'weight_digest',
-           'check_step', 'step_seed', 'apply_steps', 'compress', 'save_compressed', 'load_compressed',
-           'load_or_compress', 'cache_prune']
+           'module_set', 'canon_modules', 'module_type', 'transformer_blocks', 'unsupported_layers', 'conv1d_to_linear',
+           'linear_to_conv1d', 'prunable_linears', 'model_max_len', 'special_wrap', 'calib_batches', 'calib_pool',
+           'bold_group', 'calib_rows', 'calib_group_shares', 'calib_texts', 'text_sample', 'Scope', 'is_scoped',
+           'resolve_scope', 'scoped_linears', 'scoped_layers', 'scope_coverage', 'BlockRunner', 'pair_deltas',
+           'fair_pair_rows', 'fair_pairs', 'PairRunner', 'param_counts', 'sparsity_report', 'latency_per_1k',
+           'disk_size', 'embedding_cosine', 'compression_report', 'needs_calib', 'weight_code', 'method_code',
+           'compress_key', 'weight_digest', 'check_step', 'step_seed', 'apply_steps', 'compress', 'save_compressed',
+           'load_compressed', 'load_or_compress', 'cache_prune']
 
 # %% ../../nbs/20_compress.ipynb #f086da7a
 REQUIRED = object()  # marks a Param without default
@@ -272,25 +272,66 @@ def transformer_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
         raise ModelError(f"{type(model).__name__}: no transformer blocks (nn.ModuleList) found; cannot compress it")
     return best
 
+def _is_conv1d(m) -> bool:
+    "transformers' `Conv1D` (GPT-2 family): `y = x @ W + b` with `W` of shape (in, out)."
+    return type(m).__name__ == "Conv1D" and hasattr(m, "nf") and getattr(m, "weight", None) is not None
+
 def unsupported_layers(model: nn.Module) -> dict[str, int]:
-    "Types (and counts) of modules inside the blocks that hold a 2-D weight but are not `nn.Linear` (e.g. GPT-2's `Conv1D`)."
+    "Types (and counts) of modules inside the blocks that hold a 2-D weight but are neither `nn.Linear` nor transformers' `Conv1D`."
     _, blocks = transformer_blocks(model)
     out: dict[str, int] = {}
     for _, m in blocks.named_modules():
         w = m._parameters.get("weight") if hasattr(m, "_parameters") else None
-        if w is not None and w.dim() == 2 and not isinstance(m, (nn.Linear, nn.Embedding)):
+        if w is not None and w.dim() == 2 and not isinstance(m, (nn.Linear, nn.Embedding)) and not _is_conv1d(m):
             out[type(m).__name__] = out.get(type(m).__name__, 0) + 1
     return out
 
+def _set_module(model: nn.Module, name: str, new: nn.Module):
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr, new)
+
+@torch.no_grad()
+def conv1d_to_linear(model: nn.Module) -> set[str]:
+    "Replace every `Conv1D` inside the blocks by the equivalent `nn.Linear` (weight transposed, same device and dtype); returns their names relative to a block."
+    prefix, blocks = transformer_blocks(model)
+    rel = set()
+    for i, b in enumerate(blocks):
+        for n, m in list(b.named_modules()):
+            if not _is_conv1d(m): continue
+            w = m.weight
+            lin = nn.Linear(w.shape[0], w.shape[1], bias=m.bias is not None, device=w.device, dtype=w.dtype)
+            lin.weight.copy_(w.t()); lin.requires_grad_(w.requires_grad)
+            if m.bias is not None: lin.bias.copy_(m.bias)
+            _set_module(b, n, lin); rel.add(n)
+    return rel
+
+@torch.no_grad()
+def linear_to_conv1d(model: nn.Module, rel: set[str]) -> None:
+    "Back to the checkpoint layout: the `nn.Linear` at each relative name `rel` of every block becomes a `Conv1D` (weight transposed); other modules (e.g. int8) stay."
+    from transformers.pytorch_utils import Conv1D
+    if not rel: return
+    _, blocks = transformer_blocks(model)
+    for b in blocks:
+        for n in rel:
+            try: m = b.get_submodule(n)
+            except AttributeError: continue
+            if type(m) is not nn.Linear: continue
+            c = Conv1D(m.out_features, m.in_features).to(device=m.weight.device, dtype=m.weight.dtype)
+            c.weight.copy_(m.weight.t())
+            if m.bias is not None: c.bias.copy_(m.bias)
+            else: c.bias = None
+            _set_module(b, n, c)
+
 def prunable_linears(model: nn.Module) -> dict[str, nn.Linear]:
-    "Every `nn.Linear` inside the transformer blocks, by full module name; a `SpecError` if the blocks hold other weight layers."
+    """Every `nn.Linear` (or `Conv1D`: the methods see it as an `nn.Linear`, see `apply_steps`) inside the transformer
+    blocks, by full module name; a `SpecError` if the blocks hold other weight layers."""
     bad = unsupported_layers(model)
     if bad:
         raise SpecError(f"{type(model).__name__}: its transformer blocks hold "
                         + ", ".join(f"{n} {t} layers" for t, n in sorted(bad.items()))
                         + ", which dike's compression methods cannot handle yet (they compress nn.Linear only)")
     prefix, blocks = transformer_blocks(model)
-    return {f"{prefix}.{n}": m for n, m in blocks.named_modules() if isinstance(m, nn.Linear)}
+    return {f"{prefix}.{n}": m for n, m in blocks.named_modules() if isinstance(m, nn.Linear) or _is_conv1d(m)}
 
 def model_max_len(model: nn.Module, default: int = 512) -> int:
     "The longest input the model accepts: `max_position_embeddings` / `n_positions` / `n_ctx` of its config."
@@ -309,8 +350,8 @@ def special_wrap(tok) -> tuple[list[int], list[int]]:
     return [], []
 
 def calib_batches(lm, texts: list[str], seq_len: int = 256, batch_size: int = 8) -> list[torch.Tensor]:
-    "Pack `texts` into `[b, seq_len]` LongTensors of real tokens (the last chunk may be shorter, but >= 8 tokens)."
-    tok = lm.tokenizer
+    "Pack `texts` into `[b, seq_len]` LongTensors of real tokens on the model's device (the last chunk may be shorter, but >= 8 tokens)."
+    tok, dev = lm.tokenizer, next(lm.model.parameters()).device
     seq_len = min(seq_len, model_max_len(lm.model, seq_len))
     pre, post = special_wrap(tok)
     body = seq_len - len(pre) - len(post)
@@ -322,8 +363,8 @@ def calib_batches(lm, texts: list[str], seq_len: int = 256, batch_size: int = 8)
     chunks = [ids[i:i + body] for i in range(0, len(ids), body)]
     chunks = [pre + c + post for c in chunks if len(c) >= 8]
     full = [c for c in chunks if len(c) == seq_len]
-    out = [torch.tensor(full[i:i + batch_size]) for i in range(0, len(full), batch_size)]
-    out += [torch.tensor([c]) for c in chunks if len(c) != seq_len]
+    out = [torch.tensor(full[i:i + batch_size], device=dev) for i in range(0, len(full), batch_size)]
+    out += [torch.tensor([c], device=dev) for c in chunks if len(c) != seq_len]
     return out
 
 # %% ../../nbs/20_compress.ipynb #f5d84075
@@ -544,7 +585,8 @@ def fair_pairs(lm, n: int, seed: int = 0) -> tuple[list, list[str]]:
 class PairRunner:
     "The pairs' sentences through the blocks (one batch per sentence), giving each Linear's Delta rows block by block."
     def __init__(self, lm, pairs):
-        self.pairs, self.runner = pairs, BlockRunner(lm, [torch.tensor([x]) for pr in pairs for x in pr])
+        dev = next(lm.model.parameters()).device
+        self.pairs, self.runner = pairs, BlockRunner(lm, [torch.tensor([x], device=dev) for pr in pairs for x in pr])
     @torch.no_grad()
     def deltas(self, i: int, lins: dict) -> dict:
         "`{name: Delta rows}` of the Linears `lins` (name -> module) of block `i`."
@@ -667,7 +709,8 @@ def weight_code() -> dict:
     "Hashes of the shared code in this module that decides compressed weights (not the report code)."
     objs = (transformer_blocks, unsupported_layers, prunable_linears, model_max_len, special_wrap, calib_batches,
             text_sample, BlockRunner, step_seed, apply_steps, check_step, weight_digest, layer_set, module_type, Scope,
-            resolve_scope, scoped_linears, scoped_layers, pair_deltas, fair_pair_rows, fair_pairs, PairRunner)
+            resolve_scope, scoped_linears, scoped_layers, pair_deltas, fair_pair_rows, fair_pairs, PairRunner,
+            conv1d_to_linear, linear_to_conv1d, _apply)
     return {o.__name__: code_hash(o, module=False) for o in objs}
 
 def method_code(steps: list[Step]) -> dict:
@@ -692,12 +735,14 @@ def method_code(steps: list[Step]) -> dict:
                         "data": {s: data_key(CALIB_SOURCES[s]) for s in srcs}, "seq": CALIB_SEQ}
     return out
 
-def compress_key(checksum: str, spec: str, seed: int = 0, n_calib: int = 32, dtype: str = "fp32") -> str:
-    "The cache key of a compressed model: config (normalised spec; n_calib only with calibration) and the methods' code."
+def compress_key(checksum: str, spec: str, seed: int = 0, n_calib: int = 32, dtype: str = "fp32", device: str = "cpu") -> str:
+    "The cache key of a compressed model: config (normalised spec; n_calib only with calibration; the device type unless cpu) and the methods' code."
+    from dike.models import device_type
     steps = parse_spec(spec)
     calib = any(needs_calib(s) for s in steps)
+    dev = {"device": device_type(device)} if device_type(device) != "cpu" else {}   # CPU keys are those made before devices
     return config_hash({"model": checksum, "spec": "+".join(s.text for s in steps), "seed": seed,
-                        "n_calib": n_calib if calib else None, "dtype": dtype, "code": method_code(steps)}, n=32)
+                        "n_calib": n_calib if calib else None, "dtype": dtype, **dev, "code": method_code(steps)}, n=32)
 
 def weight_digest(model: nn.Module) -> dict[str, str]:
     "Exact digest of every tensor of the model's state (shape, dtype and bytes), by name."
@@ -743,6 +788,14 @@ def step_seed(st: Step, seed: int = 0) -> int:
 def apply_steps(lm, steps: list[Step], seed: int, calib, progress: bool = True):
     "Apply parsed `steps` in place to `lm` (a copy); `calib(step)` gives a step's calibration texts. Returns (lm, step reports)."
     reps = []
+    convs = conv1d_to_linear(lm.model)             # GPT-2's Conv1D: compressed as the nn.Linear it equals, saved as Conv1D
+    try:
+        lm, reps = _apply(lm, steps, seed, calib, progress)
+    finally: linear_to_conv1d(lm.model, convs)
+    return lm, reps
+
+def _apply(lm, steps, seed, calib, progress):
+    reps = []
     for st in steps:
         m = METHODS[st.method]
         seed_everything(step_seed(st, seed))
@@ -778,7 +831,9 @@ def compress(lm, spec: str, seed: int = 0, n_calib: int = 32, progress: bool = T
     if calib is None and drawn: calib_src = "+".join(sorted({k[0] for k in drawn}))
     n_texts = len(calib) if calib is not None else sum(map(len, drawn.values()))
     norm = "+".join(s.text for s in steps)
-    key = compress_key(lm.checksum, norm, seed, n_calib, lm.dtype)
+    from dike.models import device_type
+    dev = device_type(str(lm.device))
+    key = compress_key(lm.checksum, norm, seed, n_calib, lm.dtype, dev)
     new = dataclasses.replace(new, checksum=key)
     out = {"spec": norm, "seed": seed, "n_calib": n_calib if calib_src else None, "calib_source": calib_src,
            "calib_texts": n_texts if calib_src else 0, "calib_windows": n_calib if calib_src else 0,
@@ -787,7 +842,7 @@ def compress(lm, spec: str, seed: int = 0, n_calib: int = 32, progress: bool = T
            "calib_groups": {f"{a}:seed={b}": g for a, b in sorted(drawn) if (g := calib_group_shares(drawn[(a, b)]))},
            "base": {"name": lm.name, "checksum": lm.checksum},
            "checksum": key, "key": {"model": lm.checksum, "spec": norm, "seed": seed, "n_calib": n_calib,
-                                    "dtype": lm.dtype},
+                                    "dtype": lm.dtype, **({"device": dev} if dev != "cpu" else {})},
            "compress_seconds": round(time.perf_counter() - t0, 2), "steps": reps}
     if any("scope" in r for r in reps): out["scope"] = [{"step": r["step"], **r["scope"]} for r in reps if "scope" in r]
     if report:
@@ -815,12 +870,8 @@ def save_compressed(lm, spec: str, report: dict, out) -> Path:
 
 _AUTO = {"causal": "AutoModelForCausalLM", "mlm": "AutoModelForMaskedLM", "encoder": "AutoModel"}
 
-def _set_module(model: nn.Module, name: str, new: nn.Module):
-    parent, _, attr = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, attr, new)
-
-def load_compressed(path) -> Any:
-    "Load a directory written by `save_compressed` as an `LM` (resizing linears to the stored shapes)."
+def load_compressed(path, device: str = "cpu") -> Any:
+    "Load a directory written by `save_compressed` as an `LM` on `device` (resizing linears to the stored shapes)."
     import transformers
     from safetensors.torch import load_file
     path = Path(path)
@@ -847,7 +898,8 @@ def load_compressed(path) -> Any:
     bad = [k for k in missing if k in params and params[k].data_ptr() not in loaded]
     if unexpected or bad:
         raise ModelError(f"{path}: weights do not match the config (missing {bad[:3]}, unexpected {unexpected[:3]})")
-    model.eval()
+    from dike.models import resolve_device
+    model = model.to(resolve_device(device)).eval()
     tok = transformers.AutoTokenizer.from_pretrained(path)
     from dike.models import LM
     return LM(name=meta["name"], kind=meta["kind"], model=model, tokenizer=tok,
@@ -855,22 +907,23 @@ def load_compressed(path) -> Any:
                        dtype=meta.get("dtype", "fp32"))
 
 def load_or_compress(model: str, spec: str, seed: int = 0, dtype: str = "fp32", n_calib: int = 32,
-                     progress: bool = True):
-    "`(LM, report)` of `model` compressed by `spec`, from the cache when this (checksum, spec, seed, n_calib, dtype) was done."
-    from dike.models import load_model, model_fingerprint
+                     progress: bool = True, device: str = "cpu"):
+    "`(LM, report)` of `model` compressed by `spec` on `device`, from the cache when this (checksum, spec, seed, n_calib, dtype, device type) was done."
+    from dike.models import load_model, model_fingerprint, resolve_device
+    device = resolve_device(device)
     fp = model_fingerprint(model)
     steps = parse_spec(spec, kind=fp["kind"])           # bad specs fail before any model is loaded
     saved = "+".join(s.text for s in steps if METHODS[s.method].savable)
     runtime = "+".join(s.text for s in steps if not METHODS[s.method].savable)
     lm, report = None, {}
     if saved:
-        key = compress_key(fp["checksum"], saved, seed, n_calib, dtype)
+        key = compress_key(fp["checksum"], saved, seed, n_calib, dtype, device)
         d = cache_dir("compressed") / key
         hit = (d / "report.json").exists()
         if hit:
-            lm, report = load_compressed(d), json.loads((d / "report.json").read_text())
+            lm, report = load_compressed(d, device), json.loads((d / "report.json").read_text())
         else:
-            base = load_model(model, dtype=dtype)
+            base = load_model(model, dtype=dtype, device=device)
             lm, report = compress(base, saved, seed=seed, n_calib=n_calib, progress=progress)
             del base
             with warnings.catch_warnings():
@@ -879,7 +932,7 @@ def load_or_compress(model: str, spec: str, seed: int = 0, dtype: str = "fp32", 
                 except FileExistsError: pass                # another process finished it first: same key, same weights
         report = {**report, "cache": {"key": key, "dir": str(d), "hit": hit}}
     if runtime:
-        base = lm or load_model(model, dtype=dtype)
+        base = lm or load_model(model, dtype=dtype, device=device)
         lm, rrep = compress(base, runtime, seed=seed, n_calib=n_calib, progress=progress)
         report = {**rrep, "spec": "+".join(s.text for s in steps), "prefix_report": report or None} if saved else rrep
     return lm, report
@@ -888,7 +941,7 @@ def _current_key(d: Path) -> str | None:
     "The key that the compressed model in `d` would get from today's code (None if unreadable or made before keys)."
     try:
         k = json.loads((d / "spec.json").read_text()).get("key")
-        return compress_key(k["model"], k["spec"], k["seed"], k["n_calib"], k["dtype"]) if k else None
+        return compress_key(k["model"], k["spec"], k["seed"], k["n_calib"], k["dtype"], k.get("device", "cpu")) if k else None
     except (OSError, ValueError, KeyError, TypeError, SpecError): return None
 
 def cache_prune(dry_run: bool = False, root=None) -> list[dict]:

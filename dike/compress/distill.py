@@ -45,14 +45,14 @@ def make_student(model: nn.Module, n_layers: int) -> tuple[nn.Module, list[int]]
 def mask_tokens(ids: torch.Tensor, mask_id: int, vocab_size: int, special_ids, gen: torch.Generator,
                 prob: float = 0.15) -> tuple[torch.Tensor, torch.Tensor]:
     "BERT masking: `prob` of the non-special tokens selected; 80% -> mask_id, 10% random, 10% kept. `(inputs, labels)`."
-    inputs, labels = ids.clone(), ids.clone()
-    special = torch.isin(ids, torch.tensor(sorted(special_ids), dtype=ids.dtype))
-    sel = (torch.rand(ids.shape, generator=gen) < prob) & ~special
+    inputs, labels, dev, g = ids.clone(), ids.clone(), ids.device, gen.device   # draws on the generator's device: same masks anywhere
+    special = torch.isin(ids, torch.tensor(sorted(special_ids), dtype=ids.dtype, device=dev))
+    sel = (torch.rand(ids.shape, generator=gen, device=g) < prob).to(dev) & ~special
     labels[~sel] = -100
-    r = torch.rand(ids.shape, generator=gen)
+    r = torch.rand(ids.shape, generator=gen, device=g).to(dev)
     inputs[sel & (r < 0.8)] = mask_id
     rnd = sel & (r >= 0.8) & (r < 0.9)
-    inputs[rnd] = torch.randint(0, vocab_size, ids.shape, generator=gen)[rnd]
+    inputs[rnd] = torch.randint(0, vocab_size, ids.shape, generator=gen, device=g).to(dev)[rnd]
     return inputs, labels
 
 # %% ../../nbs/23_distill.ipynb #dde2bb78
@@ -78,7 +78,7 @@ def distill_losses(student: nn.Module, teacher: nn.Module, ids: torch.Tensor, ki
     if kind == "encoder":
         hs, ht = s_out.last_hidden_state, t_out.last_hidden_state
         cos = (1 - F.cosine_similarity(hs, ht, dim=-1)).mean()
-        return {"loss": cos, "kd": cos, "lm": torch.zeros(())}
+        return {"loss": cos, "kd": cos, "lm": torch.zeros((), device=cos.device)}
     s, t = s_out.logits, t_out.logits
     V = s.shape[-1]
     kl = (lambda s_, t_: kd_loss(s_, t_, T)) if crr_pairs is None else \
@@ -119,7 +119,8 @@ def distill(teacher: nn.Module, student: nn.Module, windows: torch.Tensor, kind:
     if kind == "mlm":
         if tokenizer is None or tokenizer.mask_token_id is None: raise ModelError("distill: a masked LM needs a tokenizer with a [MASK] token")
         special, vocab = _special_ids(tokenizer), student.get_output_embeddings().weight.shape[0]
-    order = torch.cat([torch.randperm(len(windows), generator=gen) for _ in range(math.ceil(steps * bs / len(windows)))])
+    order = torch.cat([torch.randperm(len(windows), generator=gen, device=gen.device)
+                       for _ in range(math.ceil(steps * bs / len(windows)))]).to(windows.device)
     hist = {"loss": [], "kd": [], "lm": []}
     student.train(); t0 = time.perf_counter()
     it = range(steps)
@@ -163,10 +164,10 @@ def distill_method(lm, step, calib=()):
         from dike.bench.bias_words import gender_swap, swap_map
         m = swap_map()
         texts = texts + [gender_swap(t, m) for t in texts]
-        crr = gender_token_pairs(lm.tokenizer, m)
+        crr = gender_token_pairs(lm.tokenizer, m).to(lm.device)
         if lm.kind == "encoder": raise SpecError(f"{step.text}: fair=crr needs a language-model head (causal or mlm)")
     windows = [b for b in calib_batches(lm, texts, seq_len=step["seq"], batch_size=64) if b.shape[1] == step["seq"]]
-    windows = torch.cat(windows) if windows else torch.zeros(0, step["seq"], dtype=torch.long)
+    windows = torch.cat(windows) if windows else torch.zeros(0, step["seq"], dtype=torch.long, device=lm.device)
     if len(windows) < step["bs"]:
         raise SpecError(f"distill: {len(windows)} training windows of seq={step['seq']} tokens from {len(texts)} texts; "
                         "use more texts= or a smaller seq=")
@@ -190,7 +191,7 @@ def gender_token_pairs(tokenizer, mapping: dict) -> torch.Tensor:
                 ia, ib = tokenizer.encode(pre + fa, add_special_tokens=False), tokenizer.encode(pre + fb, add_special_tokens=False)
                 if len(ia) == len(ib) == 1 and ia != ib: out.add((ia[0], ib[0]))
     if not out: raise SpecError("distill fair=crr: no gender word pair is a single token of this tokenizer")
-    return torch.tensor(sorted(out))
+    return torch.tensor(sorted(out), device="cpu")
 
 def verify_layers(lm, step, report):
     "The student has exactly L transformer blocks."

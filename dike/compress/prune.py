@@ -148,7 +148,7 @@ def blockwise_sqnorms(lm, calib, prune_block, progress=False, names=None, pairs=
     for i in range(last + 1):
         lins = per_block[i]
         if not lins: runner.advance(i); continue       # outside the scope: only gives the next block its inputs
-        sq = {n: torch.zeros(l.in_features, dtype=torch.float64) for n, l in lins.items()}
+        sq = {n: torch.zeros(l.in_features, dtype=torch.float64, device=l.weight.device) for n, l in lins.items()}
         def mk(n):
             def hook(mod, args):
                 x = args[0].detach()
@@ -389,8 +389,8 @@ def lm_loss(lm, ids: torch.Tensor) -> torch.Tensor:
     if lm.kind == "causal": return lm.model(input_ids=ids, labels=ids, use_cache=False).loss
     if lm.kind != "mlm": raise SpecError(f"heads needs a causal or masked LM (a loss); got a {lm.kind} model")
     tok = lm.tokenizer
-    special = torch.isin(ids, torch.tensor(tok.all_special_ids))
-    pick = (torch.rand(ids.shape) < 0.15) & ~special
+    special = torch.isin(ids, torch.tensor(tok.all_special_ids, device=ids.device))
+    pick = (torch.rand(ids.shape, device="cpu") < 0.15).to(ids.device) & ~special   # the CPU stream: same masks on any device
     for r in range(ids.shape[0]):                                  # at least one masked token per sequence
         if not pick[r].any(): pick[r, (~special[r]).nonzero()[0, 0]] = True
     labels = torch.where(pick, ids, torch.full_like(ids, -100))
@@ -399,8 +399,9 @@ def lm_loss(lm, ids: torch.Tensor) -> torch.Tensor:
 def head_importance(lm, batches) -> list[torch.Tensor]:
     "Michel et al. (2019): per layer, E_x |dL(x)/d xi_h| over the calibration sequences, for every query head."
     units = attention_units(lm.model)
-    gates = [torch.ones(u["nq"], requires_grad=True) for u in units]
-    imp = [torch.zeros(u["nq"], dtype=torch.float64) for u in units]
+    dev = next(lm.model.parameters()).device
+    gates = [torch.ones(u["nq"], requires_grad=True, device=dev) for u in units]
+    imp = [torch.zeros(u["nq"], dtype=torch.float64, device=dev) for u in units]
     req = [p.requires_grad for p in lm.model.parameters()]
     for p in lm.model.parameters(): p.requires_grad_(False)
     hs = _gate_hooks(units, gates)
@@ -436,8 +437,9 @@ def remove_units(units: list[dict], removed: list[list[int]]) -> None:
         keep_u = [x for x in range(u["units"]) if x not in rem]
         d, rep, m = u["d"], u["rep"], u["module"]
         qheads = [h for x in keep_u for h in range(x * rep, (x + 1) * rep)]
-        qrows = torch.tensor([r for h in qheads for r in range(h * d, (h + 1) * d)])
-        kvrows = torch.tensor([r for x in keep_u for r in range(x * d, (x + 1) * d)])
+        dev = next(m.parameters()).device
+        qrows = torch.tensor([r for h in qheads for r in range(h * d, (h + 1) * d)], device=dev)
+        kvrows = torch.tensor([r for x in keep_u for r in range(x * d, (x + 1) * d)], device=dev)
         if u["layout"] == "llama":
             m.q_proj = slice_linear(m.q_proj, rows=qrows)
             m.k_proj = slice_linear(m.k_proj, rows=kvrows)

@@ -65,11 +65,11 @@ def gptq_quantize(weight: torch.Tensor, H: torch.Tensor, bits: int, group: int |
     static = None
     if act_order and group:   # static groups: grids from the original weights of each contiguous group
         static = [quant_grid(W[:, i:i + group], bits) for i in range(0, ncol, group)]
-    perm = torch.argsort(torch.diag(H), descending=True) if act_order else torch.arange(ncol)
+    perm = torch.argsort(torch.diag(H), descending=True) if act_order else torch.arange(ncol, device=H.device)
     W, H = W[:, perm], H[perm][:, perm]
     damp = percdamp * torch.mean(torch.diag(H))
     for _ in range(6):   # add damping until H is positive definite
-        L, info = torch.linalg.cholesky_ex(H + damp * torch.eye(ncol))
+        L, info = torch.linalg.cholesky_ex(H + damp * torch.eye(ncol, device=H.device))
         if info == 0: break
         damp = damp * 10
     else: raise ModelError("GPTQ: the calibration Hessian is not positive definite even with damping; use more calibration text")
@@ -130,7 +130,7 @@ def rtn_model(model: nn.Module, bits: int, group: int | None = None, names=None)
 def fair_target(W: torch.Tensor, H: torch.Tensor, HD: torch.Tensor, percdamp: float = 0.01) -> torch.Tensor:
     "W* = W H (H + HD)^-1, the minimiser of the unquantized fair objective (H + HD damped as GPTQ damps H)."
     Ht = (H + HD).double()
-    Ht = Ht + percdamp * torch.mean(torch.diag(Ht)) * torch.eye(len(Ht), dtype=Ht.dtype)
+    Ht = Ht + percdamp * torch.mean(torch.diag(Ht)) * torch.eye(len(Ht), dtype=Ht.dtype, device=Ht.device)
     return torch.linalg.solve(Ht, (H.double() @ W.double().T)).T.float()
 
 # %% ../../nbs/22_quant.ipynb #d059f98d
@@ -172,7 +172,7 @@ def gptq_model(lm, batches: list[torch.Tensor], bits: int, group: int | None = N
     for i in it:
         lins = per_block[i]
         if not lins: runner.advance(i); continue            # outside the scope: only gives the next block its inputs
-        Hs = {n: torch.zeros(m.in_features, m.in_features, dtype=torch.float64) for n, m in lins.items()}
+        Hs = {n: torch.zeros(m.in_features, m.in_features, dtype=torch.float64, device=m.weight.device) for n, m in lins.items()}
         cnt = dict.fromkeys(lins, 0)
         def mk(n):
             def hook(mod, args):
