@@ -185,7 +185,7 @@ def test_paper_grid_dry_run_offline_lists_each_missing_model(capsys):
     assert [next(m for m in missing if f"model {m!r}" in line) for line in err] == missing
 
 
-@pytest.mark.parametrize("spec", ["wanda:0.5:fair=2:pairs=8", "fair-gptq:4:g16:pairs=8", "fair-heads:0.25:pairs=8",
+@pytest.mark.parametrize("spec", ["wanda:0.5:fair=2:pairs=8", "magnitude:0.5:fair=2:pairs=8", "fair-gptq:4:g16:pairs=8", "fair-heads:0.25:pairs=8",
                                   "distill:1:steps=2:texts=16:seq=16"])
 def test_data_driven_compression_paths_name_their_devices(spec, data_dir):
     "The methods that read fairness pairs (StereoSet training half) or teaching text: same audit."

@@ -226,7 +226,7 @@ def prune_fair_magnitude(lm, step):
     for i in range(last + 1):
         lins = per_block[i]
         if lins:
-            xsq = {n: torch.zeros(l.in_features, dtype=torch.float64) for n, l in lins.items()}; ntok = {n: 0 for n in lins}
+            xsq = {n: torch.zeros(l.in_features, dtype=torch.float64, device=l.weight.device) for n, l in lins.items()}; ntok = {n: 0 for n in lins}
             def mk(n):
                 def hook(mod, args):
                     x = args[0].detach().reshape(-1, args[0].shape[-1]).double()
