@@ -696,6 +696,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'dike.teach.cached_adapter': ('teach.html#cached_adapter', 'dike/teach.py'),
                             'dike.teach.concept_probe': ('teach.html#concept_probe', 'dike/teach.py'),
                             'dike.teach.concept_rows': ('teach.html#concept_rows', 'dike/teach.py'),
+                            'dike.teach.dose_response': ('teach.html#dose_response', 'dike/teach.py'),
                             'dike.teach.encode_sentences': ('teach.html#encode_sentences', 'dike/teach.py'),
                             'dike.teach.fit_probe': ('teach.html#fit_probe', 'dike/teach.py'),
                             'dike.teach.hidden_features': ('teach.html#hidden_features', 'dike/teach.py'),
