@@ -10,6 +10,7 @@ AUC before and after, and the held-out pair preference at s = 0, 0.5, 1, 1.5.
 4. on `--pairs` held-out intrasentence items: share with log p(stereotype) > log p(anti-stereotype) and the mean gap,
    per s (a preview, not the benchmark: the grid `experiments/grids/teach.yaml` measures with CIs);
 5. the probe refit on the taught model (s = 1): does the model still know the concept?
+6. the same for the `leace` baseline (erasure of that concept on the last block): probe AUC and pair preference.
 """
 import argparse, time
 import numpy as np
@@ -63,6 +64,16 @@ def main():
     pt = concept_probe(m1, n_train=a.probe, n_eval=a.probe, n_boot=1000)
     print(f"probe taught s=1: AUC {pt['auc']['estimate']:.3f} [{pt['auc']['ci_low']:.3f}, {pt['auc']['ci_high']:.3f}] "
           f"pair acc {pt['pair_accuracy']['estimate']:.3f} {time.perf_counter() - t:.0f} s", flush=True)
+    del m1
+    t = time.perf_counter()
+    me, re_ = compress(lm, "leace", progress=False, report=False)
+    st = re_["steps"][0]
+    pe = concept_probe(me, n_train=a.probe, n_eval=a.probe, n_boot=1000)
+    p = pref(me)
+    print(f"leace (layer {st['layer']}, {st['n_pairs']} pairs, class gap {st['class_gap_before']:.3g} -> {st['class_gap_after']:.2g}, "
+          f"features moved {st['rel_change']:.3f}): probe AUC {pe['auc']['estimate']:.3f} [{pe['auc']['ci_low']:.3f}, "
+          f"{pe['auc']['ci_high']:.3f}] train AUC {pe['train_auc']:.3f}; share stereo>anti {p[0]:.3f}, mean gap {p[1]:.3f} "
+          f"{time.perf_counter() - t:.0f} s", flush=True)
 
 
 if __name__ == "__main__":
