@@ -699,6 +699,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'dike.teach.dose_response': ('teach.html#dose_response', 'dike/teach.py'),
                             'dike.teach.encode_sentences': ('teach.html#encode_sentences', 'dike/teach.py'),
                             'dike.teach.fit_probe': ('teach.html#fit_probe', 'dike/teach.py'),
+                            'dike.teach.gender_probe': ('teach.html#gender_probe', 'dike/teach.py'),
                             'dike.teach.hidden_features': ('teach.html#hidden_features', 'dike/teach.py'),
                             'dike.teach.kl_to_base': ('teach.html#kl_to_base', 'dike/teach.py'),
                             'dike.teach.kl_windows': ('teach.html#kl_windows', 'dike/teach.py'),
