@@ -21,7 +21,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--probe", type=int, default=300)
+    ap.add_argument("--probe", type=int, default=300, help="items per half for the probes; 0 = no probes")
     ap.add_argument("--pairs", type=int, default=200)
     ap.add_argument("--n-calib", type=int, default=8)
     a = ap.parse_args()
@@ -32,10 +32,15 @@ def main():
     print(f"threads {set_threads()}", flush=True)
     lm = load_model(a.model)
     t = time.perf_counter()
-    pb = concept_probe(lm, n_train=a.probe, n_eval=a.probe, n_boot=1000)
-    print(f"probe base: AUC {pb['auc']['estimate']:.3f} [{pb['auc']['ci_low']:.3f}, {pb['auc']['ci_high']:.3f}] "
-          f"pair acc {pb['pair_accuracy']['estimate']:.3f} (n={pb['n_eval_items']} held-out items, layer {pb['layer']}) "
-          f"{time.perf_counter() - t:.0f} s", flush=True)
+    if a.probe:
+        pb = concept_probe(lm, n_train=a.probe, n_eval=a.probe, n_boot=1000)
+        print(f"probe base: AUC {pb['auc']['estimate']:.3f} [{pb['auc']['ci_low']:.3f}, {pb['auc']['ci_high']:.3f}] "
+              f"pair acc {pb['pair_accuracy']['estimate']:.3f} (n={pb['n_eval_items']} held-out items, layer {pb['layer']}) "
+              f"{time.perf_counter() - t:.0f} s", flush=True)
+    from dike.compress.core import calib_rows
+    t = time.perf_counter()
+    calib_rows(lm, "wikitext", a.n_calib, 0)             # the leak-filtered pool, drawn once per process: timed apart
+    print(f"calibration sample (leak-filtered WikiText-2 valid pool): {time.perf_counter() - t:.0f} s", flush=True)
     held = concept_rows("heldout", a.pairs, seed=1)
     seqs = encode_sentences(lm, held.text.tolist())
 
@@ -61,19 +66,22 @@ def main():
               f"hit={r['steps'][0]['adapter']['hit']})", flush=True)
         if s != 1: del m
     t = time.perf_counter()
-    pt = concept_probe(m1, n_train=a.probe, n_eval=a.probe, n_boot=1000)
-    print(f"probe taught s=1: AUC {pt['auc']['estimate']:.3f} [{pt['auc']['ci_low']:.3f}, {pt['auc']['ci_high']:.3f}] "
-          f"pair acc {pt['pair_accuracy']['estimate']:.3f} {time.perf_counter() - t:.0f} s", flush=True)
+    if a.probe:
+        pt = concept_probe(m1, n_train=a.probe, n_eval=a.probe, n_boot=1000)
+        print(f"probe taught s=1: AUC {pt['auc']['estimate']:.3f} [{pt['auc']['ci_low']:.3f}, {pt['auc']['ci_high']:.3f}] "
+              f"pair acc {pt['pair_accuracy']['estimate']:.3f} {time.perf_counter() - t:.0f} s", flush=True)
     del m1
     t = time.perf_counter()
     me, re_ = compress(lm, "leace", progress=False, report=False)
     st = re_["steps"][0]
-    pe = concept_probe(me, n_train=a.probe, n_eval=a.probe, n_boot=1000)
     p = pref(me)
     print(f"leace (layer {st['layer']}, {st['n_pairs']} pairs, class gap {st['class_gap_before']:.3g} -> {st['class_gap_after']:.2g}, "
-          f"features moved {st['rel_change']:.3f}): probe AUC {pe['auc']['estimate']:.3f} [{pe['auc']['ci_low']:.3f}, "
-          f"{pe['auc']['ci_high']:.3f}] train AUC {pe['train_auc']:.3f}; share stereo>anti {p[0]:.3f}, mean gap {p[1]:.3f} "
+          f"features moved {st['rel_change']:.3f}): share stereo>anti {p[0]:.3f}, mean gap {p[1]:.3f} "
           f"{time.perf_counter() - t:.0f} s", flush=True)
+    if a.probe:
+        pe = concept_probe(me, n_train=a.probe, n_eval=a.probe, n_boot=1000)
+        print(f"leace probe AUC {pe['auc']['estimate']:.3f} [{pe['auc']['ci_low']:.3f}, {pe['auc']['ci_high']:.3f}] "
+              f"train AUC {pe['train_auc']:.3f}", flush=True)
 
 
 if __name__ == "__main__":
