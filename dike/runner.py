@@ -123,6 +123,7 @@ def _spec_cache_key(spec: str, kind: str, imports) -> str:
     from dike.data import manifest_path
     src = Path(dike.__file__).parent
     files = sorted(src.glob("compress/*.py")) + [src / "core.py", src / "data.py", manifest_path()]
+    files += [src / "teach.py", src / "debias.py"]  # the steps of compress.core.STEP_MODULES (not imported here: no torch)
     for m in imports:                              # user modules may register methods
         sp = importlib.util.find_spec(m)
         if sp is not None and sp.origin and Path(sp.origin).is_file(): files.append(Path(sp.origin))

@@ -15,17 +15,17 @@ from ..core import (SpecError, ModelError, cache_dir, config_hash, atomic_dir, w
                        set_threads, source_hash, code_hash)
 
 # %% auto #0
-__all__ = ['REQUIRED', 'METHODS', 'SCOPE_KEYS', 'BUILTIN_FAMILIES', 'MODULE_TYPES', 'MODULE_GROUPS', 'MODULE_NAMES', 'MAX_LAYER',
-           'SCOPE_PARAMS', 'SCOPE_FORMS', 'CALIB_SEQ', 'CALIB_SOURCES', 'Param', 'Method', 'Step', 'register_method',
-           'list_methods', 'valid_forms', 'parse_spec', 'normalize_spec', 'layer_text', 'layer_set', 'canon_layers',
-           'module_set', 'canon_modules', 'module_type', 'transformer_blocks', 'unsupported_layers', 'conv1d_to_linear',
-           'linear_to_conv1d', 'prunable_linears', 'model_max_len', 'special_wrap', 'calib_batches', 'calib_pool',
-           'bold_group', 'calib_rows', 'calib_group_shares', 'calib_texts', 'text_sample', 'Scope', 'is_scoped',
-           'resolve_scope', 'scoped_linears', 'scoped_layers', 'scope_coverage', 'BlockRunner', 'pair_deltas',
-           'fair_pair_rows', 'fair_pairs', 'PairRunner', 'param_counts', 'sparsity_report', 'latency_per_1k',
-           'disk_size', 'embedding_cosine', 'compression_report', 'needs_calib', 'weight_code', 'method_code',
-           'compress_key', 'weight_digest', 'check_step', 'step_seed', 'apply_steps', 'compress', 'save_compressed',
-           'load_compressed', 'load_or_compress', 'cache_prune']
+__all__ = ['REQUIRED', 'METHODS', 'SCOPE_KEYS', 'BUILTIN_FAMILIES', 'STEP_MODULES', 'MODULE_TYPES', 'MODULE_GROUPS',
+           'MODULE_NAMES', 'MAX_LAYER', 'SCOPE_PARAMS', 'SCOPE_FORMS', 'CALIB_SEQ', 'CALIB_SOURCES', 'Param', 'Method',
+           'Step', 'register_method', 'list_methods', 'valid_forms', 'parse_spec', 'normalize_spec', 'layer_text',
+           'layer_set', 'canon_layers', 'module_set', 'canon_modules', 'module_type', 'transformer_blocks',
+           'unsupported_layers', 'conv1d_to_linear', 'linear_to_conv1d', 'prunable_linears', 'model_max_len',
+           'special_wrap', 'calib_batches', 'calib_pool', 'bold_group', 'calib_rows', 'calib_group_shares',
+           'calib_texts', 'text_sample', 'Scope', 'is_scoped', 'resolve_scope', 'scoped_linears', 'scoped_layers',
+           'scope_coverage', 'BlockRunner', 'pair_deltas', 'fair_pair_rows', 'fair_pairs', 'PairRunner', 'param_counts',
+           'sparsity_report', 'latency_per_1k', 'disk_size', 'embedding_cosine', 'compression_report', 'needs_calib',
+           'weight_code', 'method_code', 'compress_key', 'weight_digest', 'check_step', 'step_seed', 'apply_steps',
+           'compress', 'save_compressed', 'load_compressed', 'load_or_compress', 'cache_prune']
 
 # %% ../../nbs/20_compress.ipynb #f086da7a
 REQUIRED = object()  # marks a Param without default
@@ -77,6 +77,7 @@ class Step:
 METHODS: dict[str, Method] = {}
 SCOPE_KEYS = ("layers", "modules")                      # a step's scope keywords (see "Scopes" below)
 BUILTIN_FAMILIES = ("prune", "quant", "distill")
+STEP_MODULES = ("dike.teach", "dike.debias")             # weight steps defined outside dike.compress (5x notebooks)
 
 def register_method(prefix: str, fn: Callable, kinds, forms, needs_calib=False, params=(), validate=None,
                     savable: bool = True, description: str = "", version: str = "1", changes_weights=True,
@@ -104,8 +105,7 @@ def register_method(prefix: str, fn: Callable, kinds, forms, needs_calib=False, 
 
 def _import_builtins():
     "Import the compression families so that they register their methods (lazily: the registry is looked up late)."
-    for fam in BUILTIN_FAMILIES:
-        mod = f"dike.compress.{fam}"
+    for mod in [f"dike.compress.{fam}" for fam in BUILTIN_FAMILIES] + list(STEP_MODULES):
         if mod in importlib.sys.modules: continue
         try: spec = importlib.util.find_spec(mod)
         except (ImportError, ValueError): spec = None
