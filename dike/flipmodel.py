@@ -155,8 +155,8 @@ def fig_flip_model(models: pd.DataFrame, out) -> list:
     benches = list(dict.fromkeys(m.benchmark))
     specs = list(dict.fromkeys(m.spec)); pal = dict(zip(specs, sns.color_palette("tab10", len(specs))))
     sns.set_theme(style="whitegrid", context="paper")
-    fig, axes = plt.subplots(1, len(benches), figsize=(4.2 * len(benches), 0.5 + 0.28 * m.groupby("benchmark").size().max()),
-                             squeeze=False)
+    n_terms = int(m.groupby("benchmark").term.nunique().max())
+    fig, axes = plt.subplots(1, len(benches), figsize=(4.2 * len(benches), 1.2 + 0.4 * n_terms), squeeze=False)
     for ax, b in zip(axes[0], benches):
         g = m[m.benchmark == b].reset_index(drop=True)
         terms = list(dict.fromkeys(g.term))
@@ -169,8 +169,9 @@ def fig_flip_model(models: pd.DataFrame, out) -> list:
             ax.scatter(x.odds_ratio, y, s=14, edgecolor=pal[s], facecolor=np.where(sig, "none", "white"), label=s, zorder=3)
             ax.scatter(x.odds_ratio[sig], y[sig.to_numpy()], s=14, color=pal[s], zorder=4)
         ax.axvline(1, color="0.4", lw=0.8); ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_yticks(range(len(terms)), terms, fontsize=6); ax.invert_yaxis()
         ax.set_title(f"{b}: odds ratio of a flip (per SD)", fontsize=8); ax.tick_params(labelsize=6)
-    axes[0, -1].legend(fontsize=5, loc="lower right")
+    max(axes[0], key=lambda a: len(a.get_legend_handles_labels()[1])).legend(fontsize=5, loc="lower right")
     fig.tight_layout()
     return _save(fig, Path(out), "flip_model")
