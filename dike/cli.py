@@ -128,16 +128,20 @@ def _limits(items, benchmarks) -> dict:
         for b in ([name] if name else benchmarks): out[b] = int(n)
     return out
 
+def _additivity_table(tab) -> str:
+    from dike.origins import additivity
+    add = additivity(tab[tab.headline | (tab.metric == "perplexity")])
+    return _fmt_table(add.to_dict("records"), ["benchmark", "metric", "family", "n_cells", "whole", "sum_of_cells", "interaction_share"])
+
 def cmd_origins(a):
-    from dike.origins import run_origins, run_study, fig_origins, additivity, sweep_dir, FAMILIES
+    from dike.origins import run_origins, run_study, fig_origins, sweep_dir, FAMILIES
     import time
     t0 = time.time()
     if a.model.endswith((".yaml", ".yml")):
         if a.spec or a.benchmarks or a.out: raise DikeError(f"origins {a.model}: a study file takes no spec, benchmarks or --out")
         r = run_study(a.model, progress=not a.quiet)
         for spec, tab in r["tables"].items():
-            add = additivity(tab[tab.headline | (tab.metric == "perplexity")])
-            print(f"\n{spec}:\n" + _fmt_table(add.to_dict("records"), ["benchmark", "metric", "family", "n_cells", "whole", "sum_of_cells", "interaction_share"]))
+            print(f"\n{spec}:\n" + _additivity_table(tab))
         if r["heads"]:
             ab = r["heads"]["ablation"]
             print(f"\nheads: ablation Spearman rho {ab['rho']:.3f} [{ab['ci_low']:.3f}, {ab['ci_high']:.3f}] over {ab['n_heads']} heads")
@@ -151,8 +155,7 @@ def cmd_origins(a):
                       modules=a.modules.split(",") if a.modules else None, families=fam, n_boot=a.n_boot, seed=a.seed,
                       sample_seed=a.sample_seed, batch_size=a.batch_size, progress=not a.quiet)
     figs = fig_origins(tab, out)
-    add = additivity(tab[tab.headline | (tab.metric == "perplexity")])
-    print(_fmt_table(add.to_dict("records"), ["benchmark", "metric", "family", "n_cells", "whole", "sum_of_cells", "interaction_share"]))
+    print(_additivity_table(tab))
     print(f"\n{tab.cell.nunique()} cells in {time.time() - t0:.0f} s -> {out} ({', '.join(p.name for p in figs)})")
     return 0
 

@@ -134,12 +134,6 @@ def ablation_check(lm, attribution: pd.DataFrame, pairs: pd.DataFrame, k: int = 
     return pick, {"rho": est.estimate, "ci_low": est.ci_low, "ci_high": est.ci_high, "n_heads": len(pick), "gap_base": g0}
 
 # %% ../nbs/41_heads.ipynb #d1a25a9a
-def _heldout_pairs(n: int, seed: int) -> pd.DataFrame:
-    from dike.data import load
-    d = load("stereoset", split="heldout")
-    d = d[d.task == "intrasentence"].reset_index(drop=True)
-    return d.iloc[np.sort(np.random.default_rng(seed).permutation(len(d))[:n])][["item_id", "stereotype", "anti_stereotype"]]
-
 def _used_rows(pairs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([pd.DataFrame({"dataset": "stereoset", "item_id": pairs.item_id, "text": pairs[c]})
                       for c in ("stereotype", "anti_stereotype")], ignore_index=True)
@@ -166,7 +160,7 @@ def run_heads(model, specs=(), out=None, n_train: int = 128, n_heldout: int = 10
                     "ablation": pd.read_parquet(Path(out) / "ablation.parquet"), "summary": old}
         raise ScoringError(f"heads: {out} holds a study with other settings; choose another out folder")
     base = load_model(model) if isinstance(model, str) else model
-    train, held = fair_pair_rows(n_train, seed), _heldout_pairs(n_heldout, seed)
+    train, held = fair_pair_rows(n_train, seed), fair_pair_rows(n_heldout, seed, split="heldout")
     hits = leakage(_used_rows(train), ["stereoset_heldout"])
     if len(hits): raise ScoringError(f"heads: {len(hits)} training pair(s) overlap the held-out half")
     att = head_attribution(base, train, batch_size)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/50_teach.ipynb #6e775063
 from __future__ import annotations
-import copy, dataclasses, hashlib, json, math, re, time
+import copy, hashlib, json, math, re, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -26,10 +26,8 @@ __all__ = ['TEACH_DATA', 'concept_rows', 'used_rows', 'encode_sentences', 'hidde
 # %% ../nbs/50_teach.ipynb #01e976b8
 def concept_rows(split: str = "train", n: int | None = None, seed: int = 0) -> pd.DataFrame:
     "`item_id, domain, text, label` (1 = stereotype, 0 = anti-stereotype): two rows per intrasentence item of StereoSet's `split` half (`n` items, seeded)."
-    from dike.data import load
-    d = load("stereoset", split=split)
-    d = d[d.task == "intrasentence"].reset_index(drop=True)
-    if n is not None and n < len(d): d = d.iloc[np.sort(np.random.default_rng(seed).permutation(len(d))[:n])]
+    from dike.compress.core import fair_pair_rows
+    d = fair_pair_rows(n, seed, split)
     rows = [pd.DataFrame({"item_id": d.item_id, "domain": d.domain, "text": d[c], "label": y})
             for c, y in (("stereotype", 1), ("anti_stereotype", 0))]
     return pd.concat(rows).sort_index(kind="stable").reset_index(drop=True)

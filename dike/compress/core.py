@@ -566,13 +566,13 @@ def pair_deltas(xs: torch.Tensor, xa: torch.Tensor, ids_s, ids_a) -> torch.Tenso
     if len(ms) and len(ma): rows.append((ms.mean(0) - ma.mean(0))[None])
     return torch.cat(rows) if rows else xs[:0]
 
-def fair_pair_rows(n: int, seed: int = 0) -> pd.DataFrame:
-    "`n` intrasentence items of StereoSet's training half (seeded, in file order): `item_id, stereotype, anti_stereotype`."
+def fair_pair_rows(n: int | None, seed: int = 0, split: str = "train") -> pd.DataFrame:
+    "`n` (None: all) intrasentence items of StereoSet's `split` half (seeded, in file order): `item_id, domain, stereotype, anti_stereotype`."
     import numpy as np
     from dike.data import load
-    d = load("stereoset", split="train")
+    d = load("stereoset", split=split)
     d = d[d.task == "intrasentence"].reset_index(drop=True)
-    return d.iloc[np.sort(np.random.default_rng(seed).permutation(len(d))[:n])][["item_id", "stereotype", "anti_stereotype"]]
+    return d.iloc[np.sort(np.random.default_rng(seed).permutation(len(d))[:n])][["item_id", "domain", "stereotype", "anti_stereotype"]]
 
 def fair_pairs(lm, n: int, seed: int = 0) -> tuple[list, list[str]]:
     "The token ids (prefix token + sentence) of `fair_pair_rows(n, seed)`, as (stereotype, anti) pairs, and their item ids."
