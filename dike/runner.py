@@ -12,13 +12,16 @@ from .core import (ConfigError, DikeError, config_hash, project_root, results_di
                        write_json, provenance, source_hash, code_hash)
 
 # %% auto #0
-__all__ = ['GRID_KEYS', 'EXPERIMENT_KEYS', 'DEFAULTS', 'TEMPLATE', 'RUN_PARAMETERS', 'CONFIG_FIELDS', 'EVAL_MODULES', 'BACKENDS',
-           'Grid', 'read_yaml', 'benchmark_code', 'config_key', 'run_config', 'checked_spec', 'load_grid',
-           'template_parameters', 'check_template', 'Store', 'execute_run', 'evaluate_run', 'slurm_executor',
-           'run_grid', 'grid_results', 'grid_status']
+__all__ = ['GRID_KEYS', 'SLURM_KEYS', 'EXPERIMENT_KEYS', 'DEFAULTS', 'TEMPLATE', 'RUN_PARAMETERS', 'CONFIG_FIELDS',
+           'EVAL_MODULES', 'BACKENDS', 'Grid', 'read_yaml', 'benchmark_code', 'config_key', 'run_config',
+           'checked_spec', 'load_grid', 'template_parameters', 'check_template', 'Store', 'execute_run', 'evaluate_run',
+           'run_groups', 'SharedKernel', 'execute_group', 'slurm_resources', 'slurm_executor', 'run_grid',
+           'grid_results', 'grid_status']
 
 # %% ../nbs/30_runner.ipynb #3012e3a7
-GRID_KEYS = {"name", "description", "template", "imports", "defaults", "experiments", "paper"}
+GRID_KEYS = {"name", "description", "template", "imports", "defaults", "experiments", "paper", "slurm"}
+SLURM_KEYS = {"partition": str, "time": int, "mem_gb": (int, float), "cpus": int, "gpus": int, "constraint": str,
+              "account": str, "qos": str}   # what a grid may ask SLURM for, per job (`time` in minutes)
 EXPERIMENT_KEYS = {"models", "compress", "benchmarks", "scorer", "limit", "seeds", "n_boot", "batch_size", "dtype",
                    "sample_seed", "device"}
 DEFAULTS = {"compress": ["none"], "scorer": None, "limit": None, "seeds": [0], "n_boot": 2000, "batch_size": 16,
@@ -39,6 +42,7 @@ class Grid:
     runs: list[dict] = field(default_factory=list)
     description: str = ""
     paper: bool = False          # the grid is a source of paper/ (its figures, tables and macros go there)
+    slurm: dict = field(default_factory=dict)   # per-job SLURM resources (`slurm:` in the YAML; see `slurm_executor`)
 
 def _as_list(v, where: str, key: str) -> list:
     if v is None: return []
@@ -165,8 +169,14 @@ def load_grid(path, validate: bool = True, device: str | None = None, dtype: str
     if not tpl.is_absolute(): tpl = (project_root() / tpl) if not (path.parent / tpl).exists() else (path.parent / tpl)
     paper = g.get("paper", False)
     if not isinstance(paper, bool): raise ConfigError(f"{where}: `paper` must be true or false, got {paper!r}")
+    slurm = g.get("slurm") or {}
+    if not isinstance(slurm, dict): raise ConfigError(f"{where}: `slurm` must be a mapping, got {slurm!r}")
+    _check_keys(slurm, set(SLURM_KEYS), f"{where}: slurm")
+    for k, v in slurm.items():
+        if not isinstance(v, SLURM_KEYS[k]) or isinstance(v, bool) or (not isinstance(v, str) and v < 0):
+            raise ConfigError(f"{where}: slurm.{k} must be a non-negative {getattr(SLURM_KEYS[k], '__name__', 'number')}, got {v!r}")
     grid = Grid(name=str(g.get("name", path.stem)), path=path, template=tpl, imports=imports,
-                description=str(g.get("description", "")), paper=paper)
+                description=str(g.get("description", "")), paper=paper, slurm=dict(slurm))
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", grid.name):
         raise ConfigError(f"{where}: `name` {grid.name!r} must be letters, digits, '_', '.', '-' (it names folders)")
     fps, specs, seen, missing = {}, {}, set(), {}
@@ -312,6 +322,16 @@ class Store:
     def release(self, run_id: str):
         self._lock_path(run_id).unlink(missing_ok=True)
 
+    def release_mine(self) -> list[str]:
+        "Release every lock this process holds (before a SLURM requeue); the run ids released."
+        out = []
+        for p in self.locks.glob("*.lock"):
+            try: info = json.loads(p.read_text())
+            except (OSError, ValueError): continue
+            if info.get("host") == socket.gethostname() and info.get("pid") == os.getpid():
+                p.unlink(missing_ok=True); out.append(p.stem)
+        return out
+
     def clean_stale_tmp(self):
         "Remove in-progress folders whose runner is gone (their lock is not held)."
         for p in self.runs.glob(".tmp-*"):
@@ -319,8 +339,10 @@ class Store:
             if self._lock_holder(rid) is None: shutil.rmtree(p, ignore_errors=True)
 
 # %% ../nbs/30_runner.ipynb #3d8d27c1
-def execute_run(cfg: dict, root=None, template=None, threads: int | None = None, progress: bool = False) -> dict:
-    "Execute one run with papermill unless it is finished or held by another runner; returns its outcome."
+def execute_run(cfg: dict, root=None, template=None, threads: int | None = None, progress: bool = False,
+                kernel: "SharedKernel | None" = None) -> dict:
+    """Execute one run with papermill unless it is finished or held by another runner; returns its outcome. With a
+    `kernel` (`SharedKernel`), the notebook runs in that live kernel instead of a new one."""
     import papermill as pm
     store = Store(root); rid = cfg["run_id"]
     if store.is_done(rid): return {"run_id": rid, "state": "skipped"}
@@ -338,7 +360,7 @@ def execute_run(cfg: dict, root=None, template=None, threads: int | None = None,
         try:
             pm.execute_notebook(str(template or project_root() / TEMPLATE), str(tmp / "evaluate.ipynb"),
                                 parameters=params, kernel_name="python3", progress_bar=progress, log_output=False,
-                                cwd=str(tmp))
+                                cwd=str(tmp), **({"km": kernel.manager()} if kernel is not None else {}))
         finally:
             for k, v in old.items():
                 if v is None: os.environ.pop(k, None)
@@ -359,6 +381,8 @@ def execute_run(cfg: dict, root=None, template=None, threads: int | None = None,
         store.release(rid)
 
 # %% ../nbs/30_runner.ipynb #64b5f42e
+_LOADED: dict = {}     # the model of the last run in this process: {key, lm, report}
+
 def evaluate_run(model: str, compress: str | None, benchmark: str, scorer=None, limit=None, seed: int = 0, sample_seed: int = 0,
                  n_boot: int = 2000, batch_size: int = 16, dtype: str = "fp32", imports=(), out_dir=".",
                  run_id: str | None = None, progress: bool = False, device: str = "cpu") -> dict:
@@ -368,55 +392,136 @@ def evaluate_run(model: str, compress: str | None, benchmark: str, scorer=None, 
     _import_all(list(imports or ()), "run")
     set_threads(); seed_everything(seed)
     t0 = time.time()
-    if compress and compress != "none":
-        from dike.compress.core import load_or_compress
-        lm, creport = load_or_compress(model, compress, dtype=dtype, device=device)   # the calibration seed is in the spec
+    key = (model, compress or "none", dtype, device, tuple(sorted(imports or ())), seed)
+    reused = _LOADED.get("key") == key
+    if reused: lm, creport = _LOADED["lm"], _LOADED["report"]   # the run before in this kernel loaded the same model
     else:
-        from dike.models import load_model
-        lm, creport = load_model(model, dtype=dtype, device=device), None
+        _LOADED.clear()                               # never two models in memory
+        if compress and compress != "none":
+            from dike.compress.core import load_or_compress
+            lm, creport = load_or_compress(model, compress, dtype=dtype, device=device)   # the calibration seed is in the spec
+        else:
+            from dike.models import load_model
+            lm, creport = load_model(model, dtype=dtype, device=device), None
+        _LOADED.update(key=key, lm=lm, report=creport)
+    seed_everything(seed)                             # the same random state whether the model was loaded or reused
     info = {**lm.info(), "compress": compress or "none"}
     if creport: info["compress_report"] = {k: v for k, v in creport.items() if k != "layers"}
     t_load = time.time() - t0
     _, rec = evaluate(lm, benchmark, scorer=scorer, limit=limit, seed=seed, sample_seed=sample_seed, batch_size=batch_size, n_boot=n_boot,
                       out_dir=out_dir, progress=progress, model_info=info)
     write_json(Path(out_dir) / "provenance.json",
-               provenance(rec.get("data_files"), run_id=run_id, load_seconds=round(t_load, 2),
+               provenance(rec.get("data_files"), run_id=run_id, load_seconds=round(t_load, 2), model_reused=reused,
                           eval_seconds=rec.get("seconds"), device=str(lm.device), dtype=lm.dtype))
     return rec
 
 # %% ../nbs/30_runner.ipynb #7663cd48
-def _local(cfgs, root, template, jobs, progress):
+def _group_key(c: dict) -> tuple:
+    return (c["model"], c["compress"], c["dtype"], c.get("device", "cpu"), tuple(c.get("imports") or ()), c["seed"])
+
+def run_groups(cfgs) -> list[list[dict]]:
+    "The runs that load the same model (model, spec, dtype, device, imports, seed), in order of first appearance."
+    groups: dict = {}
+    for c in cfgs: groups.setdefault(_group_key(c), []).append(c)
+    return list(groups.values())
+
+class SharedKernel:
+    "A Jupyter kernel that executes several run notebooks in turn (started on first use, restarted if it died)."
+    def __init__(self, threads: int, cwd=None):
+        self.threads, self.cwd, self.km = str(threads), cwd, None
+
+    def manager(self):
+        from jupyter_client.manager import KernelManager
+        if self.km is not None and self.km.is_alive(): return self.km
+        self.close()
+        env = {**os.environ, "DIKE_THREADS": self.threads, "OMP_NUM_THREADS": self.threads}
+        self.km = KernelManager(kernel_name="python3")
+        self.km.start_kernel(env=env, cwd=str(self.cwd or os.getcwd()))
+        return self.km
+
+    def close(self):
+        if self.km is not None:
+            try: self.km.shutdown_kernel(now=True)
+            except Exception: pass
+            self.km = None
+
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()
+
+def execute_group(cfgs: list[dict], root=None, template=None, threads: int | None = None, progress: bool = False) -> list[dict]:
+    "Execute the runs of one group (`run_groups`) in one kernel, so the model is loaded once; their outcomes, in order."
+    store = Store(root)
+    todo = [c for c in cfgs if not store.is_done(c["run_id"])]
+    threads = threads or int(os.environ.get("DIKE_THREADS", 0)) or usable_cores()
+    if len(todo) <= 1: return [execute_run(c, root, template, threads, progress) for c in cfgs]
+    with SharedKernel(threads, cwd=store.root) as k:
+        return [execute_run(c, root, template, threads, progress, kernel=k) for c in cfgs]
+
+def _local(cfgs, root, template, jobs, progress, **_):
     from concurrent.futures import ProcessPoolExecutor, as_completed
     import multiprocessing as mp
     threads = max(1, usable_cores() // jobs)
+    groups = run_groups(cfgs)
     if jobs == 1:
-        for c in cfgs:
-            r = execute_run(c, root, template, threads); _report(r, c, progress); yield r
+        for g in groups:
+            with SharedKernel(threads, cwd=Store(root).root) as k:
+                for c in g:                             # outcomes reported as each run finishes
+                    r = execute_run(c, root, template, threads, kernel=k if len(g) > 1 else None)
+                    _report(r, c, progress); yield r
         return
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as ex:
-        futs = {ex.submit(execute_run, c, root, template, threads): c for c in cfgs}
+        futs = {ex.submit(execute_group, g, root, template, threads): g for g in groups}
         for f in as_completed(futs):
-            r = f.result(); _report(r, futs[f], progress); yield r
+            for r, c in zip(f.result(), futs[f]): _report(r, c, progress); yield r
 
-def slurm_executor(folder, jobs: int, threads: int):
-    "A submitit executor for SLURM configured from `DIKE_SLURM_PARTITION`, `DIKE_SLURM_TIME` (min), `DIKE_SLURM_MEM_GB`."
+def slurm_resources(grid_slurm: dict | None = None) -> dict:
+    "The per-job SLURM resources: the grid's `slurm:` mapping, overridden by `DIKE_SLURM_*` environment variables."
+    res = {"time": 120, "mem_gb": 8, "cpus": 2, "gpus": 0, **(grid_slurm or {})}
+    for k, cast in (("partition", str), ("time", int), ("mem_gb", float), ("cpus", int), ("gpus", int),
+                    ("constraint", str), ("account", str), ("qos", str)):
+        v = os.environ.get(f"DIKE_SLURM_{k.upper()}")
+        if v:
+            try: res[k] = cast(v)
+            except ValueError: raise ConfigError(f"DIKE_SLURM_{k.upper()}={v!r} is not a valid {cast.__name__}") from None
+    return res
+
+def slurm_executor(folder, jobs: int, resources: dict | None = None):
+    "A submitit executor for SLURM with `resources` (`slurm_resources`), `jobs` array tasks at once."
     import submitit
+    r = slurm_resources() if resources is None else resources
     ex = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
-    kw = dict(timeout_min=int(os.environ.get("DIKE_SLURM_TIME", 120)), cpus_per_task=threads,
-              mem_gb=float(os.environ.get("DIKE_SLURM_MEM_GB", 8)), slurm_array_parallelism=jobs, name="dike")
-    if os.environ.get("DIKE_SLURM_PARTITION"): kw["slurm_partition"] = os.environ["DIKE_SLURM_PARTITION"]
+    kw = dict(timeout_min=int(r["time"]), cpus_per_task=int(r["cpus"]), mem_gb=float(r["mem_gb"]),
+              slurm_array_parallelism=jobs, name="dike")
+    if r.get("gpus"): kw["gpus_per_node"] = int(r["gpus"])
+    for k in ("partition", "constraint", "account", "qos"):
+        if r.get(k): kw[f"slurm_{k}"] = r[k]
     ex.update_parameters(**kw)
     return ex
 
-def _slurm(cfgs, root, template, jobs, progress):
-    threads = int(os.environ.get("DIKE_SLURM_CPUS", 2))
-    ex = slurm_executor(Store(root).root / "slurm", jobs, threads)
-    n = len(cfgs)
-    handles = ex.map_array(execute_run, cfgs, [root] * n, [template] * n, [threads] * n)
-    for c, h in zip(cfgs, handles):
-        try: r = h.result()
-        except Exception as e: r = {"run_id": c["run_id"], "state": "failed", "error": f"slurm job {h.job_id}: {e}"[:500]}
-        _report(r, c, progress); yield r
+def _group_job_class():
+    import submitit
+
+    class GroupJob(submitit.helpers.Checkpointable):
+        "One SLURM array task: `execute_group`; on preemption or timeout, release this process's locks and requeue."
+        def __call__(self, cfgs, root, template, threads):
+            return execute_group(cfgs, root, template, threads)
+
+        def checkpoint(self, cfgs, root, template, threads):
+            Store(root).release_mine()
+            return submitit.helpers.DelayedSubmission(self, cfgs, root, template, threads)
+    return GroupJob
+
+def _slurm(cfgs, root, template, jobs, progress, slurm: dict | None = None):
+    res = slurm_resources(slurm)
+    ex = slurm_executor(Store(root).root / "slurm", jobs, res)
+    groups = run_groups(cfgs)
+    n = len(groups)
+    handles = ex.map_array(_group_job_class()(), groups, [root] * n, [template] * n, [int(res["cpus"])] * n)
+    for g, h in zip(groups, handles):
+        try: rs = h.result()
+        except Exception as e:
+            rs = [{"run_id": c["run_id"], "state": "failed", "error": f"slurm job {h.job_id}: {e}"[:500]} for c in g]
+        for r, c in zip(rs, g): _report(r, c, progress); yield r
 
 def _report(r, c, progress):
     if progress:
@@ -452,7 +557,7 @@ def run_grid(grid, backend: str = "local", jobs: int = 1, dry_run: bool = False,
         if progress:
             for c in todo: print(f"  {c['run_id']} {c['model']} {c['compress']} {c['benchmark']} seed={c['seed']} limit={c['limit']}")
         return out
-    results_list = list(BACKENDS[backend](todo, str(store.root), str(g.template), jobs, progress)) if todo else []
+    results_list = list(BACKENDS[backend](todo, str(store.root), str(g.template), jobs, progress, slurm=g.slurm)) if todo else []
     for s in ("done", "failed", "busy", "skipped"):
         out[s] = sum(r["state"] == s for r in results_list)
     out["errors"] = [r for r in results_list if r["state"] == "failed"]

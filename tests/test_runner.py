@@ -199,7 +199,10 @@ def test_smoke_grid_on_slurm(tmp_path, env):
     runs = finished(tmp_path / "results")
     assert len(runs) == 5
     logs = list((tmp_path / "results" / "slurm").glob("*_log.out"))
-    assert len(logs) == 5, "expected one submitit job log per run: the runs did not all go through SLURM"
+    assert len(logs) == 3, "expected one submitit array task per model group (3): the runs did not all go through SLURM"
+    reused = sorted(json.loads((tmp_path / "results" / "runs" / rid / "provenance.json").read_text())["model_reused"]
+                    for rid in runs)
+    assert reused == [False, False, False, True, True], "each of the 3 groups loads its model once"
     again = dike(["run", str(SMOKE), "--backend", "slurm"], env)   # a finished grid submits nothing
     assert "5 done, 0 to run" in again.stdout
 
@@ -220,3 +223,29 @@ def test_seeds_mean_one_thing_each(tmp_path, data_dir):
     assert list(a.item_id) == list(b.item_id) and set(a.item_id) != set(c.item_id)
     m = ra["metrics"]["pct_stereotype"], rb["metrics"]["pct_stereotype"]
     assert m[0]["estimate"] == m[1]["estimate"] and (ra["seed"], rb["seed"], ra["sample_seed"]) == (0, 1, 0)
+
+
+def test_one_kernel_per_model_matches_fresh_runs(tmp_path, env):
+    """The runs of one (model, spec) share a kernel and the model loaded once; each keeps its own run folder, and its
+    items equal, value for value, those of the same run executed alone in a fresh kernel."""
+    import pandas as pd
+    exp = "  - models: [tiny-llama]\n    compress: ['magnitude:0.5']\n    benchmarks: [crows_pairs, winobias, stereoset]\n"
+    g = grid_file(tmp_path, exp)
+    r = dike(["run", str(g)], env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    runs = finished(tmp_path / "results")
+    prov = {c["benchmark"]: json.loads((tmp_path / "results" / "runs" / rid / "provenance.json").read_text())
+            for rid, c in runs.items()}
+    assert {b: p["model_reused"] for b, p in prov.items()} == {"crows_pairs": False, "winobias": True, "stereoset": True}
+    assert prov["winobias"]["load_seconds"] < prov["crows_pairs"]["load_seconds"]
+    alone = grid_file(tmp_path, exp.replace("crows_pairs, winobias, stereoset", "stereoset"), name="alone")
+    e2 = dict(env, DIKE_RESULTS_DIR=str(tmp_path / "fresh"))
+    r = dike(["run", str(alone)], e2)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (rid2, c2), = finished(tmp_path / "fresh").items()
+    rid1 = next(rid for rid, c in runs.items() if c["benchmark"] == "stereoset")
+    assert rid1 == rid2                                            # the same run id either way
+    a = pd.read_parquet(tmp_path / "results" / "runs" / rid1 / "stereoset" / "items.parquet")
+    b = pd.read_parquet(tmp_path / "fresh" / "runs" / rid2 / "stereoset" / "items.parquet")
+    pd.testing.assert_frame_equal(a, b)
+    assert json.loads((tmp_path / "fresh" / "runs" / rid2 / "provenance.json").read_text())["model_reused"] is False
