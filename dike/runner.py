@@ -72,13 +72,15 @@ EVAL_MODULES = ("dike.evaluate", "dike.scoring", "dike.stats", "dike.data", "dik
 def _module_of(f) -> str:
     return getattr(getattr(f, "func", f), "__module__", None) or "__main__"
 
-def benchmark_code(name: str) -> dict:
-    "The code identity of a benchmark's results: version, module hashes, data checksums."
+def benchmark_code(name: str, scorer: str | None = None) -> dict:
+    """The code identity of a benchmark's results: version, module hashes, data checksums; with `scorer`, also the
+    modules that scorer runs outside the benchmark's own (`Benchmark.scorer_modules`, e.g. Self-Debias in `dike.debias`)."""
     from dike.evaluate import get_benchmark
     from dike.data import data_key, FILES
     b = get_benchmark(name)
     parse = [FILES[b.files].parse] if b.files in FILES else []
     own = {_module_of(f) for f in (b.load, b.score, b.metrics, *parse)}
+    own |= set(getattr(b, "scorer_modules", {}).get(scorer, ()))
     mods = {m: source_hash(m) for m in sorted(set(EVAL_MODULES) | {m for m in own if m != "__main__"})}
     if "__main__" in own:                          # defined interactively: the functions' own code
         mods["__main__"] = config_hash([code_hash(f) for f in (b.load, b.score, b.metrics)])
@@ -106,7 +108,7 @@ def run_config(model: str, compress: str, benchmark: str, scorer, limit, seed: i
         steps = parse_spec(cfg["compress"], fingerprint["kind"])
         cfg["compress"] = "+".join(st.text for st in steps)       # equivalent spellings: one run id
         compress_code = method_code(steps)
-    code = {"benchmark": benchmark_code(benchmark), "compress": compress_code if cfg["compress"] != "none" else None}
+    code = {"benchmark": benchmark_code(benchmark, scorer), "compress": compress_code if cfg["compress"] != "none" else None}
     ck, kk = config_key(cfg), config_hash(code)
     return {"run_id": config_hash({"config": ck, "code": kk}), **cfg, "batch_size": int(batch_size),
             "config_key": ck, "code_key": kk, "code": code}

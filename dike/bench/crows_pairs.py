@@ -68,7 +68,7 @@ DATA = register_files(BenchmarkFiles(
     description="CrowS-Pairs minimal pairs (Nangia et al. 2020; revised Névéol et al. 2022); unit: the pair"))
 
 # %% ../../nbs/11_crows_pairs.ipynb #afb43633
-SCORERS = {"lm-eval": ("causal",), "bias-bench": ("causal", "mlm"), "nangia": ("mlm",)}
+SCORERS = {"lm-eval": ("causal",), "bias-bench": ("causal", "mlm"), "nangia": ("mlm",), "self-debias": ("causal",)}
 ROUND_DECIMALS = {("nangia", "mlm"): 3, ("bias-bench", "mlm"): 3}   # references: round(score, 3) before comparing
 
 # %% ../../nbs/11_crows_pairs.ipynb #adf2ba45
@@ -151,7 +151,10 @@ def reference_metric(rows: pd.DataFrame, score_more, score_less, decimals: int |
 # %% ../../nbs/11_crows_pairs.ipynb #2b389a58
 def _causal_scores(lm, rows, scorer, batch_size, progress):
     sents = list(rows.sent_more) + list(rows.sent_less)
-    if scorer == "bias-bench":
+    if scorer == "self-debias":                     # dike.debias: Self-Debias, the prompt of each pair's bias type
+        from dike.debias import self_debias_scores, SELF_DEBIAS_PREFIXES
+        sc = self_debias_scores(lm, sents, [SELF_DEBIAS_PREFIXES[t] for t in list(rows.bias_type) * 2], batch_size=batch_size)
+    elif scorer == "bias-bench":
         from dike.scoring import bias_bench_causal_scores
         sc = bias_bench_causal_scores(lm, sents, batch_size, progress)
     else:
@@ -210,5 +213,6 @@ BENCHMARKS = [register_benchmark(Benchmark(
 for _b in BENCHMARKS:                               # for dike.report
     _b.headline, _b.decision_column = "pct_stereotype", "stereotyped"
     _b.point = point                                # for dike.analysis (paired comparisons)
+    _b.scorer_modules = {"self-debias": ("dike.debias",)}   # code outside this module that a scorer runs (run ids)
     _b.ideal = {"pct_stereotype": 50.0, "pct_stereotype/stereo": 50.0, "pct_stereotype/antistereo": 50.0,
                 "likelihood_diff": 0.0}

@@ -243,7 +243,14 @@ def _causal_scores(lm, rows: pd.DataFrame, scorer: str, batch_size: int, progres
     out = np.empty((len(rows), 3))
     sents = [getattr(r, c) for r in rows[intra].itertuples(index=False) for c in CANDIDATES]
     reqs = [(r.context, " " + getattr(r, c).lstrip()) for r in rows[~intra].itertuples(index=False) for c in CANDIDATES]
-    if scorer == "bias-bench":
+    if scorer == "self-debias":                     # dike.debias: Self-Debias, the prompt of each item's domain
+        from dike.debias import self_debias_scores, SELF_DEBIAS_PREFIXES, STEREOSET_PREFIX_TYPE
+        pre = lambda df: [SELF_DEBIAS_PREFIXES[STEREOSET_PREFIX_TYPE[d]] for d in df.domain for _ in CANDIDATES]
+        if sents: out[intra] = self_debias_scores(lm, sents, pre(rows[intra]), batch_size=batch_size).reshape(-1, 3)
+        if reqs:
+            ctx, cont = [c for c, _ in reqs], [t for _, t in reqs]
+            out[~intra] = self_debias_scores(lm, cont, pre(rows[~intra]), contexts=ctx, batch_size=batch_size).reshape(-1, 3)
+    elif scorer == "bias-bench":
         if sents: out[intra] = bias_bench_causal_scores(lm, sents, batch_size, progress).reshape(-1, 3)
         if reqs:
             toks = loglik_tokens(lm, reqs, batch_size=batch_size, progress=progress)
@@ -281,7 +288,7 @@ def score(lm, rows: pd.DataFrame, scorer: str = "bias-bench", batch_size: int = 
     return stereoset_items(rows, sc[:, 0], sc[:, 1], sc[:, 2])
 
 # %% ../../nbs/10_stereoset.ipynb #60efb2ec
-SCORERS = {"bias-bench": ("causal", "mlm"), "loglik": ("causal",)}
+SCORERS = {"bias-bench": ("causal", "mlm"), "loglik": ("causal",), "self-debias": ("causal",)}
 
 def load(limit: int | None = None, seed: int = 0, data_dir=None, split: str | None = None) -> pd.DataFrame:
     "StereoSet dev rows (both tasks; `split` = train|heldout half); `limit` takes a seeded sample stratified on (task, domain)."
@@ -310,7 +317,9 @@ BENCHMARK.ideal = {m: _ideal(m) for m in _NAMES}
 _OURS = "ours: causal intersentence = candidate log-probability given the context; not the published (NSP-head) number"
 BENCHMARK.metric_notes = {m: _OURS for m in _NAMES if "intrasentence" not in m}   # intersentence, or pooled with it
 BENCHMARK.companions = ("lms/intrasentence", "icat/intrasentence")
+BENCHMARK.scorer_modules = {"self-debias": ("dike.debias",)}   # code outside this module that a scorer runs (run ids)
 HELDOUT = register_benchmark(dataclasses.replace(
     BENCHMARK, name="stereoset_heldout", load=load_heldout,
     description="StereoSet restricted to the held-out target terms of stereoset_split (SPLIT_SEED=0): the evaluation of "
                 "any model built from the training half. " + BENCHMARK.description))
+HELDOUT.scorer_modules = BENCHMARK.scorer_modules   # not a dataclass field: `replace` does not copy it
