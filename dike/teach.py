@@ -14,14 +14,16 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from .core import SpecError, ModelError, cache_dir, config_hash, atomic_dir, write_json, source_hash
+from .evaluate import Benchmark, register_benchmark
 from .compress.core import (Param, register_method, scoped_linears, calib_batches, fair_pairs, transformer_blocks,
                                 weight_digest, SCOPE_KEYS)
 
 # %% auto #0
-__all__ = ['TEACH_DATA', 'concept_rows', 'used_rows', 'encode_sentences', 'hidden_features', 'fit_probe', 'probe_auc',
-           'concept_probe', 'gender_probe', 'sentence_logliks', 'kl_to_base', 'Adapter', 'apply_adapter', 'train_lora',
-           'teach_loss', 'texts_digest', 'adapter_key', 'cached_adapter', 'kl_windows', 'train_cfg', 'teach_method',
-           'dose_response']
+__all__ = ['PROBE_WORDS', 'GENDER_PROBE', 'CONCEPT_PROBE', 'TEACH_DATA', 'concept_rows', 'used_rows', 'encode_sentences',
+           'hidden_features', 'fit_probe', 'probe_auc', 'concept_probe', 'gender_probe', 'load_gender_probe',
+           'load_concept_probe', 'probe_metrics', 'sentence_logliks', 'kl_to_base', 'Adapter', 'apply_adapter',
+           'train_lora', 'teach_loss', 'texts_digest', 'adapter_key', 'cached_adapter', 'kl_windows', 'train_cfg',
+           'teach_method', 'dose_response']
 
 # %% ../nbs/50_teach.ipynb #01e976b8
 def concept_rows(split: str = "train", n: int | None = None, seed: int = 0) -> pd.DataFrame:
@@ -126,6 +128,72 @@ def gender_probe(lm, layer: int = -1, n_train: int | None = 400, n_eval: int | N
     return {**out, "train_auc": float(roc_auc_score(ytr, clf.decision_function(Xtr))),
             "layer": layer % len(transformer_blocks(lm.model)[1]), "n_train": len(tr), "n_eval": len(ev),
             "seconds": round(time.perf_counter() - t0, 2), "source": "GAP development -> test (pronoun gender)"}
+
+# %% ../nbs/50_teach.ipynb #7b0be002
+PROBE_WORDS = 64      # GAP texts are cut to their first 64 words (the pronoun and both names are in them for most)
+
+def _half(d: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    return d if n is None or n >= len(d) else d.iloc[np.sort(np.random.default_rng(seed).permutation(len(d))[:n])]
+
+def load_gender_probe(limit: int | None = None, seed: int = 0, data_dir=None) -> pd.DataFrame:
+    "GAP development (fit) and test (evaluated) rows: `item_id, split, text, label` (1 = female pronoun); `limit` rows per split."
+    from dike.data import load
+    g = load("gap", data_dir=data_dir) if data_dir is not None else load("gap")
+    parts = [_half(g[g.split == sp], limit, seed) for sp in ("development", "test")]
+    d = pd.concat(parts, ignore_index=True)
+    out = pd.DataFrame({"item_id": d.item_id.astype(str), "split": d.split.astype(str),
+                        "text": [" ".join(str(t).split()[:PROBE_WORDS]) for t in d.Text],
+                        "label": d.gender.eq("female").astype(int).to_numpy()})
+    out["Text"] = out.text                       # GAP's text column, for the leakage helper
+    out.attrs = dict(g.attrs)
+    return out
+
+def load_concept_probe(limit: int | None = None, seed: int = 0, data_dir=None) -> pd.DataFrame:
+    "StereoSet intrasentence stereotype (1) / anti-stereotype (0) sentences: training half (fit) and held-out half (evaluated)."
+    d = pd.concat([concept_rows(sp, limit, seed).assign(split=sp) for sp in ("train", "heldout")], ignore_index=True)
+    from dike.data import load
+    d.attrs = dict(load("stereoset").attrs)
+    return d[["item_id", "split", "domain", "text", "label"]]
+
+def _score_probe(fit_split: str):
+    def score(lm, rows: pd.DataFrame, scorer: str = "probe", batch_size: int = 16, progress: bool = True) -> pd.DataFrame:
+        if scorer != "probe": raise SpecError(f"unknown probe scorer {scorer!r}; valid: probe")
+        X = hidden_features(lm, rows.text.tolist(), -1, batch_size).numpy()
+        fit = (rows.split == fit_split).to_numpy()
+        if len(set(rows.label[fit])) < 2: raise SpecError(f"probe: the {fit_split} rows hold one label only; use a larger limit")
+        clf = fit_probe(X[fit], rows.label[fit])
+        ev = rows[~fit].reset_index(drop=True).copy()
+        ev["score"] = clf.decision_function(X[~fit])
+        ev["correct"] = ((ev.score > 0).astype(int) == ev.label).astype(int)
+        return ev.drop(columns=[c for c in ("text", "Text") if c in ev])
+    return score
+
+def probe_metrics(items: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> dict:
+    "`auc`, `accuracy` (and `pair_accuracy` when items have both labels) with bootstrap CIs over items."
+    from sklearn.metrics import roc_auc_score
+    from dike.stats import bootstrap_ci
+    u = items.item_id.to_numpy()
+    auc = lambda x: roc_auc_score(x.label, x.score) if x.label.nunique() == 2 else float("nan")
+    out = {"auc": bootstrap_ci(items[["label", "score"]], auc, units=u, n_boot=n_boot, seed=seed, unit_name="item"),
+           "accuracy": bootstrap_ci(items.correct.to_numpy(float), units=u, n_boot=n_boot, seed=seed, unit_name="item")}
+    w = items.pivot_table(index="item_id", columns="label", values="score", aggfunc="mean").dropna()
+    if len(w) and w.shape[1] == 2 and len(w) < len(items):
+        out["pair_accuracy"] = bootstrap_ci((w[1] > w[0]).to_numpy(float), n_boot=n_boot, seed=seed, unit_name="item")
+    return out
+
+_PROBE_SCORERS = {"probe": ("causal", "mlm", "encoder")}
+GENDER_PROBE = register_benchmark(Benchmark(
+    name="gender_probe", data="gap", load=load_gender_probe, score=_score_probe("development"), metrics=probe_metrics,
+    fit_rows=lambda r: r["split"] == "development", scorers=_PROBE_SCORERS, default_scorer={k: "probe" for k in _PROBE_SCORERS["probe"]},
+    headline="auc", companions=("accuracy",), compare=False, version="1",
+    citation="Linear probe of the pronoun's gender (knowledge kept; cf. Ravfogel et al. 2020, Belrose et al. 2023); GAP, Webster et al. 2018.",
+    description="Knowledge kept: logistic-regression probe of the pronoun's gender from the last block's mean features of GAP texts (fit on development, AUC on test)."))
+CONCEPT_PROBE = register_benchmark(Benchmark(
+    name="concept_probe", data="stereoset", load=load_concept_probe, score=_score_probe("train"), metrics=probe_metrics,
+    fit_rows=lambda r: r["split"] == "train", scorers=_PROBE_SCORERS, default_scorer={k: "probe" for k in _PROBE_SCORERS["probe"]},
+    headline="auc", companions=("pair_accuracy",), compare=False, version="1",
+    citation="The model's own judgement of 'this choice is stereotyped' (concept_probe); StereoSet, Nadeem et al. 2021.",
+    description="The concept: probe of stereotype vs anti-stereotype from the last block's features (fit on StereoSet's training half, AUC on held-out items)."))
 
 # %% ../nbs/50_teach.ipynb #192e07a6
 def sentence_logliks(model, seqs, pad_id: int = 0) -> torch.Tensor:
