@@ -453,6 +453,7 @@ class SharedKernel:
 def execute_group(cfgs: list[dict], root=None, template=None, threads: int | None = None, progress: bool = False) -> list[dict]:
     "Execute the runs of one group (`run_groups`) in one kernel, so the model is loaded once; their outcomes, in order."
     store = Store(root)
+    store.clean_stale_tmp()                         # a requeued SLURM task: the half-written folder of its last attempt
     todo = [c for c in cfgs if not store.is_done(c["run_id"])]
     threads = threads or int(os.environ.get("DIKE_THREADS", 0)) or usable_cores()
     if len(todo) <= 1: return [execute_run(c, root, template, threads, progress) for c in cfgs]

@@ -249,3 +249,36 @@ def test_one_kernel_per_model_matches_fresh_runs(tmp_path, env):
     b = pd.read_parquet(tmp_path / "fresh" / "runs" / rid2 / "stereoset" / "items.parquet")
     pd.testing.assert_frame_equal(a, b)
     assert json.loads((tmp_path / "fresh" / "runs" / rid2 / "provenance.json").read_text())["model_reused"] is False
+
+
+def test_slurm_requeue_keeps_finished_runs(tmp_path, env):
+    """A SLURM task preempted mid-group (SIGUSR2, as SLURM sends before a preemption or the time limit) requeues itself:
+    the runs finished before are kept untouched, the interrupted one starts again, no lock or half-written folder stays."""
+    why = _slurm_ready()
+    if why:
+        msg = f"SLURM REQUEUE NOT TESTED: {why}; run `sudo bash .ci/slurm-up.sh` (CI does)"
+        if os.environ.get("DIKE_REQUIRE_SLURM") == "1": pytest.fail(msg)
+        pytest.skip(msg)
+    g = grid_file(tmp_path, "  - models: [tiny-llama]\n    benchmarks: [crows_pairs, winobias, stereoset, bbq]\n")
+    res = tmp_path / "results"
+    env = dict(env, DIKE_SLURM_CPUS="1", DIKE_SLURM_MEM_GB="2", DIKE_SLURM_TIME="20")
+    p = subprocess.Popen(DIKE + ["run", str(g), "--backend", "slurm"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 900
+    while time.time() < deadline and not finished(res):
+        assert p.poll() is None, p.stdout.read()
+        time.sleep(0.5)
+    first = finished(res)
+    assert 1 <= len(first) < 4, "the signal came too late to test anything"
+    stamp = {rid: (res / "runs" / rid / "config.json").stat().st_mtime_ns for rid in first}
+    jobs = subprocess.run(["squeue", "-h", "-o", "%i", "-n", "dike"], capture_output=True, text=True).stdout.split()
+    assert len(jobs) == 1, f"expected one array task for the one (model, spec) group, got {jobs}"
+    subprocess.run(["scancel", "--signal=USR2", jobs[0]], check=True)
+    out, _ = p.communicate(timeout=1500)
+    assert p.returncode == 0, out
+    after = finished(res)
+    assert len(after) == 4, out
+    assert {rid: (res / "runs" / rid / "config.json").stat().st_mtime_ns for rid in first} == stamp   # kept as they were
+    assert not list((res / "runs").glob(".tmp-*")) and not list((res / "locks").glob("*.lock"))
+    log = "".join(f.read_text() for f in (res / "slurm").glob("*_log.*"))
+    assert "requeu" in log.lower(), "the task was not requeued: " + log[-2000:]
