@@ -584,6 +584,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'dike.report.grid_dir': ('report.html#grid_dir', 'dike/report.py'),
                              'dike.report.headline_metric': ('report.html#headline_metric', 'dike/report.py'),
                              'dike.report.ideal_of': ('report.html#ideal_of', 'dike/report.py'),
+                             'dike.report.label_scorers': ('report.html#label_scorers', 'dike/report.py'),
                              'dike.report.latex_macros': ('report.html#latex_macros', 'dike/report.py'),
                              'dike.report.latex_tables': ('report.html#latex_tables', 'dike/report.py'),
                              'dike.report.macro_name': ('report.html#macro_name', 'dike/report.py'),

@@ -15,7 +15,7 @@ __all__ = ['SUMMARY_COLUMNS', 'SLICES', 'GOAL_PPL', 'GENERATED', 'FIGURE_HOOKS',
            'collect', 'headline_metric', 'ideal_of', 'panel_metrics', 'not_interpretable', 'fig_bias_vs_compression',
            'fig_group_change', 'fig_flip_rate', 'pareto_front', 'fig_tradeoff', 'fig_group_forest',
            'fig_flip_direction', 'fig_cie_groups', 'macro_name', 'table_metrics', 'latex_tables', 'latex_macros',
-           'fair_vs_plain', 'fair_plain_table', 'make_figures', 'check_paper']
+           'fair_vs_plain', 'fair_plain_table', 'label_scorers', 'make_figures', 'check_paper']
 
 # %% ../nbs/31_report.ipynb #2949c501
 def spec_method_level(spec: str | None) -> tuple[str, float]:
@@ -505,6 +505,18 @@ def _update_generated(paper: Path, grid, files: list[Path], info: dict) -> None:
                  + "\n".join(idx) + "\n")
     write_json(gpath, gen)
 
+def label_scorers(summ: pd.DataFrame) -> pd.DataFrame:
+    """`summ` with a run scored by another scorer than its benchmark's default for that model kind shown as its own
+    arm: `compress` becomes `"<spec> [<scorer>]"` (tables, figures and macros group by compress; without this a
+    `self-debias` run of the base model would be averaged with the base model's default-scorer run)."""
+    def default(b, kind):
+        bb = _bench(b)
+        return bb.default_scorer.get(kind) if bb is not None else None
+    d = summ.copy()
+    other = [sc is not None and sc != default(b, k) for b, k, sc in zip(d.benchmark, d.model_kind, d.scorer)]
+    d.loc[other, "compress"] = [f"{c} [{sc}]" for c, sc in zip(d.compress[other], d.scorer[other])]
+    return d
+
 FIGURE_HOOKS: list = []   # f(grid, summ, analysis, figs, tabs, results) -> (paths, {macro suffix: value}); modules append theirs
 
 def make_figures(grid, results=None, paper=None, n_boot: int = 2000, include_stale: bool = False,
@@ -514,8 +526,9 @@ def make_figures(grid, results=None, paper=None, n_boot: int = 2000, include_sta
     from dike.core import git_state
     g = grid if hasattr(grid, "runs") else load_grid(grid, validate=False)
     root = Path(results) if results else results_dir()
-    summ = collect(g, root, include_stale=include_stale)
-    if summ.empty: raise DataError(f"grid {g.name}: no finished runs under {root / 'runs'}; run `dike run {g.path}` first")
+    raw = collect(g, root, include_stale=include_stale)
+    if raw.empty: raise DataError(f"grid {g.name}: no finished runs under {root / 'runs'}; run `dike run {g.path}` first")
+    summ = label_scorers(raw)
     if g.paper:
         paper = Path(paper) if paper else project_root() / "paper"
         figs, tabs, mac, tdir = paper / "figures" / g.name, paper / "tables" / g.name, paper / "macros" / f"{g.name}.tex", f"tables/{g.name}"
@@ -532,7 +545,7 @@ def make_figures(grid, results=None, paper=None, n_boot: int = 2000, include_sta
     paths += fair_plain_table(an["comparisons"], tabs)
     extra = {}
     for hook in FIGURE_HOOKS:                      # study-specific figures (e.g. dike.teach's dose-response)
-        p, m = hook(g, summ, an, figs, tabs, root)
+        p, m = hook(g, raw, an, figs, tabs, root)
         paths += p; extra.update(m)
     paths.append(latex_macros(summ, fr, mac, an["comparisons"], extra))
     if g.paper:
