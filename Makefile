@@ -78,6 +78,7 @@ paper: ## Build paper/main.pdf with latexmk (installs texlive with apt-get when 
 	  echo "error: latexmk not found; install latexmk and texlive (e.g. sudo apt-get install latexmk texlive-latex-recommended)"; exit 1; fi; }
 	@test -x $(BIN)/dike || { echo "error: $(BIN)/dike not found; run 'make install' first"; exit 1; }
 	$(BIN)/dike paper check paper/main.tex
+	$(BIN)/dike paper readme
 	cd paper && latexmk -pdf -interaction=nonstopmode -halt-on-error -quiet main.tex
 	@! grep -E "(Reference|Citation) .* undefined|There were undefined references" paper/main.log \
 	  || { echo "error: paper/main.tex has undefined references or citations (lines above, from paper/main.log)"; exit 1; }

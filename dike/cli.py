@@ -11,7 +11,7 @@ from .core import DikeError
 # %% auto #0
 __all__ = ['cmd_data_check', 'cmd_data_fetch', 'cmd_models_list', 'cmd_models_show', 'cmd_eval', 'cmd_compress', 'cmd_run',
            'cmd_status', 'cmd_collect', 'cmd_origins', 'cmd_heads', 'cmd_analyze', 'cmd_figures', 'cmd_cache_prune',
-           'cmd_paper_check', 'build_parser', 'main']
+           'cmd_paper_check', 'cmd_paper_readme', 'build_parser', 'main']
 
 # %% ../nbs/39_cli.ipynb #882fa416
 def _print_json(obj):
@@ -210,6 +210,11 @@ def cmd_paper_check(a):
     print(f"{a.tex}: {r['macros']} generated macros used, all defined; figures and inputs present")
     return 0
 
+def cmd_paper_readme(a):
+    from dike.report import readme_headline
+    print(readme_headline(a.readme, a.paper))
+    return 0
+
 # %% ../nbs/39_cli.ipynb #5a5b4bd9
 def _device_args(p, what: str, default="auto"):
     p.add_argument("--device", default=default, metavar="auto|cpu|cuda[:N]|mps",
@@ -346,6 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     pc = pa.add_parser("check", help="fail on undefined generated macros, missing figures or inputs")
     pc.add_argument("tex", nargs="?", default="paper/main.tex", help="the LaTeX file (default paper/main.tex)")
     pc.set_defaults(fn=cmd_paper_check)
+    pr = pa.add_parser("readme", help="write the README's headline paragraph and figure from the generated macros")
+    pr.add_argument("--readme", default="README.md", help="the README to update (default README.md)")
+    pr.add_argument("--paper", default="paper", help="the paper folder holding macros/ (default paper)")
+    pr.set_defaults(fn=cmd_paper_readme)
     _describe(p)
     return p
 
