@@ -514,7 +514,8 @@ def label_scorers(summ: pd.DataFrame) -> pd.DataFrame:
         bb = _bench(b)
         return bb.default_scorer.get(kind) if bb is not None else None
     d = summ.copy()
-    other = [sc is not None and sc != default(b, k) for b, k, sc in zip(d.benchmark, d.model_kind, d.scorer)]
+    dflt = [default(b, k) for b, k in zip(d.benchmark, d.model_kind)]
+    other = [sc is not None and df is not None and sc != df for sc, df in zip(d.scorer, dflt)]   # unknown default: as is
     d.loc[other, "compress"] = [f"{c} [{sc}]" for c, sc in zip(d.compress[other], d.scorer[other])]
     return d
 
