@@ -225,7 +225,9 @@ def fig_group_change(summ: pd.DataFrame, out: Path) -> list[Path]:
 def fig_flip_rate(fr: pd.DataFrame, out: Path) -> list[Path]:
     import matplotlib.pyplot as plt, seaborn as sns
     if fr.empty: return []
-    f = fr.groupby(["benchmark", "method", "level"], as_index=False)[["flip_rate", "ci_low", "ci_high"]].mean()
+    f = fr.assign(level=fr.level.fillna(0.0))         # a spec without a numeric level (teach:s=1, leace): at 0
+    f = f.groupby(["benchmark", "method", "level"], as_index=False)[["flip_rate", "ci_low", "ci_high"]].mean()
+    if f.empty: return []
     sns.set_theme(style="whitegrid", context="paper")
     benches = sorted(f.benchmark.unique())
     fig, axes = plt.subplots(1, len(benches), figsize=(3 * len(benches) + .5, 2.6), squeeze=False, sharey=True)
