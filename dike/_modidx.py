@@ -639,6 +639,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'dike.runner.execute_run': ('runner.html#execute_run', 'dike/runner.py'),
                              'dike.runner.grid_results': ('runner.html#grid_results', 'dike/runner.py'),
                              'dike.runner.grid_status': ('runner.html#grid_status', 'dike/runner.py'),
+                             'dike.runner.iter_group': ('runner.html#iter_group', 'dike/runner.py'),
                              'dike.runner.load_grid': ('runner.html#load_grid', 'dike/runner.py'),
                              'dike.runner.read_yaml': ('runner.html#read_yaml', 'dike/runner.py'),
                              'dike.runner.run_config': ('runner.html#run_config', 'dike/runner.py'),

@@ -584,7 +584,7 @@ def check_paper(tex="paper/main.tex") -> dict:
 README_HEADLINE = (
     "On the embedded SmolLM2-135M, 50 % magnitude pruning changes the CrowS-Pairs stereotype preference by "
     "{DikeOriginsMagnitudeZeropFiveCrowsPairsPctStereotypeWhole} points [{DikeOriginsMagnitudeZeropFiveCrowsPairsPctStereotypeWholeLow}, "
-    "{DikeOriginsMagnitudeZeropFiveCrowsPairsPctStereotypeWholeHigh}] (paired, 300 pairs) while WikiText-2 perplexity rises by "
+    "{DikeOriginsMagnitudeZeropFiveCrowsPairsPctStereotypeWholeHigh}] (paired with the base model) while WikiText-2 perplexity rises by "
     "{DikeOriginsMagnitudeZeropFiveWikitextTwoPerplexityWhole}; no single layer band × module is significant on its own "
     "({DikeOriginsMagnitudeZeropFiveCrowsPairsPctStereotypeSigCells} of {DikeOriginsMagnitudeZeropFiveCrowsPairsPctStereotypeNCells} cells). "
     "Of {DikeFairFairRows} comparisons of a fairness-aware compression with its plain twin, {DikeFairFairGoalMet} show a "

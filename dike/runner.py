@@ -15,7 +15,7 @@ from .core import (ConfigError, DikeError, config_hash, project_root, results_di
 __all__ = ['GRID_KEYS', 'SLURM_KEYS', 'EXPERIMENT_KEYS', 'DEFAULTS', 'TEMPLATE', 'RUN_PARAMETERS', 'CONFIG_FIELDS',
            'EVAL_MODULES', 'BACKENDS', 'Grid', 'read_yaml', 'benchmark_code', 'config_key', 'run_config',
            'checked_spec', 'load_grid', 'template_parameters', 'check_template', 'Store', 'execute_run', 'evaluate_run',
-           'run_groups', 'SharedKernel', 'execute_group', 'slurm_resources', 'slurm_executor', 'run_grid',
+           'run_groups', 'SharedKernel', 'iter_group', 'execute_group', 'slurm_resources', 'slurm_executor', 'run_grid',
            'grid_results', 'grid_status']
 
 # %% ../nbs/30_runner.ipynb #3012e3a7
@@ -450,15 +450,18 @@ class SharedKernel:
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
 
-def execute_group(cfgs: list[dict], root=None, template=None, threads: int | None = None, progress: bool = False) -> list[dict]:
-    "Execute the runs of one group (`run_groups`) in one kernel, so the model is loaded once; their outcomes, in order."
+def iter_group(cfgs: list[dict], root=None, template=None, threads: int | None = None, progress: bool = False):
+    """Execute the runs of one group (`run_groups`) in one kernel (started on the first run that is not finished), so
+    the model is loaded once; yields each outcome as its run finishes."""
     store = Store(root)
     store.clean_stale_tmp()                         # a requeued SLURM task: the half-written folder of its last attempt
-    todo = [c for c in cfgs if not store.is_done(c["run_id"])]
     threads = threads or int(os.environ.get("DIKE_THREADS", 0)) or usable_cores()
-    if len(todo) <= 1: return [execute_run(c, root, template, threads, progress) for c in cfgs]
     with SharedKernel(threads, cwd=store.root) as k:
-        return [execute_run(c, root, template, threads, progress, kernel=k) for c in cfgs]
+        for c in cfgs: yield execute_run(c, root, template, threads, progress, kernel=k)
+
+def execute_group(cfgs: list[dict], root=None, template=None, threads: int | None = None, progress: bool = False) -> list[dict]:
+    "`iter_group`'s outcomes, in order (what a process-pool worker or a SLURM task returns)."
+    return list(iter_group(cfgs, root, template, threads, progress))
 
 def _local(cfgs, root, template, jobs, progress, **_):
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -467,10 +470,8 @@ def _local(cfgs, root, template, jobs, progress, **_):
     groups = run_groups(cfgs)
     if jobs == 1:
         for g in groups:
-            with SharedKernel(threads, cwd=Store(root).root) as k:
-                for c in g:                             # outcomes reported as each run finishes
-                    r = execute_run(c, root, template, threads, kernel=k if len(g) > 1 else None)
-                    _report(r, c, progress); yield r
+            for c, r in zip(g, iter_group(g, root, template, threads)):   # reported as each run finishes
+                _report(r, c, progress); yield r
         return
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as ex:
         futs = {ex.submit(execute_group, g, root, template, threads): g for g in groups}
