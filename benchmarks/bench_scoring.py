@@ -5,6 +5,11 @@ For CrowS-Pairs (original, all 1,508 pairs by default), StereoSet and BBQ (seede
 wall time and input tokens/s of (a) the plain lm-eval algorithm (length-sorted right-padded batches, full logits) and
 (b) the shared-prefix engine, the speed-up, and the largest difference between their scores (both are exact: the
 difference is fp32 round-off). Then bf16 (opt-in in dike): its speed-up over fp32 and the change in scores.
+FLOP floor (issue 15 §3): the matmul FLOPs the scoring cannot avoid (each distinct prefix-trie node of all the requests
+once through every linear layer, attention to its ancestors only, the vocabulary head once per distinct scored node)
+divided by a dense fp32 matmul rate measured in the same run (best of 5 timings of a 1024^3 matmul, before and after);
+also the FLOPs the engine actually computes (its rows of <= row_tokens nodes, padded to the longest row of a pass,
+full row x row attention), so the gap splits into extra work and speed per FLOP.
 Threads: as many as usable cores (never more). Peak RSS is printed at the end.
 
     DIKE_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_scoring.py            # everything (~10 min)
@@ -15,6 +20,8 @@ import argparse, copy, json, os, resource, time
 
 import numpy as np
 import torch
+
+from flops import causal_flops, matmul_rate
 
 
 def crows_requests(limit):
@@ -88,8 +95,14 @@ def main(argv=None):
         reqs, what = sets[name]()
         ntok = input_tokens(lm, reqs)
         row = {"set": name, "items": what, "requests": len(reqs), "input_tokens": ntok}
+        rate0 = matmul_rate()
         fast, t_fast = timed(lambda: loglik(lm, reqs, batch_size=a.batch_size, row_tokens=a.row_tokens))
-        row.update(engine_s=round(t_fast, 2), engine_tok_s=round(ntok / t_fast, 1))
+        rate = max(rate0, matmul_rate())
+        fl = causal_flops(lm, reqs, a.batch_size, a.row_tokens)
+        row.update(engine_s=round(t_fast, 2), engine_tok_s=round(ntok / t_fast, 1), **fl,
+                   matmul_gflop_s=round(rate / 1e9, 1), floor_s=round(fl["floor_flops"] / rate, 2),
+                   engine_vs_floor=round(t_fast / (fl["floor_flops"] / rate), 3),
+                   engine_flops_vs_floor=round(fl["engine_flops"] / fl["floor_flops"], 3))
         if not a.no_baseline:
             base, t_base = timed(lambda: loglik(lm, reqs, batch_size=a.batch_size, share_prefix=False))
             row.update(baseline_s=round(t_base, 2), baseline_tok_s=round(ntok / t_base, 1),
@@ -99,7 +112,7 @@ def main(argv=None):
             b16, t16 = timed(lambda: loglik(lm16, reqs, batch_size=a.batch_size, row_tokens=a.row_tokens))
             d = b16 - fast
             agree = float(((b16[0::2] > b16[1::2]) == (fast[0::2] > fast[1::2])).mean())
-            row.update(bf16_s=round(t16, 2), bf16_speedup_vs_fp32=round(t_fast / t16, 2),
+            row.update(bf16_s=round(t16, 2), bf16_vs_fp32_floor=round(t16 / row["floor_s"], 3), bf16_speedup_vs_fp32=round(t_fast / t16, 2),
                        bf16_max_abs_diff=float(np.abs(d).max()), bf16_mean_abs_diff=float(np.abs(d).mean()),
                        bf16_pair_decisions_agree=agree)
             del lm16
@@ -115,6 +128,16 @@ def main(argv=None):
         print(f"{r['set']:<10} {r['requests']:>8} {r['input_tokens']:>7} {r.get('baseline_s', float('nan')):>10.1f} "
               f"{r['engine_s']:>9.1f} {r.get('baseline_tok_s', float('nan')):>10.0f} {r['engine_tok_s']:>9.0f} "
               f"{r.get('speedup', float('nan')):>8.2f} {r.get('max_abs_diff_vs_baseline', float('nan')):>9.1e}")
+    for r in results.values():
+        print(f"{r['set']}: FLOP floor {r['floor_flops'] / 1e12:.2f} TFLOP ({r['distinct_nodes']} distinct trie nodes, "
+              f"{r['scored_nodes']} scored) at {r['matmul_gflop_s']:.0f} GFLOP/s (best 1024^3 fp32 matmul) = "
+              f"{r['floor_s']:.1f} s; engine {r['engine_s']:.1f} s = {r['engine_vs_floor']:.2f}x the floor "
+              f"(it computes {r['engine_flops_vs_floor']:.2f}x the floor's FLOPs: {r['engine_rows']} rows, "
+              f"{r['engine_padded_tokens']} padded tokens)")
+        if "bf16_s" in r:
+            print(f"{r['set']}: bf16 {r['bf16_s']:.1f} s ({r['bf16_vs_fp32_floor']:.2f}x the fp32 floor), pair decisions "
+                  f"equal to fp32: {100 * r['bf16_pair_decisions_agree']:.1f} %, max |bf16 - fp32| "
+                  f"{r['bf16_max_abs_diff']:.2f} nats")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"results": results, "peak_rss_gib": rss_gib, "threads": n_threads, "total_s": total}, f, indent=1)

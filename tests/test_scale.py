@@ -205,3 +205,25 @@ def test_head_attribution_and_shift_name_their_devices():
         head_attribution(lm, pairs, batch_size=2)
         head_shift(lm, lm, HELDOUT, batch_size=2)
     assert a.calls and a.without_device() == []
+
+
+def test_causal_flop_floor_counts_shared_prefixes_once_by_hand():
+    "benchmarks/flops.py on tiny-llama: two token-id requests with one input between them, counted by hand."
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "benchmarks"))
+    from flops import causal_flops
+    lm = load_model("tiny-llama")
+    c, head = lm.model.config, lm.model.get_output_embeddings()
+    lin = sum(m.weight.numel() for m in lm.model.modules() if isinstance(m, torch.nn.Linear) and m is not head)
+    L, d = c.num_hidden_layers, c.num_attention_heads * getattr(c, "head_dim", c.hidden_size // c.num_attention_heads)
+    hv = head.weight.numel()
+    # inputs (context + continuation, last token dropped): [1, 5] and [1, 5]: 2 distinct nodes, both scored
+    # [1, 5, 6, 9] and [1, 5, 7]: one more distinct input [1, 5, 6] -> nodes {1, 5, 6}
+    fl = causal_flops(lm, [([1], [5, 6]), ([1], [5, 7])], batch_size=16, row_tokens=128)
+    assert fl["distinct_nodes"] == 2 and fl["scored_nodes"] == 2
+    assert fl["floor_flops"] == 2 * 2 * lin + L * 4 * d * (1 + 2) + 2 * 2 * hv
+    assert fl["engine_flops"] == 2 * 2 * lin + L * 4 * d * 2 * 2 + 2 * 2 * hv       # one row of 2 nodes, 2 x 2 attention
+    fl = causal_flops(lm, [([1], [5, 6, 9]), ([1, 5], [7])], batch_size=1, row_tokens=2)
+    # sorted inputs [1, 5] (scores node 5 -> 7) and [1, 5, 6] (scores 1, 5, 6); rows of <= max(2, 3) = 3 nodes: one row
+    assert fl["distinct_nodes"] == 3 and fl["scored_nodes"] == 3 and fl["engine_rows"] == 1
+    assert fl["floor_flops"] == 3 * 2 * lin + L * 4 * d * (1 + 2 + 3) + 3 * 2 * hv
+    assert fl["engine_flops"] == 3 * 2 * lin + L * 4 * d * 9 + 3 * 2 * hv
