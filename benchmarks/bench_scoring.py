@@ -53,11 +53,6 @@ def bbq_requests(limit, seed):
     return reqs_of(df), f"{len(df)} items"
 
 
-def input_tokens(lm, reqs):
-    from dike.scoring import _build_requests
-    return sum(len(r.inp) for r in _build_requests(lm, reqs))
-
-
 def timed(fn):
     t = time.perf_counter(); out = fn(); return out, time.perf_counter() - t
 
@@ -93,13 +88,13 @@ def main(argv=None):
     results = {}
     for name in a.only.split(","):
         reqs, what = sets[name]()
-        ntok = input_tokens(lm, reqs)
-        row = {"set": name, "items": what, "requests": len(reqs), "input_tokens": ntok}
+        fl = causal_flops(lm, reqs, a.batch_size, a.row_tokens)
+        ntok = fl["input_tokens"]
+        row = {"set": name, "items": what, "requests": len(reqs), **fl}
         rate0 = matmul_rate()
         fast, t_fast = timed(lambda: loglik(lm, reqs, batch_size=a.batch_size, row_tokens=a.row_tokens))
         rate = max(rate0, matmul_rate())
-        fl = causal_flops(lm, reqs, a.batch_size, a.row_tokens)
-        row.update(engine_s=round(t_fast, 2), engine_tok_s=round(ntok / t_fast, 1), **fl,
+        row.update(engine_s=round(t_fast, 2), engine_tok_s=round(ntok / t_fast, 1),
                    matmul_gflop_s=round(rate / 1e9, 1), floor_s=round(fl["floor_flops"] / rate, 2),
                    engine_vs_floor=round(t_fast / (fl["floor_flops"] / rate), 3),
                    engine_flops_vs_floor=round(fl["engine_flops"] / fl["floor_flops"], 3))

@@ -20,55 +20,61 @@ def matmul_rate(n: int = 1024, reps: int = 5) -> float:
     return 2 * n ** 3 / best
 
 
-def causal_flops(lm, reqs, batch_size: int, row_tokens: int) -> dict:
-    """Matmul FLOPs of scoring `reqs`: `floor` (one global prefix trie: each distinct input node once through the linear
-    layers of the decoder, attention to its depth + 1 ancestors, the head at each distinct scored node) and `engine`
-    (dike.scoring's own rows and passes: padded to the pass's longest row, full T x T attention, head at its scored nodes)."""
-    from dike.scoring import _build_requests, pack_tries
+def model_dims(model) -> dict:
+    """What the FLOP counts need: `linear` = weights of every linear (or GPT-2 `Conv1D`) layer but the output head, i.e.
+    half the matmul FLOPs per token; `layers`; `d_att` = heads x head size (QK^T and AV cost 4 d_att FLOPs per attended
+    position and layer); `head` = vocabulary x hidden (2 x head FLOPs per position projected onto the vocabulary)."""
     from transformers.pytorch_utils import Conv1D
-    rq = _build_requests(lm, reqs)
-    model, c = lm.model, lm.model.config
-    head = model.get_output_embeddings()
-    lin = sum(m.weight.numel() for m in model.modules()
-              if isinstance(m, (torch.nn.Linear, Conv1D)) and m is not head)
-    L = c.num_hidden_layers
-    d_att = c.num_attention_heads * getattr(c, "head_dim", c.hidden_size // c.num_attention_heads)
-    per_head = 2 * head.weight.numel()
+    c, head = model.config, model.get_output_embeddings()
+    head_size = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    return dict(linear=sum(m.weight.numel() for m in model.modules()
+                           if isinstance(m, (torch.nn.Linear, Conv1D)) and m is not head),
+                layers=c.num_hidden_layers,
+                d_att=c.num_attention_heads * head_size,
+                head=head.weight.numel())
 
-    def count(rows, where, order):
-        scored = set()
+
+def causal_flops(lm, reqs, batch_size: int, row_tokens: int) -> dict:
+    """Matmul FLOPs of scoring `reqs` (lm-eval (context, continuation) requests): `floor` (one global prefix trie: each
+    distinct input node once through the linear layers, attention to its depth + 1 ancestors, the head at each distinct
+    scored node) and `engine` (dike.scoring's own rows and passes: padded to the pass's longest row, full T x T
+    attention, the head at its scored nodes); also `input_tokens` (lm-eval's count: context + continuation, truncated,
+    last token dropped)."""
+    from dike.scoring import _build_requests, pack_tries
+    rq = _build_requests(lm, reqs)
+    d = model_dims(lm.model)
+    per_token, per_attended, per_head = 2 * d["linear"], 4 * d["d_att"] * d["layers"], 2 * d["head"]
+
+    def scored(where, order):
+        out = set()
         for k, i in enumerate(order):
-            row, nodes = where[k]; n = len(rq[i].tgt)
-            scored.update((row, nd) for nd in nodes[len(rq[i].inp) - n:])
-        return scored
+            row, nodes = where[k]
+            out.update((row, nd) for nd in nodes[len(rq[i].inp) - len(rq[i].tgt):])
+        return len(out)
 
     order = sorted(range(len(rq)), key=lambda i: rq[i].inp)
     seqs = [rq[i].inp for i in order]
     rows, where = pack_tries(seqs, sum(map(len, seqs)))              # one trie: every shareable prefix shared
     depth = np.array(rows[0]["depth"])
-    n_nodes, n_scored = len(depth), len(count(rows, where, order))
-    floor = n_nodes * 2 * lin + L * 4 * d_att * float((depth + 1).sum()) + n_scored * per_head
-    cap = max(row_tokens, max(len(r.inp) for r in rq))
-    rows, where = pack_tries(seqs, cap)                                # the engine's rows
-    e_scored = len(count(rows, where, order))
+    n_scored = scored(where, order)
+    floor = len(depth) * per_token + per_attended * float((depth + 1).sum()) + n_scored * per_head
+    rows, where = pack_tries(seqs, max(row_tokens, max(map(len, seqs))))   # the engine's rows
+    e_scored = scored(where, order)
     lens = sorted((len(r["tokens"]) for r in rows), reverse=True)
-    padded = attn = 0
-    for b0 in range(0, len(lens), batch_size):
-        T, B = lens[b0], len(lens[b0:b0 + batch_size])
-        padded += B * T; attn += B * T * T
-    engine = padded * 2 * lin + L * 4 * d_att * attn + e_scored * per_head
-    return dict(distinct_nodes=n_nodes, scored_nodes=n_scored, engine_rows=len(lens), engine_padded_tokens=padded,
-                engine_scored_nodes=e_scored, floor_flops=floor, engine_flops=float(engine))
+    passes = [lens[b0:b0 + batch_size] for b0 in range(0, len(lens), batch_size)]
+    padded = sum(len(p) * p[0] for p in passes)
+    attended = sum(len(p) * p[0] ** 2 for p in passes)
+    engine = padded * per_token + per_attended * attended + e_scored * per_head
+    return dict(input_tokens=sum(map(len, seqs)), distinct_nodes=len(depth), scored_nodes=n_scored,
+                engine_rows=len(lens), engine_padded_tokens=padded, engine_scored_nodes=e_scored,
+                floor_flops=floor, engine_flops=float(engine))
 
 
 def mlm_flops(lm, jobs) -> float:
-    "Matmul FLOPs of the fast path: per distinct copy of T tokens, the encoder (dense layers + attention) on T tokens and the head on one."
-    c = lm.model.config
-    H, L, I, V = c.hidden_size, c.num_hidden_layers, c.intermediate_size, c.vocab_size
-    uniq = {(tuple(m), p) for m, p, _ in jobs}
-    f = 0.0
-    for m, _ in uniq:
-        T = len(m)
-        f += L * (2 * T * (4 * H * H + 2 * H * I) + 4 * T * T * H)    # q,k,v,o + FFN; QK^T and AV
-        f += 2 * T * H * H + 2 * H * V                                  # head transform on all tokens, decoder at the mask
-    return f
+    """Matmul FLOPs of dike's masked-LM fast path: each distinct masked copy of T tokens once through the linear layers
+    (the head's transform included: it runs on all T positions), attention over T x T, the vocabulary projection at the
+    masked position only."""
+    d = model_dims(lm.model)
+    lengths = np.array([len(m) for m, _ in {(tuple(m), p) for m, p, _ in jobs}], dtype=float)
+    return float(lengths.sum() * 2 * d["linear"] + 4 * d["d_att"] * d["layers"] * (lengths ** 2).sum()
+                 + len(lengths) * 2 * d["head"])

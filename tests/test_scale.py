@@ -207,23 +207,39 @@ def test_head_attribution_and_shift_name_their_devices():
     assert a.calls and a.without_device() == []
 
 
-def test_causal_flop_floor_counts_shared_prefixes_once_by_hand():
-    "benchmarks/flops.py on tiny-llama: two token-id requests with one input between them, counted by hand."
+
+def _flops_module():
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "benchmarks"))
-    from flops import causal_flops
+    import flops
+    return flops
+
+
+def test_causal_flop_floor_counts_shared_prefixes_once_by_hand():
+    "benchmarks/flops.py on tiny-llama: token-id requests with shared inputs, counted by hand from the config."
+    causal_flops = _flops_module().causal_flops
     lm = load_model("tiny-llama")
-    c, head = lm.model.config, lm.model.get_output_embeddings()
-    lin = sum(m.weight.numel() for m in lm.model.modules() if isinstance(m, torch.nn.Linear) and m is not head)
-    L, d = c.num_hidden_layers, c.num_attention_heads * getattr(c, "head_dim", c.hidden_size // c.num_attention_heads)
-    hv = head.weight.numel()
+    c = lm.model.config
+    H, I, L, V, hd = c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.vocab_size, c.head_dim
+    lin = L * (2 * H * c.num_attention_heads * hd + 2 * H * c.num_key_value_heads * hd + 3 * H * I)   # q, o; k, v; MLP
+    d = c.num_attention_heads * hd
     # inputs (context + continuation, last token dropped): [1, 5] and [1, 5]: 2 distinct nodes, both scored
-    # [1, 5, 6, 9] and [1, 5, 7]: one more distinct input [1, 5, 6] -> nodes {1, 5, 6}
     fl = causal_flops(lm, [([1], [5, 6]), ([1], [5, 7])], batch_size=16, row_tokens=128)
-    assert fl["distinct_nodes"] == 2 and fl["scored_nodes"] == 2
-    assert fl["floor_flops"] == 2 * 2 * lin + L * 4 * d * (1 + 2) + 2 * 2 * hv
-    assert fl["engine_flops"] == 2 * 2 * lin + L * 4 * d * 2 * 2 + 2 * 2 * hv       # one row of 2 nodes, 2 x 2 attention
-    fl = causal_flops(lm, [([1], [5, 6, 9]), ([1, 5], [7])], batch_size=1, row_tokens=2)
+    assert fl["input_tokens"] == 4 and fl["distinct_nodes"] == 2 and fl["scored_nodes"] == 2
+    assert fl["floor_flops"] == 2 * 2 * lin + L * 4 * d * (1 + 2) + 2 * 2 * H * V
+    assert fl["engine_flops"] == 2 * 2 * lin + L * 4 * d * 2 * 2 + 2 * 2 * H * V       # one row of 2 nodes, 2 x 2 attention
     # sorted inputs [1, 5] (scores node 5 -> 7) and [1, 5, 6] (scores 1, 5, 6); rows of <= max(2, 3) = 3 nodes: one row
+    fl = causal_flops(lm, [([1], [5, 6, 9]), ([1, 5], [7])], batch_size=1, row_tokens=2)
     assert fl["distinct_nodes"] == 3 and fl["scored_nodes"] == 3 and fl["engine_rows"] == 1
-    assert fl["floor_flops"] == 3 * 2 * lin + L * 4 * d * (1 + 2 + 3) + 3 * 2 * hv
-    assert fl["engine_flops"] == 3 * 2 * lin + L * 4 * d * 9 + 3 * 2 * hv
+    assert fl["floor_flops"] == 3 * 2 * lin + L * 4 * d * (1 + 2 + 3) + 3 * 2 * H * V
+    assert fl["engine_flops"] == 3 * 2 * lin + L * 4 * d * 9 + 3 * 2 * H * V
+
+
+def test_mlm_flops_match_the_bert_closed_form():
+    "benchmarks/flops.py on tiny-bert: a duplicated masked copy counts once; BERT's layers by hand from the config."
+    mlm_flops = _flops_module().mlm_flops
+    lm = load_model("tiny-bert")
+    c = lm.model.config
+    H, I, L, V = c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.vocab_size
+    per_copy = lambda T: L * (2 * T * (4 * H * H + 2 * H * I) + 4 * T * T * H) + 2 * T * H * H + 2 * H * V
+    jobs = [([2, 7, 4, 8, 3], 1, 9), ([2, 7, 4, 8, 3], 1, 9), ([2, 4, 8, 3], 2, 5)]
+    assert mlm_flops(lm, jobs) == per_copy(5) + per_copy(4)
