@@ -42,9 +42,9 @@ check-sync: install ## Fail if nbdev-export or nbdev-clean would change anything
 	after=$$(git status --porcelain -- dike nbs | md5sum); \
 	if [ "$$before" != "$$after" ]; then echo "error: nbs/ and dike/ were out of sync or notebooks not clean; run nbdev-export && nbdev-clean and commit"; git status --short -- dike nbs; exit 1; fi
 
-test: install check-sync ## Run the notebook tests (nbdev-test) and the pytest suite
-	OMP_NUM_THREADS=1 DIKE_THREADS=1 $(BIN)/nbdev-test --n-workers 2
-	$(BIN)/pytest -q -rs
+test: install check-sync ## Run the notebook tests (nbdev-test) and the pytest suite; a failing notebook does not hide pytest's result
+	@rc=0; OMP_NUM_THREADS=1 DIKE_THREADS=1 $(BIN)/nbdev-test --n-workers 2 || { rc=$$?; echo "nbdev-test FAILED (exit $$rc): running pytest anyway, then failing"; }; \
+	$(BIN)/pytest -q -rs || rc=$$?; exit $$rc
 
 test-fast: install ## pytest without the slow (real model) tests
 	$(BIN)/pytest -q -m "not slow"

@@ -10,10 +10,10 @@ from importlib import metadata
 import numpy as np
 
 # %% auto #0
-__all__ = ['DikeError', 'DataError', 'ModelError', 'SpecError', 'ConfigError', 'ScoringError', 'one_line', 'project_root',
-           'cache_dir', 'results_dir', 'seed_everything', 'usable_cores', 'set_threads', 'stable_json', 'config_hash',
-           'sha256_file', 'git_blob_sha1', 'file_digest', 'source_hash', 'code_hash', 'atomic_write', 'write_json',
-           'atomic_dir', 'package_versions', 'git_state', 'provenance']
+__all__ = ['F32_UNIT_ROUNDOFF', 'DikeError', 'DataError', 'ModelError', 'SpecError', 'ConfigError', 'ScoringError', 'one_line',
+           'project_root', 'cache_dir', 'results_dir', 'seed_everything', 'usable_cores', 'set_threads', 'stable_json',
+           'config_hash', 'sha256_file', 'git_blob_sha1', 'file_digest', 'forward_terms', 'f32_tol', 'source_hash',
+           'code_hash', 'atomic_write', 'write_json', 'atomic_dir', 'package_versions', 'git_state', 'provenance']
 
 # %% ../nbs/00_core.ipynb #7b869fda
 class DikeError(Exception):
@@ -132,6 +132,23 @@ def file_digest(path, algo: str = "sha256") -> str:
     with contextlib.suppress(OSError): atomic_write(cfile, d)
     _DIGEST_MEMO[key] = d
     return d
+
+# %% ../nbs/00_core.ipynb #c1bc3b6a
+F32_UNIT_ROUNDOFF = 2.0 ** -24
+
+def forward_terms(config, seq_len: int | None = None) -> int:
+    "Total length of the sums one transformer forward runs in sequence: per layer two norms, q/k/v, the attention scores and weighted sum, o, the MLP's in and out projections; then the final norm, the head and the vocabulary's log-sum-exp."
+    g = lambda *ks: next((getattr(config, k) for k in ks if getattr(config, k, None)), None)
+    d, L, V = g("hidden_size", "n_embd", "dim"), g("num_hidden_layers", "n_layer"), g("vocab_size") or 0
+    f = g("intermediate_size", "n_inner") or 4 * d
+    hd = g("head_dim") or d // (g("num_attention_heads", "n_head") or 1)
+    T = seq_len or g("max_position_embeddings", "n_positions") or 512
+    return int(L * (2 * d + d + hd + T + d + d + f) + d + d + V)
+
+def f32_tol(ref, terms: int, lam: float = 6.0) -> float:
+    "Absolute tolerance for two float32 computations of `ref` that differ only in summation order: 2 · lam · √terms · u · max(1, max|ref|) (see above)."
+    a = np.asarray(ref.detach().cpu() if hasattr(ref, "detach") else ref, dtype=np.float64)
+    return float(2 * lam * np.sqrt(terms) * F32_UNIT_ROUNDOFF * max(1.0, float(np.abs(a).max()) if a.size else 1.0))
 
 # %% ../nbs/00_core.ipynb #57f23b2a
 import ast, inspect, importlib, importlib.util, functools

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from dike.bench import crows_pairs as cp
+from dike.core import f32_tol, forward_terms
 
 
 def _rows(bias, direction):
@@ -122,9 +123,10 @@ def test_tiny_llama_end_to_end(data_dir, monkeypatch, tmp_path):
     # lm-eval scorer = loglik("", sentence), strict >
     ll_more = loglik(lm, [("", s) for s in saved.sent_more])
     ll_less = loglik(lm, [("", s) for s in saved.sent_less])
-    np.testing.assert_allclose(saved.score_more, ll_more, rtol=1e-6, atol=1e-6)
+    tol = f32_tol(ll_more, forward_terms(lm.model.config))   # other requests in the batch: float32 round-off (00_core)
+    np.testing.assert_allclose(saved.score_more, ll_more, rtol=0, atol=tol)
     assert met["pct_stereotype"]["estimate"] == pytest.approx(100 * np.mean(ll_more > ll_less))
-    assert met["likelihood_diff"]["estimate"] == pytest.approx(np.mean(np.abs(ll_more - ll_less)), rel=1e-6)
+    assert met["likelihood_diff"]["estimate"] == pytest.approx(np.mean(np.abs(ll_more - ll_less)), abs=2 * tol)
 
 
 @pytest.mark.parametrize("scorer", ["nangia", "bias-bench"])
@@ -186,8 +188,10 @@ def test_causal_bias_bench_scorer_is_bias_benchs_rule(data_dir, monkeypatch, ali
     items = cp.score(lm, rows, "bias-bench", batch_size=8, progress=False)
     ref_more = np.array([_bias_bench_literal(lm.model, lm.tokenizer, s) for s in rows.sent_more])
     ref_less = np.array([_bias_bench_literal(lm.model, lm.tokenizer, s) for s in rows.sent_less])
-    np.testing.assert_allclose(items.score_more, ref_more, rtol=2e-5)
-    np.testing.assert_allclose(items.score_less, ref_less, rtol=2e-5)
+    # geometric-mean probabilities: their relative error is the absolute error of the mean log-probability (00_core)
+    rtol = f32_tol(np.log(np.r_[ref_more, ref_less]), forward_terms(lm.model.config, seq_len=64))
+    np.testing.assert_allclose(items.score_more, ref_more, rtol=rtol)
+    np.testing.assert_allclose(items.score_less, ref_less, rtol=rtol)
     dec, agg = _bias_bench_loop(rows, ref_more, ref_less)
     assert items.stereotyped.tolist() == dec
     assert round(cp.metrics(items, n_boot=10)["pct_stereotype"].estimate, 2) == agg

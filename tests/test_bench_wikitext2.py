@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from dike.bench import wikitext2 as wt
+from dike.core import f32_tol, forward_terms
 
 
 def _naive_nll(lm, text, L, S):
@@ -43,7 +44,8 @@ def test_tiny_llama_batched_windows_equal_naive_loop(data_dir, monkeypatch, tmp_
     rows = rows.assign(text=rows.text.str[:1500])
     got = wt.score(lm, rows, window=96, stride=40, batch_size=3, progress=False)
     assert (got.n_tokens > 96).all()
-    np.testing.assert_allclose(got.nll, [_naive_nll(lm, t, 96, 40) for t in rows.text], rtol=1e-5, atol=1e-4)
+    ref = [_naive_nll(lm, t, 96, 40) for t in rows.text]            # other batch shapes: round-off (00_core)
+    np.testing.assert_allclose(got.nll, ref, rtol=0, atol=f32_tol(ref, forward_terms(lm.model.config)))
     items, rec = evaluate(lm, "wikitext2", limit=2, n_boot=100, out_dir=tmp_path, progress=False)
     assert rec["scorer"] == "perplexity" and rec["n_items"] == 2
     saved = pd.read_parquet(tmp_path / "wikitext2" / "items.parquet")

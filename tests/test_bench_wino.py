@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from dike.bench import winobias, winogender
+from dike.core import f32_tol, forward_terms
 
 
 def _fake_loglik(lm, requests, batch_size=16, progress=False):
@@ -94,16 +95,18 @@ def test_end_to_end_tiny_models(data_dir, tmp_path, bench, model):
     first = saved.iloc[0]
     a, b = (first.sent_pro, first.sent_anti) if bench == "winobias" else (first.sent_female, first.sent_male)
     # the stored scores equal an independent call of the scorer on the two sentences, in the right order
+    # (other batches: float32 round-off, 00_core)
     if model == "tiny-llama": ref = loglik(lm, [("", a), ("", b)])
     else: ref = [x[0] for x in mlm_pair_scores(lm, [a], [b], variant="nangia")]
+    tol = f32_tol(ref, forward_terms(lm.model.config))
     if bench == "winobias":
-        assert first.ll_pro == pytest.approx(ref[0], abs=1e-4) and first.ll_anti == pytest.approx(ref[1], abs=1e-4)
+        assert first.ll_pro == pytest.approx(ref[0], abs=tol) and first.ll_anti == pytest.approx(ref[1], abs=tol)
         again = winobias.winobias_metrics(saved, n_boot=50)
         assert again["pct_pro"].estimate == pytest.approx(js["metrics"]["pct_pro"]["estimate"])
         assert {"pct_pro/type1", "pct_pro/type2", "mean_diff/exact-swaps"} <= set(js["metrics"])
         assert saved.groupby(["type", "split"]).size().tolist() == [2, 2, 2, 2]
     else:
-        assert first.female_pref == pytest.approx(ref[0] - ref[1], abs=1e-4)
+        assert first.female_pref == pytest.approx(ref[0] - ref[1], abs=2 * tol)
         again = winogender.winogender_metrics(saved, n_boot=50)
         assert again["female_pref"].estimate == pytest.approx(js["metrics"]["female_pref"]["estimate"])
         assert saved.occupation.nunique() == 2 and "r_bls" not in js["metrics"]

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from dike.core import SpecError
+from dike.core import SpecError, f32_tol
 from dike.compress.core import prunable_linears, parse_spec, compress
 from dike.models import load_model, tiny_model
 from dike.compress.quant import (quant_grid, rtn_quantize, gptq_quantize, layer_error, rtn_model, gptq_model,
@@ -133,7 +133,7 @@ def test_int8_outlier_columns_exact():
     xi = x.clone(); xi[:, 3] = 0
     sx = xi.abs().amax(1, keepdim=True) / 127
     ref = (torch.round(xi / sx) * sx) @ wd.t() + x[:, 3:4] * wd[:, 3]
-    assert torch.allclose(q(x), ref, atol=1e-5)
+    assert torch.allclose(q(x), ref, rtol=0, atol=f32_tol(ref, 16))   # another order of the 16-term sums (00_core)
 
 
 @pytest.mark.parametrize("bad", ["rtn:0", "rtn:1", "rtn:9", "rtn", "rtn:4:g0", "rtn:4:128", "rtn:four", "gptq:0",

@@ -6,6 +6,7 @@ import random
 from types import SimpleNamespace
 
 import numpy as np
+from dike.core import f32_tol, forward_terms
 import pandas as pd
 import pytest
 import torch
@@ -188,8 +189,9 @@ def test_mlm_pairs_real_crows_vs_naive(tiny_bert, data_dir, variant):
     pairs = crows_pairs(data_dir, 6)
     s1, s2 = mlm_pair_scores(tiny_bert, [a for a, _ in pairs], [b for _, b in pairs], variant=variant, batch_size=16)
     ref = np.array([naive_pll(tiny_bert, a, b, variant) for a, b in pairs])
-    np.testing.assert_allclose(s1, ref[:, 0], atol=1e-4)
-    np.testing.assert_allclose(s2, ref[:, 1], atol=1e-4)
+    tol = f32_tol(ref, forward_terms(tiny_bert.model.config))      # batched vs one copy at a time: round-off (00_core)
+    np.testing.assert_allclose(s1, ref[:, 0], atol=tol)
+    np.testing.assert_allclose(s2, ref[:, 1], atol=tol)
     assert np.isfinite(s1).any()
 
 
@@ -228,4 +230,4 @@ def test_embed_minilm_vs_naive():
         with torch.no_grad():
             h = lm.model(**lm.tokenizer(t, return_tensors="pt")).last_hidden_state[0].double()
         v = h.mean(0)
-        np.testing.assert_allclose(E[i], (v / v.norm()).numpy(), atol=1e-5)
+        np.testing.assert_allclose(E[i], (v / v.norm()).numpy(), atol=f32_tol(1.0, forward_terms(lm.model.config)))
