@@ -133,7 +133,7 @@ def file_digest(path, algo: str = "sha256") -> str:
     _DIGEST_MEMO[key] = d
     return d
 
-# %% ../nbs/00_core.ipynb #c1bc3b6a
+# %% ../nbs/00_core.ipynb #825c4a13
 F32_UNIT_ROUNDOFF = 2.0 ** -24
 
 def forward_terms(config, seq_len: int | None = None) -> int:
