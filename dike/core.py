@@ -13,7 +13,8 @@ import numpy as np
 __all__ = ['F32_UNIT_ROUNDOFF', 'DikeError', 'DataError', 'ModelError', 'SpecError', 'ConfigError', 'ScoringError', 'one_line',
            'project_root', 'cache_dir', 'results_dir', 'seed_everything', 'usable_cores', 'set_threads', 'stable_json',
            'config_hash', 'sha256_file', 'git_blob_sha1', 'file_digest', 'forward_terms', 'f32_tol', 'source_hash',
-           'code_hash', 'atomic_write', 'write_json', 'atomic_dir', 'package_versions', 'git_state', 'provenance']
+           'code_hash', 'code_closure', 'atomic_write', 'write_json', 'atomic_dir', 'package_versions', 'git_state',
+           'provenance']
 
 # %% ../nbs/00_core.ipynb #7b869fda
 class DikeError(Exception):
@@ -151,7 +152,7 @@ def f32_tol(ref, terms: int, lam: float = 6.0) -> float:
     return float(2 * lam * np.sqrt(terms) * F32_UNIT_ROUNDOFF * max(1.0, float(np.abs(a).max()) if a.size else 1.0))
 
 # %% ../nbs/00_core.ipynb #57f23b2a
-import ast, inspect, importlib, importlib.util, functools
+import ast, copy, inspect, importlib, importlib.util, functools
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
@@ -193,6 +194,130 @@ def code_hash(obj, n: int = 16, module: bool = True) -> str:
     else: code = getattr(getattr(obj, "func", obj), "__code__", None)
     if code is None: raise DikeError(f"cannot identify the code of {obj!r} to key its results")
     return hashlib.sha256(marshal.dumps(code)).hexdigest()[:n]
+
+# %% ../nbs/00_core.ipynb #f64e2f10
+_PKG = "dike"
+
+def _in_pkg(m: str | None) -> bool: return bool(m) and (m == _PKG or m.startswith(_PKG + "."))
+
+def _is_module(name: str) -> bool:
+    try: return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError, AttributeError): return False
+
+def _abs_module(mod: str, is_pkg: bool, target: str | None, level: int) -> str:
+    if not level: return target or ""
+    base = mod.split(".") if is_pkg else mod.split(".")[:-1]
+    base = base[:len(base) - (level - 1)] if level > 1 else base
+    return ".".join(base + ([target] if target else []))
+
+def _bind_import(node, mod: str, is_pkg: bool, out: dict) -> None:
+    "Names an import statement binds: name -> ('module', m) | ('from', m, attr)."
+    if isinstance(node, ast.Import):
+        for a in node.names:
+            out[a.asname or a.name.split(".")[0]] = ("module", a.name if a.asname else a.name.split(".")[0])
+    else:
+        base = _abs_module(mod, is_pkg, node.module, node.level)
+        for a in node.names: out[a.asname or a.name] = ("from", base, a.name)
+
+@functools.lru_cache(maxsize=None)
+def _module_table(mod: str) -> dict:
+    "Top-level names of `mod`'s source: name -> ('def', [nodes]) | ('module', m) | ('from', m, attr)."
+    spec = importlib.util.find_spec(mod)
+    if spec is None or not (spec.origin or "").endswith(".py"): return {}
+    tree, table = ast.parse(Path(spec.origin).read_text(encoding="utf-8")), {}
+    is_pkg = spec.submodule_search_locations is not None
+    def visit(body):
+        for n in body:
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): table[n.name] = ("def", [n])
+            elif isinstance(n, (ast.Import, ast.ImportFrom)): _bind_import(n, mod, is_pkg, table)
+            elif isinstance(n, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                for t in (n.targets if isinstance(n, ast.Assign) else [n.target]):
+                    for x in ast.walk(t):
+                        if isinstance(x, ast.Name):
+                            prev = table.get(x.id)
+                            table[x.id] = ("def", (prev[1] if prev and prev[0] == "def" else []) + [n])
+            elif isinstance(n, (ast.If, ast.Try)): visit(n.body + getattr(n, "orelse", []) + getattr(n, "finalbody", []))
+    visit(tree.body)
+    return {"_is_pkg": is_pkg, **table}
+
+def _resolve(binding, seen=()) -> tuple | None:
+    "A binding -> ('module', m) or ('sym', m, name) inside the package; None outside it."
+    if binding[0] == "module": return binding if _in_pkg(binding[1]) else None
+    if binding[0] == "sym": return binding
+    _, m, attr = binding
+    if not _in_pkg(m): return None
+    if _is_module(f"{m}.{attr}"): return ("module", f"{m}.{attr}")
+    b = _module_table(m).get(attr)
+    if b is None or (m, attr) in seen: return None
+    return ("sym", m, attr) if b[0] == "def" else _resolve(b, (*seen, (m, attr)))
+
+# %% ../nbs/00_core.ipynb #9786da6b
+def _decided(test, facts: dict) -> bool | None:
+    "The value of `x == 'c'`, `x != 'c'`, `x in ('a', 'b')`, `x not in (...)` for `x` in `facts`; None if undecided."
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1): return None
+    left, op, right = test.left, test.ops[0], test.comparators[0]
+    key = ast.unparse(left)
+    if key not in facts: return None
+    if isinstance(right, ast.Constant): vals = [right.value]
+    elif isinstance(right, (ast.Tuple, ast.List, ast.Set)) and all(isinstance(e, ast.Constant) for e in right.elts):
+        vals = [e.value for e in right.elts]
+    else: return None
+    v = facts[key]
+    return {ast.Eq: v == vals[0], ast.NotEq: v != vals[0], ast.In: v in vals, ast.NotIn: v not in vals}.get(type(op))
+
+def _walk(node, facts: dict):
+    "ast.walk that enters only the branch an `if` on `facts` takes (both when undecided)."
+    todo = [node]
+    while todo:
+        n = todo.pop(); yield n
+        if isinstance(n, (ast.If, ast.IfExp)) and (d := _decided(n.test, facts)) is not None:
+            br = n.body if d else n.orelse
+            todo.extend(br if isinstance(br, list) else [br])
+        else: todo.extend(ast.iter_child_nodes(n))
+
+def _refs(mod: str, nodes, facts: dict) -> set:
+    "The package symbols the definition `nodes` of module `mod` uses."
+    table, local, out = _module_table(mod), {}, set()
+    for node in nodes:
+        for n in ast.walk(node):
+            if isinstance(n, (ast.Import, ast.ImportFrom)): _bind_import(n, mod, table.get("_is_pkg", False), local)
+    def lookup(name):
+        b = local.get(name) or table.get(name)
+        if b is None: return None
+        return ("sym", mod, name) if b[0] == "def" and name not in local else _resolve(b)
+    for node in nodes:
+        for n in _walk(node, facts):
+            if isinstance(n, ast.Attribute):
+                chain, x = [], n
+                while isinstance(x, ast.Attribute): chain.append(x.attr); x = x.value
+                if not isinstance(x, ast.Name): continue
+                r = lookup(x.id)
+                for attr in reversed(chain):
+                    if not r or r[0] != "module": break
+                    r = _resolve(("from", r[1], attr))
+                if r and r[0] == "sym": out.add(r)
+            elif isinstance(n, ast.Name) and (r := lookup(n.id)) and r[0] == "sym": out.add(r)
+    return out
+
+def code_closure(*objs, facts: dict | None = None) -> dict[str, str]:
+    "`{module.name: hash}` of the `dike` definitions of `objs` and of every `dike` definition they reach (see above)."
+    facts, out, todo = dict(facts or {}), {}, []
+    for o in objs:
+        args = getattr(o, "args", None), getattr(o, "keywords", None)
+        o = inspect.unwrap(getattr(o, "func", o))
+        mod = getattr(o, "__module__", None)
+        if any(args): out[f"partial:{getattr(o, '__qualname__', o)}"] = config_hash([repr(a) for a in args])
+        if mod == "__main__": out[f"__main__.{o.__qualname__}"] = code_hash(o); continue
+        if _in_pkg(mod): todo.append(("sym", mod, o.__qualname__.split(".")[0]))
+    while todo:
+        _, m, name = todo.pop()
+        key = f"{m}.{name}"
+        if key in out: continue
+        nodes = _module_table(m)[name][1]
+        dump = "\n".join(ast.dump(_strip_docstrings(copy.deepcopy(n)), include_attributes=False) for n in nodes)
+        out[key] = hashlib.sha256(dump.encode()).hexdigest()[:16]
+        todo.extend(r for r in _refs(m, nodes, facts) if f"{r[1]}.{r[2]}" not in out)
+    return dict(sorted(out.items()))
 
 # %% ../nbs/00_core.ipynb #94f8c6c4
 _UMASK = os.umask(0); os.umask(_UMASK)

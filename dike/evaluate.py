@@ -4,19 +4,19 @@
 
 # %% ../nbs/05_evaluate.ipynb #077be6e4
 from __future__ import annotations
-import re, time, unicodedata
+import functools, json, re, time, unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 import numpy as np
 import pandas as pd
-from .core import SpecError, ScoringError, DataError, atomic_dir, write_json, set_threads
+from .core import SpecError, ScoringError, DataError, atomic_dir, write_json, set_threads, code_closure, config_hash
 from .stats import Estimate
 
 # %% auto #0
 __all__ = ['BENCHMARKS', 'Benchmark', 'register_benchmark', 'get_benchmark', 'resolve_scorer', 'check_finite', 'metrics_record',
-           'evaluate', 'metrics_table', 'normalise_text', 'text_keys', 'evaluated_texts', 'leakage', 'without_leaks',
-           'assert_disjoint']
+           'evaluate', 'metrics_table', 'metrics_key', 'current_metrics', 'normalise_text', 'text_keys',
+           'evaluated_texts', 'leakage', 'without_leaks', 'assert_disjoint']
 
 # %% ../nbs/05_evaluate.ipynb #0179148e
 @dataclass
@@ -96,7 +96,7 @@ def metrics_record(bench: Benchmark, scorer: str, metrics: dict, model_info: dic
     return {"benchmark": bench.name, "benchmark_version": bench.version, "scorer": scorer, "model": model_info,
             "n_items": int(n_items), "limit": limit, "seed": seed, "n_boot": n_boot, "dike_version": __version__,
             "seconds": None if seconds is None else round(seconds, 2),
-            "metrics": {k: (v.to_dict() if isinstance(v, Estimate) else v) for k, v in metrics.items()}}
+            "metrics": {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in metrics.items()}}
 
 def evaluate(lm, bench_name: str, scorer: str | None = None, limit: int | None = None, seed: int = 0,
              batch_size: int = 16, n_boot: int = 2000, out_dir=None, progress: bool = True,
@@ -113,7 +113,7 @@ def evaluate(lm, bench_name: str, scorer: str | None = None, limit: int | None =
     mets = bench.metrics(items, n_boot=n_boot, seed=seed)
     info = model_info if model_info is not None else (lm.info() if hasattr(lm, "info") else {"name": getattr(lm, "name", None)})
     rec = metrics_record(bench, scorer, mets, info, len(items), limit, seed, n_boot, time.perf_counter() - t0)
-    rec["sample_seed"] = sample_seed
+    rec["sample_seed"], rec["metrics_code_key"] = sample_seed, metrics_key(bench)
     rec["data_files"] = dict(rows.attrs.get("files", {}))     # relpath -> sha256 of every data file read
     if out_dir is not None:
         with atomic_dir(Path(out_dir) / bench.name) as tmp:
@@ -125,6 +125,31 @@ def metrics_table(rec: dict) -> pd.DataFrame:
     "The metrics of a record as a table: metric, estimate, CI, n."
     return pd.DataFrame([{"benchmark": rec["benchmark"], "metric": k, "estimate": v["estimate"], "ci_low": v["ci_low"],
                           "ci_high": v["ci_high"], "n": v["n"]} for k, v in rec["metrics"].items()])
+
+# %% ../nbs/05_evaluate.ipynb #058126a1
+@functools.lru_cache(maxsize=None)
+def _metrics_key(metrics, point) -> str:
+    return config_hash(code_closure(*(f for f in (metrics, point) if f is not None)))
+
+def metrics_key(bench: Benchmark) -> str:
+    "Hash of the code that computes `bench`'s metrics from its items (its `metrics` and `point` and what they reach)."
+    return _metrics_key(bench.metrics, bench.point)
+
+def current_metrics(bench_dir) -> dict:
+    "The metrics record of a finished benchmark folder, re-derived from its items (and rewritten) if the metrics code changed since."
+    d = Path(bench_dir); f = d / "metrics.json"
+    if not f.is_file(): raise DataError(f"{d}: finished run without metrics.json")
+    rec = json.loads(f.read_text())
+    if not rec.get("metrics_code_key"): return rec         # written by hand, or before metrics were keyed: as it is
+    bench = get_benchmark(rec["benchmark"])
+    key = metrics_key(bench)
+    if rec["metrics_code_key"] == key: return rec
+    items = pd.read_parquet(d / "items.parquet")
+    mets = bench.metrics(items, n_boot=int(rec.get("n_boot") or 2000), seed=int(rec.get("seed") or 0))
+    rec = {**rec, "metrics": {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in mets.items()},
+           "metrics_code_key": key, "metrics_rederived_from": rec.get("metrics_code_key")}
+    write_json(f, rec)
+    return rec
 
 # %% ../nbs/05_evaluate.ipynb #464c0ba2
 _NOT_WORD = re.compile(r"[^\w\s]|_")

@@ -36,9 +36,8 @@ SUMMARY_COLUMNS = ["run_id", "model", "model_kind", "compress", "method", "level
 def _run_rows(run: Path, stale: bool = False) -> list[dict]:
     cfg = json.loads((run / "config.json").read_text())
     prov = json.loads((run / "provenance.json").read_text()) if (run / "provenance.json").is_file() else {}
-    mfile = run / cfg["benchmark"] / "metrics.json"
-    if not mfile.is_file(): raise DataError(f"{run}: finished run without {cfg['benchmark']}/metrics.json")
-    rec = json.loads(mfile.read_text())
+    from dike.evaluate import current_metrics
+    rec = current_metrics(run / cfg["benchmark"])        # re-derived from the items if the metrics code changed
     method, level = spec_method_level(cfg.get("compress"))
     base = {"run_id": cfg["run_id"], "model": cfg["model"], "model_kind": cfg.get("model_kind"),
             "compress": cfg.get("compress", "none"), "method": method, "level": level, "benchmark": cfg["benchmark"],

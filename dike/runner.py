@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import yaml
 from .core import (ConfigError, DikeError, config_hash, project_root, results_dir, set_threads, usable_cores,
-                       write_json, provenance, source_hash, code_hash)
+                       write_json, provenance, source_hash, code_hash, code_closure)
 
 # %% auto #0
-__all__ = ['GRID_KEYS', 'SLURM_KEYS', 'EXPERIMENT_KEYS', 'DEFAULTS', 'TEMPLATE', 'RUN_PARAMETERS', 'CONFIG_FIELDS',
-           'EVAL_MODULES', 'BACKENDS', 'Grid', 'read_yaml', 'benchmark_code', 'config_key', 'run_config',
-           'checked_spec', 'load_grid', 'template_parameters', 'check_template', 'Store', 'execute_run', 'evaluate_run',
-           'run_groups', 'SharedKernel', 'iter_group', 'execute_group', 'slurm_resources', 'slurm_executor', 'run_grid',
+__all__ = ['GRID_KEYS', 'SLURM_KEYS', 'EXPERIMENT_KEYS', 'DEFAULTS', 'TEMPLATE', 'RUN_PARAMETERS', 'CONFIG_FIELDS', 'BACKENDS',
+           'Grid', 'read_yaml', 'benchmark_code', 'config_key', 'run_config', 'checked_spec', 'load_grid',
+           'template_parameters', 'check_template', 'Store', 'execute_run', 'evaluate_run', 'run_groups',
+           'SharedKernel', 'iter_group', 'execute_group', 'slurm_resources', 'slurm_executor', 'run_grid',
            'grid_results', 'grid_status']
 
 # %% ../nbs/30_runner.ipynb #3012e3a7
@@ -67,24 +67,20 @@ def read_yaml(path) -> dict:
 # %% ../nbs/30_runner.ipynb #3da92402
 CONFIG_FIELDS = ("model", "model_kind", "model_checksum", "compress", "benchmark", "scorer", "limit", "sample_seed", "seed",
                  "n_boot", "dtype", "imports")
-EVAL_MODULES = ("dike.evaluate", "dike.scoring", "dike.stats", "dike.data", "dike.models")
-
-def _module_of(f) -> str:
-    return getattr(getattr(f, "func", f), "__module__", None) or "__main__"
-
-def benchmark_code(name: str, scorer: str | None = None) -> dict:
-    """The code identity of a benchmark's results: version, module hashes, data checksums; with `scorer`, also the
-    modules that scorer runs outside the benchmark's own (`Benchmark.scorer_modules`, e.g. Self-Debias in `dike.debias`)."""
-    from dike.evaluate import get_benchmark
+def benchmark_code(name: str, scorer: str | None = None, kind: str | None = None) -> dict:
+    """The code identity of a benchmark's per-item results for a `scorer` on a `kind` model: its version, the
+    `code_closure` of its loader, file parser and scorer, of `evaluate` and of model loading (pruned to that scorer and
+    kind), and its data checksums. Its metrics code is not in it (`dike.evaluate.metrics_key`)."""
+    from dike.evaluate import get_benchmark, evaluate
+    from dike.models import load_model
     from dike.data import data_key, FILES
     b = get_benchmark(name)
     parse = [FILES[b.files].parse] if b.files in FILES else []
-    own = {_module_of(f) for f in (b.load, b.score, b.metrics, *parse)}
-    own |= set(getattr(b, "scorer_modules", {}).get(scorer, ()))
-    mods = {m: source_hash(m) for m in sorted(set(EVAL_MODULES) | {m for m in own if m != "__main__"})}
-    if "__main__" in own:                          # defined interactively: the functions' own code
-        mods["__main__"] = config_hash([code_hash(f) for f in (b.load, b.score, b.metrics)])
-    return {"name": name, "version": str(b.version), "modules": mods, "data": data_key(FILES[b.files].groups) if b.files in FILES else []}
+    if scorer is None and kind in b.default_scorer: scorer = b.default_scorer[kind]
+    facts = {k: v for k, v in (("scorer", scorer), ("lm.kind", kind)) if v is not None}
+    fns = code_closure(b.load, b.score, *parse, evaluate, load_model, facts=facts)
+    return {"name": name, "version": str(b.version), "functions": fns,
+            "data": data_key(FILES[b.files].groups) if b.files in FILES else []}
 
 def config_key(cfg: dict) -> str:
     """The hash of a run's configuration fields (also for runs recorded before code keys existed); the device *type*
@@ -108,7 +104,7 @@ def run_config(model: str, compress: str, benchmark: str, scorer, limit, seed: i
         steps = parse_spec(cfg["compress"], fingerprint["kind"])
         cfg["compress"] = "+".join(st.text for st in steps)       # equivalent spellings: one run id
         compress_code = method_code(steps)
-    code = {"benchmark": benchmark_code(benchmark, scorer), "compress": compress_code if cfg["compress"] != "none" else None}
+    code = {"benchmark": benchmark_code(benchmark, scorer, fingerprint["kind"]), "compress": compress_code if cfg["compress"] != "none" else None}
     ck, kk = config_key(cfg), config_hash(code)
     return {"run_id": config_hash({"config": ck, "code": kk}), **cfg, "batch_size": int(batch_size),
             "config_key": ck, "code_key": kk, "code": code}

@@ -20,9 +20,11 @@ import json, sys
 import dike; print(dike.__file__, file=sys.stderr)
 from dike.runner import load_grid
 from dike.compress.core import compress_key
+from dike.evaluate import metrics_key, get_benchmark
 g = load_grid(sys.argv[1], validate=False)
 print(json.dumps({"runs": {f"{c['benchmark']}|{c['compress']}": [c["run_id"], c["config_key"]] for c in g.runs},
-                  "keys": {s: compress_key("abc", s) for s in ("magnitude:0.5", "wanda:0.5", "rtn:4:g16")}}))
+                  "keys": {s: compress_key("abc", s) for s in ("magnitude:0.5", "wanda:0.5", "rtn:4:g16")},
+                  "metrics": {c["benchmark"]: metrics_key(get_benchmark(c["benchmark"])) for c in g.runs}}))
 """
 
 
@@ -99,3 +101,30 @@ def test_a_change_of_weight_code_in_core_recompresses(tmp_path, data_dir, base):
                       "    chunks = [pre + c + post for c in chunks if len(c) >= 9]")
     after = ids(tmp_path, data_dir, pkg)
     assert after["keys"]["wanda:0.5"] != base["keys"]["wanda:0.5"]     # calibration packing decides Wanda's weights
+
+
+def runs_of(base, *benches) -> set[str]:
+    return {k for k in base["runs"] if k.split("|")[0] in benches}
+
+
+def test_a_statistics_edit_recomputes_no_run(tmp_path, data_dir, base):
+    "Run ids key the code that computed the items; a bootstrap change only makes the metrics re-derivable."
+    pkg = edited_copy(tmp_path, "stats.py", "    rng = np.random.default_rng(seed)\n    if units is None:",
+                      "    rng = np.random.default_rng(seed + 0)\n    if units is None:")
+    after = ids(tmp_path, data_dir, pkg)
+    assert changed(base, after) == set() and after["keys"] == base["keys"]
+    assert all(after["metrics"][b] != base["metrics"][b] for b in base["metrics"])   # every metrics record is re-derived
+
+
+def test_a_scoring_edit_stales_exactly_the_runs_that_call_it(tmp_path, data_dir, base):
+    # dike.scoring.loglik: the scorer of WinoBias and WinoGender on a causal model; CrowS-Pairs (lm-eval), StereoSet
+    # (bias-bench) and BBQ's default (loglik-char) call loglik_tokens directly and keep their ids (BBQ's loglik-lmeval
+    # scorer calls loglik, and its runs would change)
+    pkg = edited_copy(tmp_path, "scoring.py", "    return np.array([float(v.sum()) for v in toks], dtype=np.float64)",
+                      "    return np.asarray([float(v.sum()) for v in toks], dtype=np.float64)")
+    assert changed(base, ids(tmp_path, data_dir, pkg)) == runs_of(base, "winobias", "winogender")
+    # bias-bench's causal rule: StereoSet's default scorer calls it; CrowS-Pairs' default (lm-eval) does not
+    pkg = edited_copy(tmp_path / "b", "scoring.py", "        out[i] = np.power(2.0, np.mean(ln / np.log(2.0)))",
+                      "        out[i] = 2.0 ** np.mean(ln / np.log(2.0))")
+    after = ids(tmp_path / "b", data_dir, pkg)
+    assert changed(base, after) == runs_of(base, "stereoset") and after["metrics"] == base["metrics"]

@@ -201,18 +201,14 @@ CITATION = ("Nangia, Vania, Bhalerao & Bowman (2020). CrowS-Pairs: A Challenge D
 CITATION_REVISED = ("Névéol, Dupont, Bezançon & Fort (2022). French CrowS-Pairs: Extending a challenge dataset for "
                     "measuring social bias in masked language models to a language other than English. ACL 2022. "
                     "(revised English set, +210 pairs)")
-_DEFAULT = {"causal": "lm-eval", "mlm": "nangia"}
+_COMMON = dict(data="crows_pairs", score=score, metrics=metrics, point=point, scorers=SCORERS,
+               default_scorer={"causal": "lm-eval", "mlm": "nangia"}, version="2",
+               headline="pct_stereotype", decision_column="stereotyped",
+               ideal={"pct_stereotype": 50.0, "pct_stereotype/stereo": 50.0, "pct_stereotype/antistereo": 50.0,
+                      "likelihood_diff": 0.0})
 BENCHMARKS = [register_benchmark(Benchmark(
-    name="crows_pairs", data="crows_pairs", load=make_load("original"), score=score, metrics=metrics, scorers=SCORERS,
-    default_scorer=_DEFAULT, version="2", citation=CITATION,
-    description="Original CrowS-Pairs (1,508 pairs): % pairs where sent_more scores higher; CIs resample pairs.")),
+    name="crows_pairs", load=make_load("original"), citation=CITATION,
+    description="Original CrowS-Pairs (1,508 pairs): % pairs where sent_more scores higher; CIs resample pairs.", **_COMMON)),
     register_benchmark(Benchmark(
-    name="crows_pairs_revised", data="crows_pairs", load=make_load("revised"), score=score, metrics=metrics, scorers=SCORERS,
-    default_scorer=_DEFAULT, version="2", citation=CITATION_REVISED,
-    description="Revised English CrowS-Pairs (Névéol et al. 2022, 1,677 pairs; lm-eval's crows_pairs_english)."))]
-for _b in BENCHMARKS:                               # for dike.report
-    _b.headline, _b.decision_column = "pct_stereotype", "stereotyped"
-    _b.point = point                                # for dike.analysis (paired comparisons)
-    _b.scorer_modules = {"self-debias": ("dike.debias",)}   # code outside this module that a scorer runs (run ids)
-    _b.ideal = {"pct_stereotype": 50.0, "pct_stereotype/stereo": 50.0, "pct_stereotype/antistereo": 50.0,
-                "likelihood_diff": 0.0}
+    name="crows_pairs_revised", load=make_load("revised"), citation=CITATION_REVISED,
+    description="Revised English CrowS-Pairs (Névéol et al. 2022, 1,677 pairs; lm-eval's crows_pairs_english).", **_COMMON))]

@@ -302,24 +302,22 @@ CITATION = ("Nadeem, Bethke & Reddy (2021). StereoSet: Measuring stereotypical b
             "ACL-IJCNLP 2021. Evaluator variant: per-target macro average (official code/evaluation.py; "
             "Meade et al. 2022, bias-bench).")
 
-BENCHMARK = register_benchmark(Benchmark(
-    name="stereoset", data="stereoset", load=load, score=score, metrics=metrics, point=point, scorers=SCORERS,
-    default_scorer={"causal": "bias-bench", "mlm": "bias-bench"}, version="2", citation=CITATION,
-    description="Intrasentence SS (headline), LMS, ICAT, per domain, averaged over target terms; CIs resample target terms."))
-BENCHMARK.headline = "ss/intrasentence"  # what dike.report shows first: the published, comparable number
-BENCHMARK.units = "target"               # its scores are averaged per target term: the unit of paired comparisons
-BENCHMARK.decision_column = "pro"        # the per-item 0/1 outcome dike.report compares between models (flips)
-
 def _ideal(metric: str) -> float: return 50.0 if metric.startswith("ss") else 100.0
 _NAMES = [f"{k}{sfx}" for k in ("ss", "lms", "icat")
           for sfx in ["", *(f"/{t}" for t in TASKS), *(f"/{t}/{d}" for t in TASKS for d in DOMAINS), *(f"/{d}" for d in DOMAINS)]]
-BENCHMARK.ideal = {m: _ideal(m) for m in _NAMES}
 _OURS = "ours: causal intersentence = candidate log-probability given the context; not the published (NSP-head) number"
-BENCHMARK.metric_notes = {m: _OURS for m in _NAMES if "intrasentence" not in m}   # intersentence, or pooled with it
-BENCHMARK.companions = ("lms/intrasentence", "icat/intrasentence")
-BENCHMARK.scorer_modules = {"self-debias": ("dike.debias",)}   # code outside this module that a scorer runs (run ids)
+
+BENCHMARK = register_benchmark(Benchmark(
+    name="stereoset", data="stereoset", load=load, score=score, metrics=metrics, point=point, scorers=SCORERS,
+    default_scorer={"causal": "bias-bench", "mlm": "bias-bench"}, version="2", citation=CITATION,
+    description="Intrasentence SS (headline), LMS, ICAT, per domain, averaged over target terms; CIs resample target terms.",
+    headline="ss/intrasentence",         # what dike.report shows first: the published, comparable number
+    units="target",                      # its scores are averaged per target term: the unit of paired comparisons
+    decision_column="pro",               # the per-item 0/1 outcome dike.report compares between models (flips)
+    ideal={m: _ideal(m) for m in _NAMES},
+    metric_notes={m: _OURS for m in _NAMES if "intrasentence" not in m},   # intersentence, or pooled with it
+    companions=("lms/intrasentence", "icat/intrasentence")))
 HELDOUT = register_benchmark(dataclasses.replace(
     BENCHMARK, name="stereoset_heldout", load=load_heldout,
     description="StereoSet restricted to the held-out target terms of stereoset_split (SPLIT_SEED=0): the evaluation of "
                 "any model built from the training half. " + BENCHMARK.description))
-HELDOUT.scorer_modules = BENCHMARK.scorer_modules   # not a dataclass field: `replace` does not copy it
