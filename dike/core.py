@@ -10,11 +10,11 @@ from importlib import metadata
 import numpy as np
 
 # %% auto #0
-__all__ = ['F32_UNIT_ROUNDOFF', 'DikeError', 'DataError', 'ModelError', 'SpecError', 'ConfigError', 'ScoringError', 'one_line',
-           'project_root', 'cache_dir', 'results_dir', 'seed_everything', 'usable_cores', 'set_threads', 'stable_json',
-           'config_hash', 'sha256_file', 'git_blob_sha1', 'file_digest', 'forward_terms', 'f32_tol', 'source_hash',
-           'code_hash', 'code_closure', 'atomic_write', 'write_json', 'atomic_dir', 'package_versions', 'git_state',
-           'provenance']
+__all__ = ['F32_UNIT_ROUNDOFF', 'DikeError', 'DataError', 'ModelError', 'SpecError', 'ConfigError', 'ScoringError',
+           'caller_module', 'Registry', 'one_line', 'project_root', 'cache_dir', 'results_dir', 'seed_everything',
+           'usable_cores', 'set_threads', 'stable_json', 'config_hash', 'sha256_file', 'git_blob_sha1', 'file_digest',
+           'forward_terms', 'f32_tol', 'source_hash', 'code_hash', 'code_closure', 'atomic_write', 'write_json',
+           'atomic_dir', 'package_versions', 'git_state', 'provenance']
 
 # %% ../nbs/00_core.ipynb #7b869fda
 class DikeError(Exception):
@@ -35,6 +35,26 @@ class ConfigError(DikeError):
 
 class ScoringError(DikeError):
     "A score that cannot be trusted (NaN/inf) or a scorer that does not fit the model kind."
+
+# %% ../nbs/00_core.ipynb #725b6cd7
+def caller_module(depth: int = 1) -> str:
+    "The module name of the caller `depth` frames above the function that calls this one."
+    return sys._getframe(depth + 1).f_globals.get("__name__", "?")
+
+class Registry(dict):
+    "Name -> entry, with the module that registered each (`owners`); a name taken by another module is an error."
+    def __init__(self, what: str):
+        super().__init__(); self.what, self.owners = what, {}
+
+    def register(self, name: str, entry, replace: bool = False, owner: str | None = None):
+        "Add `entry` under `name` (see above); `owner` defaults to the calling module. Returns `entry`."
+        owner = owner or caller_module()
+        old = self.owners.get(name)
+        if name in self and not replace and old != owner and "__main__" not in (old, owner):
+            raise ConfigError(f"{self.what} {name!r} is already registered by {old}; {owner} cannot register it again "
+                              f"(choose another name, or pass replace=True)")
+        self[name], self.owners[name] = entry, owner
+        return entry
 
 # %% ../nbs/00_core.ipynb #cfe46a6a
 def one_line(x, n: int | None = None) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 import numpy as np
 import pandas as pd
-from .core import DikeError, DataError, SpecError, project_root, one_line, file_digest
+from .core import DikeError, DataError, SpecError, project_root, one_line, file_digest, Registry, caller_module
 from . import core as _core
 
 # %% auto #0
@@ -221,15 +221,14 @@ class BenchmarkFiles:
     text_columns: tuple[str, ...] = ()
     description: str = ""
 
-FILES: dict[str, BenchmarkFiles] = {}
+FILES = Registry("benchmark files")
 PLUGIN_GROUP = "dike.benchmarks"      # entry points of other packages that register benchmarks
 _IMPORTED: set = set()
 
-def register_files(f: BenchmarkFiles) -> BenchmarkFiles:
-    "Add `f` to `FILES` (a later registration of the same name replaces the earlier one)."
+def register_files(f: BenchmarkFiles, replace: bool = False) -> BenchmarkFiles:
+    "Add `f` to `FILES` (`dike.core.Registry`: a name another module registered is an error unless `replace`)."
     if isinstance(f.groups, str) or not f.groups: raise SpecError(f"BenchmarkFiles {f.name!r}: groups must be a non-empty tuple of manifest groups")
-    FILES[f.name] = f
-    return f
+    return FILES.register(f.name, f, replace, owner=caller_module())
 
 def discover() -> list[str]:
     "Import the modules of `dike.bench` and the `dike.benchmarks` entry points not imported yet (they register themselves)."

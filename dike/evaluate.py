@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Callable
 import numpy as np
 import pandas as pd
-from .core import SpecError, ScoringError, DataError, atomic_dir, write_json, set_threads, code_closure, config_hash
+from .core import (SpecError, ScoringError, DataError, atomic_dir, write_json, set_threads, code_closure, config_hash,
+                       Registry, caller_module)
 from .stats import Estimate
 
 # %% auto #0
@@ -45,14 +46,13 @@ class Benchmark:
     @property
     def files(self) -> str: return self.data or self.name
 
-BENCHMARKS: dict[str, Benchmark] = {}
+BENCHMARKS = Registry("benchmark")
 
-def register_benchmark(b: Benchmark) -> Benchmark:
-    "Add `b` to the registry (a later registration of the same name replaces the earlier one)."
+def register_benchmark(b: Benchmark, replace: bool = False) -> Benchmark:
+    "Add `b` to the registry (`dike.core.Registry`: a name another module registered is an error unless `replace`)."
     for k in b.default_scorer.values():
         if k not in b.scorers: raise ValueError(f"{b.name}: default scorer {k!r} is not in scorers {list(b.scorers)}")
-    BENCHMARKS[b.name] = b
-    return b
+    return BENCHMARKS.register(b.name, b, replace, owner=caller_module())
 
 def get_benchmark(name: str) -> Benchmark:
     "The registered benchmark `name` (modules discovered first); a `SpecError` that lists the known ones otherwise."

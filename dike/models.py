@@ -8,7 +8,7 @@ import os, re, json, hashlib, contextlib, importlib.util, importlib.metadata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TYPE_CHECKING
-from .core import ModelError, cache_dir, atomic_dir, write_json, config_hash, file_digest, one_line
+from .core import ModelError, cache_dir, atomic_dir, write_json, config_hash, file_digest, one_line, Registry, caller_module
 
 # %% auto #0
 __all__ = ['KINDS', 'DTYPES', 'TINY_WORDS', 'TINY_VERSION', 'TINY_BERT_CONFIG', 'TINY_LLAMA_CONFIG', 'TINY_BPE_VOCAB', 'MODELS',
@@ -264,15 +264,15 @@ class ModelEntry:
         try: return bool(self.available()) if self.available else True
         except Exception: return False
 
-MODELS: dict[str, ModelEntry] = {}
+MODELS = Registry("model alias")
 
 def register_model(alias: str, loader: Callable[[], Path], kind: str, description: str = "",
                    checksum_file: Callable[[], Path] | None = None, source: str | Callable[[], str] = "",
-                   available: Callable[[], bool] | None = None) -> ModelEntry:
-    "Register `alias`: `loader()` returns a local model directory; `kind` is causal, mlm or encoder."
+                   available: Callable[[], bool] | None = None, replace: bool = False) -> ModelEntry:
+    "Register `alias`: `loader()` returns a local model directory; `kind` is causal, mlm or encoder (`dike.core.Registry`)."
     if kind not in KINDS: raise ModelError(f"register_model({alias!r}): kind {kind!r} is not one of {', '.join(KINDS)}")
-    MODELS[alias] = e = ModelEntry(alias, loader, kind, description, checksum_file, source, available)
-    return e
+    return MODELS.register(alias, ModelEntry(alias, loader, kind, description, checksum_file, source, available),
+                           replace, owner=caller_module())
 
 # %% ../nbs/02_models.ipynb #3fd63398
 def _package_dir(pkg: str, dist: str, alias: str) -> Path:

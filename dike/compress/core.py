@@ -11,7 +11,7 @@ from typing import Any, Callable
 import pandas as pd
 import torch
 from torch import nn
-from ..core import (SpecError, ModelError, cache_dir, config_hash, atomic_dir, write_json, seed_everything,
+from ..core import (SpecError, ModelError, cache_dir, config_hash, atomic_dir, write_json, seed_everything, Registry, caller_module,
                        set_threads, source_hash, code_hash)
 
 # %% auto #0
@@ -74,15 +74,15 @@ class Step:
     def __getitem__(self, k): return self.params[k]
     def get(self, k, default=None): return self.params.get(k, default)
 
-METHODS: dict[str, Method] = {}
+METHODS = Registry("compression method")
 SCOPE_KEYS = ("layers", "modules")                      # a step's scope keywords (see "Scopes" below)
 BUILTIN_FAMILIES = ("prune", "quant", "distill")
 STEP_MODULES = ("dike.teach", "dike.debias")             # weight steps defined outside dike.compress (5x notebooks)
 
 def register_method(prefix: str, fn: Callable, kinds, forms, needs_calib=False, params=(), validate=None,
                     savable: bool = True, description: str = "", version: str = "1", changes_weights=True,
-                    verify: Callable | None = None, scope=(), pairs=False, deps=()) -> Method:
-    "Register compression method `prefix` (a later registration of the same prefix replaces the earlier one)."
+                    verify: Callable | None = None, scope=(), pairs=False, deps=(), replace: bool = False) -> Method:
+    "Register compression method `prefix` (`dike.core.Registry`: a prefix another module registered is an error unless `replace`)."
     if not re.fullmatch(r"[a-z][a-z0-9\-]*", prefix): raise ValueError(f"bad method prefix {prefix!r}")
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
     bad = set(kinds) - {"causal", "mlm", "encoder"}
@@ -100,8 +100,7 @@ def register_method(prefix: str, fn: Callable, kinds, forms, needs_calib=False, 
         forms = tuple(f"{f} [{''.join(f':{k}={SCOPE_FORMS[k]}' for k in SCOPE_KEYS if k in scope)}]" for f in forms)
     m = Method(prefix, fn, kinds, forms, needs_calib, params, validate, savable, description, str(version),
                changes_weights, verify, scope, pairs, tuple(deps))
-    METHODS[prefix] = m
-    return m
+    return METHODS.register(prefix, m, replace, owner=caller_module())
 
 def _import_builtins():
     "Import the compression families so that they register their methods (lazily: the registry is looked up late)."
