@@ -319,6 +319,7 @@ def _refs(mod: str, nodes, facts: dict) -> set:
             elif isinstance(n, ast.Name) and (r := lookup(n.id)) and r[0] == "sym": out.add(r)
     return out
 
+# %% ../nbs/00_core.ipynb #15411ae6
 def code_closure(*objs, facts: dict | None = None) -> dict[str, str]:
     "`{module.name: hash}` of the `dike` definitions of `objs` and of every `dike` definition they reach (see above)."
     facts, out, todo = dict(facts or {}), {}, []

@@ -207,6 +207,7 @@ def tiny_net(kind: str, tok, seed: int = 0, **cfg):
     enc.load_state_dict(m.bert.state_dict(), strict=False)  # the body of the masked LM
     return enc
 
+# %% ../nbs/02_models.ipynb #0ef5ff6b
 def _build_tiny_bert(d: Path) -> None:
     from transformers import AutoTokenizer
     (d / "vocab.txt").write_text("\n".join(tiny_wordpiece_vocab()) + "\n")

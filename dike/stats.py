@@ -154,6 +154,7 @@ def codes_of(items, col: str) -> tuple[np.ndarray, np.ndarray]:
     "`(codes, labels)` of column `col`: `labels` sorted, `labels[codes]` the column (-1: missing); cached by a `Columns`."
     return items.codes(col) if isinstance(items, Columns) else _factorize(items[col])
 
+# %% ../nbs/04_stats.ipynb #d690c24d
 def check_point(point: Callable, metrics: Callable, items: pd.DataFrame, rows=None, n_boot: int = 200,
                 tol: float = 1e-12) -> dict[str, float]:
     """`AssertionError` unless `point(items)` has the keys of `metrics(items)` (an Estimate of unit 'flag', defined by
@@ -217,6 +218,7 @@ def bootstrap_pvalue(boots) -> float:
     k = min(int((d <= 0).sum()), int((d >= 0).sum()))
     return float(min(1.0, 2 * (1 + k) / (len(d) + 1)))
 
+# %% ../nbs/04_stats.ipynb #3636a836
 def paired_cluster_bootstrap(items_a: pd.DataFrame, items_b: pd.DataFrame, stat: Callable, unit_col: str | None = None,
                              n_boot: int = 2000, seed: int = 0, level: float = 0.95, id_col: str = "item_id",
                              arrays: bool = False, relabel: str | None = None) -> pd.DataFrame:
@@ -393,6 +395,7 @@ class NoiseFloor:
         res = pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=["row", "metric", "observed", "outside"])
         return res if many else res.drop(columns="row")
 
+# %% ../nbs/04_stats.ipynb #677db819
 def noise_floor(items_base: pd.DataFrame, decision_col: str, n_flips: int, stat: Callable, n_sim: int = 1000,
                 seed: int = 0, flip_fn: Callable | None = None, level: float = 0.95, arrays: bool = False) -> NoiseFloor:
     "Null distribution of Δ = stat(base with `n_flips` random decisions flipped) - stat(base), `n_sim` draws (`arrays`: on `Columns`)."
@@ -445,6 +448,7 @@ def modal_decisions(population, base=None) -> tuple[np.ndarray, np.ndarray]:
         best = np.where(tie_base, np.where(has, bcode, best), best)
     return np.asarray(uniq, dtype=object)[best], counts[np.arange(len(P)), best] / P.shape[1]
 
+# %% ../nbs/04_stats.ipynb #ceb7c4d9
 def cie_population(base_decisions, population_decisions, groups, units=None, n_boot: int = 2000, seed: int = 0,
                    level: float = 0.95, item_ids=None) -> CIEResult:
     """CIEs of a population of K >= 3 compressed models against the base model, and each group's share among CIEs

@@ -78,6 +78,7 @@ def _parse(r, categories=None) -> pd.DataFrame:
 def _count(r) -> dict:
     d = _load_bbq(r); return {"examples": len(d), "categories": len(d.attrs["categories"])}
 
+# %% ../../nbs/15_bbq.ipynb #f0d482c6
 def _check(not_placed: list) -> list:
     miss = [Path(p).stem for p in not_placed if p.startswith("bbq/data/")]
     return ([f"missing categories: {', '.join(miss)}"] if miss else []) + \

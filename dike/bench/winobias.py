@@ -46,6 +46,7 @@ def parse_winobias_line(raw: str, where: str = "line") -> dict:
     return dict(raw=raw, sentence=detok(text.replace("[", "").replace("]", "")), occupation=occ, pronoun=prons[0],
                 pronouns=prons, pronoun_gender=genders.pop(), n_spans=len(spans), typo_fixed=text != raw)
 
+# %% ../../nbs/13_winobias.ipynb #92f4a5a0
 def _load_winobias(r) -> pd.DataFrame:
     "WinoBias: 3,168 sentences, pro/anti twins sharing `pair_id`."
     occ_gender = {}
@@ -99,6 +100,7 @@ DATA = register_files(BenchmarkFiles(
 
 WB_SWAPS = ("winobias/generalized_swaps.txt", "winobias/extra_gendered_words.txt")
 
+# %% ../../nbs/13_winobias.ipynb #bc8e0582
 def gender_swap_pairs(data_dir=None, verify: bool = True) -> list[tuple[str, str]]:
     "WinoBias gender-swap word pairs (both directions as listed upstream), fields stripped, duplicates dropped."
     r, out = Reader(data_dir, verify), []
