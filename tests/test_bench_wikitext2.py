@@ -26,12 +26,12 @@ def _naive_nll(lm, text, L, S):
 def test_slice_on_real_data(data_dir, monkeypatch):
     monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
     rows = wt.load()
-    assert len(rows) == wt.N_DOCS == 25 and rows.item_id.is_unique
-    assert int(rows.n_words.sum()) == 24384 and rows.n_words.max() == wt.MAX_WORDS
+    assert len(rows) == wt.N_DOCS == 62 and rows.item_id.is_unique
+    assert int(rows.n_words.sum()) == 24273 and rows.n_words.max() == wt.MAX_WORDS == 400
     assert rows.title.iloc[0] == "Robert <unk>" and rows.text.iloc[0].startswith("= Robert <unk> =")
     assert set(rows.attrs["files"]) == {"wikitext2/test.txt"}
     full = wt.split_articles((data_dir / "wikitext2" / "test.txt").read_text(encoding="utf-8"))
-    assert len(full) == 62 and all(full[i][1].startswith(rows.text.iloc[i]) for i in range(25))
+    assert len(full) == 62 and all(full[i][1].startswith(rows.text.iloc[i]) for i in range(62))
     assert sorted(wt.load(limit=5, seed=1).item_id) == sorted(wt.load(limit=5, seed=1).item_id)
 
 
@@ -91,6 +91,6 @@ def test_smollm2_perplexity(data_dir, monkeypatch):
     ppl = rec["metrics"]["perplexity"]
     print(f"smollm2-135m wikitext2 perplexity {ppl['estimate']:.3f} [{ppl['ci_low']:.3f}, {ppl['ci_high']:.3f}], "
           f"word_perplexity {rec['metrics']['word_perplexity']['estimate']:.2f}, {int(items.n_tokens.sum())} tokens, {dt:.0f} s")
-    assert int(items.n_tokens.sum()) == 31394 and len(items) == 25
+    assert int(items.n_tokens.sum()) == 31575 and len(items) == 62
     assert np.isfinite(items.nll).all() and (items.nll > 0).all()
     assert 5 < ppl["estimate"] < 100 and ppl["ci_low"] < ppl["estimate"] < ppl["ci_high"]

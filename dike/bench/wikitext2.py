@@ -18,8 +18,8 @@ __all__ = ['TEST_FILE', 'N_DOCS', 'MAX_WORDS', 'DATA', 'SCORERS', 'CITATION', 'B
 
 # %% ../../nbs/17_wikitext2.ipynb #2b38bbc3
 TEST_FILE = "wikitext2/test.txt"
-N_DOCS = 25          # the first 25 articles of test.txt, in file order
-MAX_WORDS = 1000     # each cut after its first 1,000 whitespace-separated tokens
+N_DOCS = 62          # every article of test.txt, in file order
+MAX_WORDS = 400      # each cut after its first 400 whitespace-separated tokens (a fixed budget per document)
 _TITLE = re.compile(r"^ = [^=](?:.*[^=])? = $")
 
 def split_articles(text: str) -> list[tuple[str, str]]:
@@ -48,7 +48,7 @@ def _count(r) -> dict: return {f"{s}_words": len(r.text(f"wikitext2/{s}.txt").sp
 
 DATA = register_files(BenchmarkFiles(
     "wikitext2", ("wikitext2",), _load_wikitext2, count=_count, text_columns=("text",),
-    description="WikiText-2 test slice: first 25 articles, <= 1,000 words each (Merity et al. 2016); unit: the document"))
+    description="WikiText-2 test slice: all 62 articles, <= 400 words each (Merity et al. 2016); unit: the document"))
 
 def load(limit: int | None = None, seed: int = 0, data_dir=None) -> pd.DataFrame:
     "The documents of the slice (a seeded sample of `limit` documents if given): item_id, title, text, n_words, n_bytes."
@@ -91,6 +91,6 @@ CITATION = ("Merity, Xiong, Bradbury & Socher (2016). Pointer Sentinel Mixture M
             "(WikiText-2, CC BY-SA 3.0); pseudo-perplexity: Salazar, Liang, Nguyen & Kirchhoff (2020), ACL.")
 BENCHMARK = register_benchmark(Benchmark(
     name="wikitext2", data="wikitext2", load=load, score=score, metrics=metrics, point=point_metrics, scorers=SCORERS,
-    default_scorer={"causal": "perplexity", "mlm": "pseudo-perplexity"}, version="1", citation=CITATION,
-    description="WikiText-2 test slice (first 25 articles, <= 1,000 words each): corpus perplexity, CIs over documents.",
+    default_scorer={"causal": "perplexity", "mlm": "pseudo-perplexity"}, version="2", citation=CITATION,
+    description="WikiText-2 test slice (all 62 articles, <= 400 words each): corpus perplexity, CIs over documents.",
     headline="perplexity", decision_column=None))
