@@ -12,7 +12,7 @@ from .core import SpecError
 
 # %% auto #0
 __all__ = ['min_p_mcnemar', 'min_p_resampling', 'resamples_for', 'paired_swap_test', 'sign_flip_test', 'distance_change',
-           'distance_stat', 'mcnemar_power', 'mde_mcnemar']
+           'distance_stat', 'mcnemar_power', 'mde_mcnemar', 'item_slopes', 'dose_response', 'additivity']
 
 # %% ../nbs/07_inference.ipynb #38b0d11f
 def min_p_mcnemar(n_discordant: int) -> float:
@@ -105,3 +105,39 @@ def mde_mcnemar(n: int, discordance: float = 0.25, alpha: float = 0.05, power: f
         mid = (lo + hi) / 2
         lo, hi = (lo, mid) if mcnemar_power(n, discordance, mid, alpha) >= power else (mid, hi)
     return hi
+
+# %% ../nbs/07_inference.ipynb #a796a267
+def item_slopes(margins, levels) -> np.ndarray:
+    "Per item (row of `margins`, one column per level), the least-squares slope of its margin against `levels`."
+    x = np.asarray(levels, dtype=float); xc = x - x.mean()
+    if len(x) < 2 or not np.any(xc): raise SpecError(f"item_slopes: need at least two distinct levels, got {list(x)}")
+    return np.asarray(margins, dtype=float) @ xc / float(xc @ xc)
+
+def dose_response(margins, levels, units=None, n_boot: int = 2000, n_resamples: int | None = None, alpha: float = 0.05,
+                  m: int = 1, seed: int = 0) -> dict:
+    "Mean item slope (CI over units, sign-flip p) and Page's L trend test across the ordered levels (see above)."
+    from scipy.stats import page_trend_test
+    from dike.stats import bootstrap_ci
+    M, order = np.asarray(margins, dtype=float), np.argsort(np.asarray(levels, dtype=float), kind="stable")
+    s = item_slopes(M, levels)
+    ci = bootstrap_ci(s, units=units, n_boot=n_boot, seed=seed)
+    flip = sign_flip_test(s, units, n_resamples, alpha, m, seed)
+    up, down = (page_trend_test(M[:, order[::d]], method="auto") for d in (1, -1))
+    return {"slope": ci.estimate, "ci_low": ci.ci_low, "ci_high": ci.ci_high, "p_value": flip["p_value"],
+            "min_p": flip["min_p"], "page_L": float(up.statistic), "page_p": float(min(1.0, 2 * min(up.pvalue, down.pvalue))),
+            "n_items": len(s), "n_units": flip["n_units"]}
+
+# %% ../nbs/07_inference.ipynb #d6410971
+def additivity(whole, cells, units=None, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    "Per-item changes of the whole model (`whole`) and of each cell (`cells`: a list or 2-d array, one row per cell): interaction and share (see above)."
+    from dike.stats import bootstrap_ci
+    d = pd.DataFrame({"whole": np.asarray(whole, float), "cells": np.asarray(cells, float).reshape(-1, len(whole)).sum(0)})
+    kw = dict(units=units, n_boot=n_boot, seed=seed, level=level)
+    w = bootstrap_ci(d, lambda x: float(x.whole.mean()), **kw)
+    inter = bootstrap_ci(d, lambda x: float((x.cells - x.whole).mean()), **kw)
+    out = {"whole": w.estimate, "whole_ci": (w.ci_low, w.ci_high), "sum_of_cells": float(d.cells.mean()),
+           "interaction": inter.estimate, "interaction_ci": (inter.ci_low, inter.ci_high), "share": None, "share_ci": None}
+    if w.ci_low > 0 or w.ci_high < 0:
+        sh = bootstrap_ci(d, lambda x: float(x.cells.mean() / x.whole.mean()), **kw)
+        out["share"], out["share_ci"] = sh.estimate, (sh.ci_low, sh.ci_high)
+    return out
