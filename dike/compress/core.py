@@ -76,7 +76,7 @@ class Step:
 
 METHODS = Registry("compression method")
 SCOPE_KEYS = ("layers", "modules")                      # a step's scope keywords (see "Scopes" below)
-BUILTIN_FAMILIES = ("prune", "quant", "distill")
+BUILTIN_FAMILIES = ("prune", "quant", "distill", "null")
 STEP_MODULES = ("dike.teach", "dike.debias")             # weight steps defined outside dike.compress (5x notebooks)
 
 def register_method(prefix: str, fn: Callable, kinds, forms, needs_calib=False, params=(), validate=None,
