@@ -51,7 +51,7 @@ def main():
 
     from dike.models import load_model
     from dike.evaluate import get_benchmark
-    from dike.debias import self_debias_token_logprobs, SELF_DEBIAS_PREFIXES
+    from dike.selfdebias import self_debias_token_logprobs, SELF_DEBIAS_PREFIXES
     lm = load_model("smollm2-135m")
     tok = lm.tokenizer
     if tok.pad_token is None: tok.pad_token = tok.eos_token
