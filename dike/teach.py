@@ -35,11 +35,10 @@ def concept_rows(split: str = "train", n: int | None = None, seed: int = 0) -> p
 
 def used_rows(item_ids, split: str = "train") -> pd.DataFrame:
     "`dataset, item_id, text` of every text column of the StereoSet items `item_ids` (what `dike.evaluate.leakage` checks)."
-    from dike.data import load
-    from dike.bench.stereoset import TEXT_COLUMNS
+    from dike.data import load, files_of
     d = load("stereoset", split=split).set_index("item_id").loc[list(item_ids)]
     return pd.concat([pd.DataFrame({"dataset": "stereoset", "item_id": d.index, "text": d[c].astype(str)})
-                      for c in TEXT_COLUMNS if c in d], ignore_index=True)
+                      for c in files_of("stereoset").text_columns if c in d], ignore_index=True)
 
 # %% ../nbs/50_teach.ipynb #91b1a000
 def _block_out(o): return o[0] if isinstance(o, (tuple, list)) else o
