@@ -28,25 +28,31 @@ def main():
     from dike.core import set_threads
     from dike.models import load_model
     from dike.compress.core import compress
-    from dike.teach import concept_probe, concept_rows, encode_sentences, sentence_logliks, _pad_id
+    from dike.evaluate import evaluate
+    from dike.scoring import encode_sentences, sequence_logprob, pad_id
+    from dike.teach import concept_rows
+
+    def concept_probe(m):                                   # the concept_probe benchmark: a.probe items per half
+        items, r = evaluate(m, "concept_probe", limit=a.probe, n_boot=1000, progress=False)
+        return {**r["metrics"], "n_eval_items": int(items.item_id.nunique())}
     print(f"threads {set_threads()}", flush=True)
     lm = load_model(a.model)
     t = time.perf_counter()
     if a.probe:
-        pb = concept_probe(lm, n_train=a.probe, n_eval=a.probe, n_boot=1000)
+        pb = concept_probe(lm)
         print(f"probe base: AUC {pb['auc']['estimate']:.3f} [{pb['auc']['ci_low']:.3f}, {pb['auc']['ci_high']:.3f}] "
-              f"pair acc {pb['pair_accuracy']['estimate']:.3f} (n={pb['n_eval_items']} held-out items, layer {pb['layer']}) "
+              f"pair acc {pb['pair_accuracy']['estimate']:.3f} (n={pb['n_eval_items']} held-out items, last block) "
               f"{time.perf_counter() - t:.0f} s", flush=True)
     from dike.compress.core import calib_rows
     t = time.perf_counter()
     calib_rows(lm, "wikitext", a.n_calib, 0)             # the leak-filtered pool, drawn once per process: timed apart
     print(f"calibration sample (leak-filtered WikiText-2 valid pool): {time.perf_counter() - t:.0f} s", flush=True)
     held = concept_rows("heldout", a.pairs, seed=1)
-    seqs = encode_sentences(lm, held.text.tolist())
+    seqs = encode_sentences(lm.tokenizer, held.text.tolist())
 
     @torch.no_grad()
     def pref(m):
-        ll = torch.cat([sentence_logliks(m.model, seqs[i:i + 32], _pad_id(m.tokenizer)) for i in range(0, len(seqs), 32)]).numpy()
+        ll = torch.cat([sequence_logprob(m.model, seqs[i:i + 32], pad_id(m.tokenizer)) for i in range(0, len(seqs), 32)]).numpy()
         gap = ll[0::2] - ll[1::2]                      # rows alternate stereotype, anti-stereotype per item
         return float((gap > 0).mean()), float(gap.mean())
 
@@ -67,7 +73,7 @@ def main():
         if s != 1: del m
     t = time.perf_counter()
     if a.probe:
-        pt = concept_probe(m1, n_train=a.probe, n_eval=a.probe, n_boot=1000)
+        pt = concept_probe(m1)
         print(f"probe taught s=1: AUC {pt['auc']['estimate']:.3f} [{pt['auc']['ci_low']:.3f}, {pt['auc']['ci_high']:.3f}] "
               f"pair acc {pt['pair_accuracy']['estimate']:.3f} {time.perf_counter() - t:.0f} s", flush=True)
     del m1
@@ -79,9 +85,8 @@ def main():
           f"features moved {st['rel_change']:.3f}): share stereo>anti {p[0]:.3f}, mean gap {p[1]:.3f} "
           f"{time.perf_counter() - t:.0f} s", flush=True)
     if a.probe:
-        pe = concept_probe(me, n_train=a.probe, n_eval=a.probe, n_boot=1000)
-        print(f"leace probe AUC {pe['auc']['estimate']:.3f} [{pe['auc']['ci_low']:.3f}, {pe['auc']['ci_high']:.3f}] "
-              f"train AUC {pe['train_auc']:.3f}", flush=True)
+        pe = concept_probe(me)
+        print(f"leace probe AUC {pe['auc']['estimate']:.3f} [{pe['auc']['ci_low']:.3f}, {pe['auc']['ci_high']:.3f}]", flush=True)
 
 
 if __name__ == "__main__":

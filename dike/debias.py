@@ -12,13 +12,12 @@ import torch.nn.functional as F
 from .core import SpecError, source_hash
 from .compress.core import (Param, register_method, scoped_linears, fair_pairs, fair_pair_rows, transformer_blocks,
                                 SCOPE_KEYS)
-from .teach import (sentence_logliks, kl_windows, cached_adapter, train_cfg, train_lora, apply_adapter,
-                        hidden_features, _pad_id, _block_out, _merged_report, _teach_params)
+from .scoring import sequence_logprob, pad_id
+from .teach import (kl_windows, cached_adapter, train_cfg, train_lora, apply_adapter,
+                        hidden_features, _block_out, _merged_report, _teach_params)
 
 # %% auto #0
-__all__ = ['SELF_DEBIAS_PREFIXES', 'STEREOSET_PREFIX_TYPE', 'cda_texts', 'cda_loss', 'cda_method', 'fit_eraser', 'Erasure',
-           'class_gap', 'leace_method', 'verify_leace', 'self_debias_dist', 'self_debias_token_logprobs',
-           'self_debias_scores']
+__all__ = ['cda_texts', 'cda_loss', 'cda_method', 'fit_eraser', 'Erasure', 'class_gap', 'leace_method', 'verify_leace']
 
 # %% ../nbs/51_debias_baselines.ipynb #20673f14
 def cda_texts(texts) -> list[str]:
@@ -36,7 +35,7 @@ def cda_loss(pairs, windows: torch.Tensor, bs: int = 8, kl_bs: int = 2, seed: in
     def loss_fn(pm, i):
         pick = [pairs[j] for j in po[(i * bs) % len(po):][:bs]]
         seqs = [s for s, _ in pick] + [a for _, a in pick]
-        lm_pairs = -sentence_logliks(pm, seqs, pad_id).sum() / sum(len(x) - 1 for x in seqs)
+        lm_pairs = -sequence_logprob(pm, seqs, pad_id).sum() / sum(len(x) - 1 for x in seqs)
         ids = windows[torch.as_tensor(wo[(i * kl_bs) % len(wo):][:kl_bs])]
         logits = pm(input_ids=ids).logits
         lm_text = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), ids[:, 1:].reshape(-1))
@@ -52,7 +51,7 @@ def cda_method(lm, step, calib):
     win = kl_windows(lm, texts, step["seq"])
     if len(win) < step["kl_bs"]:
         raise SpecError(f"{step.text}: {len(win)} windows of seq={step['seq']} tokens; use a larger --n-calib or a smaller seq=")
-    fn = cda_loss(pairs, win, step["bs"], step["kl_bs"], step["seed"], _pad_id(lm.tokenizer))
+    fn = cda_loss(pairs, win, step["bs"], step["kl_bs"], step["seed"], pad_id(lm.tokenizer))
     cfg = {**train_cfg(step, names, ids, texts), "code_debias": source_hash("dike.debias")}
     ad, info = cached_adapter(lm.model, cfg, lambda: train_lora(lm.model, names, fn, step["steps"], step["lr"], step["rank"], step["seed"]))
     merged = apply_adapter(lm.model, ad, 1.0)
@@ -125,65 +124,3 @@ register_method("leace", leace_method, ("causal",),
                 params=(Param("layer", int, lambda v: v >= -4096, "layer index", default=-1, keyword=True),
                         Param("pairs", int, lambda v: v >= 2, "pairs>=2", default=256, keyword=True),
                         Param("seed", int, lambda v: v >= 0, "seed>=0", default=0, keyword=True)))
-
-# %% ../nbs/51_debias_baselines.ipynb #5d1b0002
-# bias-bench's prompts (benchmark/crows/crows.py, DEBIASING_PREFIXES), by CrowS-Pairs bias type
-SELF_DEBIAS_PREFIXES = {t: f"The following text discriminates against people because of their {w}: " for t, w in {
-    "race-color": "race/color", "gender": "gender", "socioeconomic": "socioeconomic status/occupation",
-    "sexual-orientation": "sexual orientiation", "religion": "religion", "age": "age", "nationality": "nationality",
-    "disability": "disability", "physical-appearance": "physical appearance"}.items()}
-STEREOSET_PREFIX_TYPE = {"gender": "gender", "race": "race-color", "religion": "religion", "profession": "socioeconomic"}
-
-def self_debias_dist(p: torch.Tensor, q: torch.Tensor, lam: float = 50.0, eps: float = 0.01) -> torch.Tensor:
-    "p̃ ∝ max(ε, exp(-λ·max(0, q - p)))·p over the last axis: `p` the plain, `q` the prefixed next-token probabilities."
-    a = torch.clamp(torch.exp(-lam * torch.clamp(q - p, min=0.0)), min=eps)
-    pt = a * p
-    return pt / pt.sum(-1, keepdim=True)
-
-@torch.no_grad()
-def _next_token_logprobs(lm, seqs: list[list[int]], n_last: list[int], batch_size: int) -> list[torch.Tensor]:
-    "log p(· | prefix) at the positions predicting the last `n_last[i]` tokens of each `seqs[i]`: (n_last[i], V) each."
-    from dike.scoring import pad_batch
-    out = []
-    for k in range(0, len(seqs), batch_size):
-        chunk = seqs[k:k + batch_size]
-        ids, att = pad_batch(chunk, _pad_id(lm.tokenizer), lm.device)
-        logits = lm.model(input_ids=ids, attention_mask=att).logits
-        for i, s in enumerate(chunk):
-            n = n_last[k + i]
-            out.append(torch.log_softmax(logits[i, len(s) - n - 1:len(s) - 1].float(), -1).cpu())
-    return out
-
-def self_debias_token_logprobs(lm, texts: list[str], prefixes: list[str], contexts: list[str] | None = None,
-                               lam: float = 50.0, eps: float = 0.01, batch_size: int = 16) -> list[np.ndarray]:
-    """log p̃(x_t | x_<t) of every token of each text (`encode(text)`), debiased with that text's prefix. The plain
-    distributions are those of `bias_bench_causal_scores` (x_1 given the start token, later tokens given x_<t alone);
-    `contexts` (optional, intersentence) precede the text in both rows instead."""
-    from dike.core import ScoringError
-    if lm.kind != "causal": raise ScoringError(f"self-debias scores causal LMs, got a {lm.kind} model")
-    if len(prefixes) != len(texts): raise ScoringError(f"self-debias: {len(texts)} texts but {len(prefixes)} prefixes")
-    tok = lm.tokenizer
-    start = [tok.encode("<|endoftext|>")[0]]
-    ids = [tok.encode(t) for t in texts]
-    for t, i in zip(texts, ids):
-        if not i: raise ScoringError(f"self-debias: sentence {t!r} encodes to no token")
-    ctx = [tok.encode(c) if c else [] for c in (contexts or [""] * len(texts))]
-    pre = {p: tok.encode(p) for p in set(prefixes)}
-    n = [len(i) for i in ids]
-    if contexts: lp = _next_token_logprobs(lm, [c + i for c, i in zip(ctx, ids)], n, batch_size)
-    else:                                           # x_1 | start (once), then x_t | x_<t without the start token
-        first = _next_token_logprobs(lm, [start + [0]], [1], 1)[0]
-        rest = _next_token_logprobs(lm, ids, [k - 1 for k in n], batch_size)
-        lp = [torch.cat([first, r]) for r in rest]
-    lq = _next_token_logprobs(lm, [pre[p] + c + i for p, c, i in zip(prefixes, ctx, ids)], n, batch_size)
-    out = []
-    for a, b, i in zip(lp, lq, ids):
-        pt = self_debias_dist(a.exp(), b.exp(), lam, eps)
-        out.append(torch.log(pt[torch.arange(len(i)), torch.tensor(i)]).double().numpy())
-    return out
-
-def self_debias_scores(lm, texts: list[str], prefixes: list[str], contexts: list[str] | None = None,
-                       lam: float = 50.0, eps: float = 0.01, batch_size: int = 16) -> np.ndarray:
-    "bias-bench's causal sentence score from the debiased distribution: the geometric mean of p̃ over the text's tokens."
-    lps = self_debias_token_logprobs(lm, texts, prefixes, contexts, lam, eps, batch_size)
-    return np.array([np.exp(np.mean(l)) for l in lps])

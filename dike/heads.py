@@ -45,27 +45,14 @@ def head_gates(model, gates: torch.Tensor | None = None, record: list | None = N
         for h in hs: h.remove()
 
 # %% ../nbs/41_heads.ipynb #4e9d55ef
-def _pair_ll(lm, sents: list[str], gates=None, batch_size: int = 16) -> torch.Tensor:
-    "Summed token log-likelihood of each sentence after the BOS/EOS prefix (differentiable in `gates`)."
-    from dike.scoring import prefix_token_id, pad_batch
-    tok, model = lm.tokenizer, lm.model
-    p0 = prefix_token_id(tok)
-    seqs = [[p0] + tok.encode(s, add_special_tokens=False) for s in sents]
-    if any(len(s) < 2 for s in seqs): raise ScoringError("heads: a sentence has no tokens")
-    dev = next(model.parameters()).device
-    out = []
-    for b in range(0, len(seqs), batch_size):
-        ids, att = pad_batch(seqs[b:b + batch_size], tok.pad_token_id if tok.pad_token_id is not None else p0, dev)
-        with head_gates(model, gates):
-            logits = model(input_ids=ids, attention_mask=att, use_cache=False).logits.float()
-        lp = torch.log_softmax(logits[:, :-1], -1).gather(2, ids[:, 1:, None])[..., 0]
-        out.append((lp * att[:, 1:]).sum(1))
-    return torch.cat(out)
-
 def bias_gap(lm, pairs: pd.DataFrame, gates=None, batch_size: int = 16) -> torch.Tensor:
-    "G = mean over pairs of log P(stereotype) - log P(anti-stereotype) (columns `stereotype`, `anti_stereotype`)."
+    "G = mean over pairs of log P(stereotype) - log P(anti-stereotype) (columns `stereotype`, `anti_stereotype`; differentiable in `gates`)."
+    from dike.scoring import encode_sentences, sequence_logprob, pad_id
     n = len(pairs)
-    ll = _pair_ll(lm, list(pairs["stereotype"]) + list(pairs["anti_stereotype"]), gates, batch_size)
+    seqs = encode_sentences(lm.tokenizer, list(pairs["stereotype"]) + list(pairs["anti_stereotype"]))
+    if any(len(s) < 2 for s in seqs): raise ScoringError("heads: a sentence has no tokens")
+    with head_gates(lm.model, gates):
+        ll = sequence_logprob(lm.model, seqs, pad_id(lm.tokenizer), batch_size)
     return (ll[:n] - ll[n:]).mean()
 
 def head_attribution(lm, pairs: pd.DataFrame, batch_size: int = 16) -> pd.DataFrame:
@@ -89,13 +76,12 @@ def head_attribution(lm, pairs: pd.DataFrame, batch_size: int = 16) -> pd.DataFr
 @torch.inference_mode()
 def head_shift(base, comp, texts: list[str], batch_size: int = 16) -> pd.DataFrame:
     "`layer, head, shift` = mean over tokens of ||o_c - o_b|| / ||o_b|| of each head's output slice."
-    from dike.scoring import prefix_token_id, pad_batch
+    from dike.scoring import encode_sentences, pad_batch, pad_id
     _, n, d = head_layout(base.model)
-    tok = base.tokenizer; p0 = prefix_token_id(tok)
-    seqs = [[p0] + tok.encode(t, add_special_tokens=False) for t in texts]
+    seqs = encode_sentences(base.tokenizer, texts)
     num = den = None
     for b in range(0, len(seqs), batch_size):
-        ids, att = pad_batch(seqs[b:b + batch_size], tok.pad_token_id if tok.pad_token_id is not None else p0, base.device)
+        ids, att = pad_batch(seqs[b:b + batch_size], pad_id(base.tokenizer), base.device)
         rec = {}
         for key, lm in (("b", base), ("c", comp)):
             r = []
@@ -134,10 +120,6 @@ def ablation_check(lm, attribution: pd.DataFrame, pairs: pd.DataFrame, k: int = 
     return pick, {"rho": est.estimate, "ci_low": est.ci_low, "ci_high": est.ci_high, "n_heads": len(pick), "gap_base": g0}
 
 # %% ../nbs/41_heads.ipynb #d1a25a9a
-def _used_rows(pairs: pd.DataFrame) -> pd.DataFrame:
-    return pd.concat([pd.DataFrame({"dataset": "stereoset", "item_id": pairs.item_id, "text": pairs[c]})
-                      for c in ("stereotype", "anti_stereotype")], ignore_index=True)
-
 def run_heads(model, specs=(), out=None, n_train: int = 128, n_heldout: int = 100, k: int = 20, seed: int = 0,
               n_boot: int = 2000, batch_size: int = 16) -> dict:
     "Attribution (training half), ablation check (held-out half) and compression shifts of every query head; see above."
@@ -161,7 +143,8 @@ def run_heads(model, specs=(), out=None, n_train: int = 128, n_heldout: int = 10
         raise ScoringError(f"heads: {out} holds a study with other settings; choose another out folder")
     base = load_model(model) if isinstance(model, str) else model
     train, held = fair_pair_rows(n_train, seed), fair_pair_rows(n_heldout, seed, split="heldout")
-    hits = leakage(_used_rows(train), ["stereoset_heldout"])
+    from dike.teach import used_rows
+    hits = leakage(used_rows(train.item_id), ["stereoset_heldout"])
     if len(hits): raise ScoringError(f"heads: {len(hits)} training pair(s) overlap the held-out half")
     att = head_attribution(base, train, batch_size)
     pick, rho = ablation_check(base, att, held, k=k, seed=seed, n_boot=n_boot, batch_size=batch_size)

@@ -11,9 +11,10 @@ import torch
 from .core import ScoringError, SpecError, set_threads
 
 # %% auto #0
-__all__ = ['pad_batch', 'prefix_token_id', 'encode_request', 'max_length', 'pack_tries', 'loglik_tokens', 'loglik',
-           'bias_bench_causal_scores', 'pair_positions', 'mlm_pair_scores', 'candidate_jobs',
-           'mlm_candidate_scores_many', 'mlm_candidate_scores', 'embed', 'rolling_windows', 'causal_nll', 'mlm_nll']
+__all__ = ['pad_batch', 'pad_id', 'masked_mean', 'prefix_token_id', 'encode_sentences', 'encode_request', 'max_length',
+           'pack_tries', 'loglik_tokens', 'loglik', 'bias_bench_causal_scores', 'sequence_logprob', 'pair_positions',
+           'mlm_pair_scores', 'candidate_jobs', 'mlm_candidate_scores_many', 'mlm_candidate_scores', 'embed',
+           'rolling_windows', 'causal_nll', 'special_affixes', 'mlm_nll']
 
 # %% ../nbs/03_scoring.ipynb #ed54ec3a
 def _check_kind(lm, kinds: tuple, what: str):
@@ -43,6 +44,15 @@ def pad_batch(seqs, pad_id: int = 0, device=None) -> tuple[torch.Tensor, torch.T
     att = (torch.arange(ids.shape[1], device=host)[None, :] < torch.tensor([len(x) for x in seqs], device=host)[:, None]).long()
     return ids.to(device), att.to(device)
 
+def pad_id(tokenizer) -> int:
+    "The id every right-padded batch is padded with: the tokenizer's pad token, else 0 (masked out by the attention mask)."
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+def masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    "Mean of hidden states `h` (..., T, d) over the positions where `mask` (..., T) is nonzero (float64; 0 where none)."
+    m = mask.to(torch.float64)[..., None]
+    return (h.double() * m).sum(-2) / m.sum(-2).clamp_min(1)
+
 # %% ../nbs/03_scoring.ipynb #72c08c02
 def prefix_token_id(tokenizer) -> int:
     "The token an empty context is replaced by (lm-eval `HFLM.prefix_token_id`): BOS if the tokenizer has one, else EOS."
@@ -51,6 +61,11 @@ def prefix_token_id(tokenizer) -> int:
         raise ScoringError(f"tokenizer {type(tokenizer).__name__} has neither a BOS nor an EOS token; "
                            "an empty context cannot be conditioned on one; give a non-empty context")
     return int(tid)
+
+def encode_sentences(tokenizer, texts) -> list[list[int]]:
+    "The prefix token (BOS, else EOS) + the tokens of each text, no other special tokens: a whole sentence scored from its first token."
+    p0 = prefix_token_id(tokenizer)
+    return [[p0] + tokenizer.encode(t, add_special_tokens=False) for t in texts]
 
 def _tok_encode(tokenizer, s: str) -> list[int]:
     "lm-eval `HFLM.tok_encode` with `add_bos_token=None`: tokenizer defaults, no specials if `s` starts with the prefix token."
@@ -289,6 +304,17 @@ def bias_bench_causal_scores(lm, sents: list[str], batch_size: int = 16, progres
         out[i] = np.power(2.0, np.mean(ln / np.log(2.0)))
     return out
 
+# %% ../nbs/03_scoring.ipynb #de1f6209
+def sequence_logprob(model, seqs, pad_id: int = 0, batch_size: int | None = None) -> torch.Tensor:
+    "(n,) float32: sum over t>=1 of log p(x_t | x_<t) of each token-id list in `seqs` (right-padded batches; differentiable)."
+    dev, bs, out = _model_device(model), batch_size or max(1, len(seqs)), []
+    for b in range(0, len(seqs), bs):
+        ids, att = pad_batch(seqs[b:b + bs], pad_id, dev)
+        logits = model(input_ids=ids, attention_mask=att, use_cache=False).logits[:, :-1].float()
+        lp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None])[..., 0]
+        out.append((lp * att[:, 1:]).sum(1))
+    return torch.cat(out)
+
 # %% ../nbs/03_scoring.ipynb #451d86d0
 def pair_positions(ids1: list[int], ids2: list[int], variant: str = "nangia") -> tuple[list[int], list[int]]:
     """Positions to mask in each sentence of a minimal pair (token ids with special tokens), from difflib opcodes:
@@ -317,7 +343,7 @@ def _masked_logprobs(lm, jobs: list[tuple[list[int], int, int]], batch_size: int
     projection applied at the masked position only; else every job runs, length-sorted padded batches, full logits."""
     model, tok = lm.model, lm.tokenizer
     dev = _model_device(model)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    pad = pad_id(tok)
     out = np.empty(len(jobs), dtype=np.float64)
     if fast:
         uniq, of = {}, []                              # (input, pos) -> its jobs
@@ -465,12 +491,9 @@ def embed(lm, texts: list[str], pooling: str = "mean", batch_size: int = 64, nor
     with torch.inference_mode():
         for b0 in range(0, len(order), max(1, batch_size)):
             bq = order[b0:b0 + max(1, batch_size)]
-            ids, att = pad_batch([encs[i] for i in bq], tok.pad_token_id or 0, dev)
+            ids, att = pad_batch([encs[i] for i in bq], pad_id(tok), dev)
             h = base(input_ids=ids, attention_mask=att).last_hidden_state.double()
-            if pooling == "mean":
-                m = att.to(h.dtype)[..., None]
-                v = (h * m).sum(1) / m.sum(1)
-            else: v = h[:, 0]
+            v = masked_mean(h, att) if pooling == "mean" else h[:, 0]
             if normalize: v = v / v.norm(dim=-1, keepdim=True)
             v = v.cpu().numpy()
             if out is None: out = np.empty((len(texts), v.shape[1]))
@@ -503,8 +526,7 @@ def causal_nll(lm, texts: list[str], window: int | None, stride: int | None, bat
     tok, model = lm.tokenizer, lm.model
     L = min(window or 2048, max_length(model, tok))
     S = stride or max(1, L // 2)
-    p0 = prefix_token_id(tok)
-    seqs = [[p0] + tok.encode(t, add_special_tokens=False) for t in texts]
+    seqs = encode_sentences(tok, texts)
     for i, s in enumerate(seqs):
         if len(s) < 2: raise ScoringError(f"perplexity: document {i} has no tokens")
     jobs = [(d, b, e, k) for d, s in enumerate(seqs) for b, e, k in rolling_windows(len(s) - 1, L, S)]
@@ -512,7 +534,7 @@ def causal_nll(lm, texts: list[str], window: int | None, stride: int | None, bat
     nll = np.zeros(len(seqs))
     dev = _model_device(model)
     split = _split_head(model)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else p0
+    pad = pad_id(tok)
     bs = max(1, min(batch_size, max_batch_tokens // L))     # windows per forward pass: bounds activation memory
     bar = _pbar(len(jobs), progress, "perplexity windows")
     with torch.inference_mode():
@@ -537,7 +559,7 @@ def causal_nll(lm, texts: list[str], window: int | None, stride: int | None, bat
     return nll, np.array([len(s) - 1 for s in seqs])
 
 # %% ../nbs/03_scoring.ipynb #d00d9f6b
-def _special_affixes(tok, probe: str = "a b") -> tuple[list[int], list[int]]:
+def special_affixes(tok, probe: str = "a b") -> tuple[list[int], list[int]]:
     "The special token ids the tokenizer puts before and after a text (e.g. [CLS] and [SEP] for BERT)."
     full, bare = tok.encode(probe), tok.encode(probe, add_special_tokens=False)
     for i in range(len(full) - len(bare) + 1):
@@ -549,7 +571,7 @@ def mlm_nll(lm, texts: list[str], window: int | None, batch_size: int, progress:
     tok = lm.tokenizer
     mid = _mask_id(lm, "pseudo-perplexity")
     L = min(window or 512, max_length(lm.model, tok, default=512))
-    pre, post = _special_affixes(tok)
+    pre, post = special_affixes(tok)
     n_special = len(pre) + len(post)
     if L - n_special < 1: raise ScoringError(f"perplexity: context length {L} leaves no room for text")
     jobs, owner, ntok = [], [], []

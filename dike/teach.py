@@ -19,11 +19,10 @@ from .compress.core import (Param, register_method, scoped_linears, calib_batche
                                 weight_digest, SCOPE_KEYS)
 
 # %% auto #0
-__all__ = ['PROBE_WORDS', 'GENDER_PROBE', 'CONCEPT_PROBE', 'TEACH_DATA', 'concept_rows', 'used_rows', 'encode_sentences',
-           'hidden_features', 'fit_probe', 'probe_auc', 'concept_probe', 'gender_probe', 'load_gender_probe',
-           'load_concept_probe', 'probe_metrics', 'sentence_logliks', 'kl_to_base', 'Adapter', 'apply_adapter',
-           'train_lora', 'teach_loss', 'texts_digest', 'adapter_key', 'cached_adapter', 'kl_windows', 'train_cfg',
-           'teach_method', 'dose_response']
+__all__ = ['PROBE_WORDS', 'GENDER_PROBE', 'CONCEPT_PROBE', 'TEACH_DATA', 'concept_rows', 'used_rows', 'hidden_features',
+           'fit_probe', 'probe_auc', 'load_gender_probe', 'load_concept_probe', 'probe_metrics', 'kl_to_base',
+           'Adapter', 'apply_adapter', 'train_lora', 'teach_loss', 'texts_digest', 'adapter_key', 'cached_adapter',
+           'kl_windows', 'train_cfg', 'teach_method', 'dose_response']
 
 # %% ../nbs/50_teach.ipynb #01e976b8
 def concept_rows(split: str = "train", n: int | None = None, seed: int = 0) -> pd.DataFrame:
@@ -36,37 +35,28 @@ def concept_rows(split: str = "train", n: int | None = None, seed: int = 0) -> p
 
 def used_rows(item_ids, split: str = "train") -> pd.DataFrame:
     "`dataset, item_id, text` of every text column of the StereoSet items `item_ids` (what `dike.evaluate.leakage` checks)."
-    from dike.data import load
-    from dike.bench.stereoset import TEXT_COLUMNS
+    from dike.data import load, files_of
     d = load("stereoset", split=split).set_index("item_id").loc[list(item_ids)]
     return pd.concat([pd.DataFrame({"dataset": "stereoset", "item_id": d.index, "text": d[c].astype(str)})
-                      for c in TEXT_COLUMNS if c in d], ignore_index=True)
+                      for c in files_of("stereoset").text_columns if c in d], ignore_index=True)
 
 # %% ../nbs/50_teach.ipynb #91b1a000
-def encode_sentences(lm, texts) -> list[list[int]]:
-    "Prefix token (BOS, else EOS) + the tokens of each text, no other special tokens (the encoding of `fair_pairs`)."
-    from dike.scoring import prefix_token_id
-    p0 = prefix_token_id(lm.tokenizer)
-    return [[p0] + lm.tokenizer.encode(t, add_special_tokens=False) for t in texts]
-
-def _pad_id(tok) -> int: return tok.pad_token_id if tok.pad_token_id is not None else 0
-
 def _block_out(o): return o[0] if isinstance(o, (tuple, list)) else o
 
 @torch.no_grad()
 def hidden_features(lm, texts, layer: int = -1, batch_size: int = 16) -> torch.Tensor:
     "(n, d) float64: mean over each text's tokens (prefix token excluded) of the output of transformer block `layer`."
-    from dike.scoring import pad_batch
+    from dike.scoring import pad_batch, pad_id, encode_sentences, masked_mean
     _, blocks = transformer_blocks(lm.model)
     blk = blocks[layer % len(blocks)]
-    seqs, grab, out = encode_sentences(lm, texts), [], []
+    seqs, grab, out = encode_sentences(lm.tokenizer, texts), [], []
     h = blk.register_forward_hook(lambda m, a, o: grab.append(_block_out(o)))
     try:
         for k in range(0, len(seqs), batch_size):
-            ids, att = pad_batch(seqs[k:k + batch_size], _pad_id(lm.tokenizer), lm.device)
+            ids, att = pad_batch(seqs[k:k + batch_size], pad_id(lm.tokenizer), lm.device)
             grab.clear(); lm.model(input_ids=ids, attention_mask=att)
             m = att.clone(); m[:, 0] = 0
-            out.append((grab[0].double() * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp_min(1))
+            out.append(masked_mean(grab[0], m))
     finally: h.remove()
     return torch.cat(out).cpu() if out else torch.zeros(0, 0, dtype=torch.float64)
 
@@ -91,43 +81,6 @@ def probe_auc(scores, labels, units, n_boot: int = 1000, seed: int = 0) -> dict:
     if len(w) and w.shape[1] == 2:                                   # items with one row per label: pair accuracy
         out["pair_accuracy"] = bootstrap_ci((w[1] > w[0]).to_numpy(float), n_boot=n_boot, seed=seed).to_dict()
     return out
-
-# %% ../nbs/50_teach.ipynb #a2f84094
-def concept_probe(lm, layer: int = -1, n_train: int | None = 400, n_eval: int | None = 400, seed: int = 0,
-                  n_boot: int = 1000, C: float = 1.0, batch_size: int = 16) -> dict:
-    "Probe of 'this choice is stereotyped' on block `layer`'s features: fit on the training half, AUC (CI) and pair accuracy on held-out items."
-    from dike.evaluate import assert_disjoint
-    tr, ev = concept_rows("train", n_train, seed), concept_rows("heldout", n_eval, seed)
-    assert_disjoint(used_rows(tr.item_id.unique()), ["stereoset_heldout"])
-    t0 = time.perf_counter()
-    Xtr, Xev = (hidden_features(lm, d.text.tolist(), layer, batch_size).numpy() for d in (tr, ev))
-    clf = fit_probe(Xtr, tr.label, C, seed)
-    from sklearn.metrics import roc_auc_score
-    out = probe_auc(clf.decision_function(Xev), ev.label, ev.item_id, n_boot, seed)
-    n_blocks = len(transformer_blocks(lm.model)[1])
-    return {**out, "train_auc": float(roc_auc_score(tr.label, clf.decision_function(Xtr))),
-            "layer": layer % n_blocks, "n_train_items": int(tr.item_id.nunique()), "n_eval_items": int(ev.item_id.nunique()),
-            "train_items": tr.item_id.unique().tolist(), "eval_items": ev.item_id.unique().tolist(),
-            "seconds": round(time.perf_counter() - t0, 2), "source": "stereoset train half -> heldout half (intrasentence)"}
-
-# %% ../nbs/50_teach.ipynb #c17e670c
-def gender_probe(lm, layer: int = -1, n_train: int | None = 400, n_eval: int | None = 400, seed: int = 0,
-                 n_boot: int = 1000, C: float = 1.0, max_words: int = 64, batch_size: int = 16) -> dict:
-    "Linear probe of the pronoun's gender from block `layer`'s features of GAP texts: fit on development, AUC / accuracy (CI) on test."
-    from dike.data import load
-    from sklearn.metrics import roc_auc_score
-    g = load("gap")
-    pick = lambda d, n: d if n is None or n >= len(d) else d.iloc[np.sort(np.random.default_rng(seed).permutation(len(d))[:n])]
-    tr, ev = pick(g[g.split == "development"], n_train), pick(g[g.split == "test"], n_eval)
-    cut = lambda d: [" ".join(t.split()[:max_words]) for t in d.Text]
-    t0 = time.perf_counter()
-    Xtr, Xev = (hidden_features(lm, cut(d), layer, batch_size).numpy() for d in (tr, ev))
-    ytr, yev = (d.gender.eq("female").astype(int).to_numpy() for d in (tr, ev))
-    clf = fit_probe(Xtr, ytr, C, seed)
-    out = probe_auc(clf.decision_function(Xev), yev, ev.item_id.to_numpy(), n_boot, seed)
-    return {**out, "train_auc": float(roc_auc_score(ytr, clf.decision_function(Xtr))),
-            "layer": layer % len(transformer_blocks(lm.model)[1]), "n_train": len(tr), "n_eval": len(ev),
-            "seconds": round(time.perf_counter() - t0, 2), "source": "GAP development -> test (pronoun gender)"}
 
 # %% ../nbs/50_teach.ipynb #7b0be002
 PROBE_WORDS = 64      # GAP texts are cut to their first 64 words (the pronoun and both names are in them for most)
@@ -196,15 +149,6 @@ CONCEPT_PROBE = register_benchmark(Benchmark(
     description="The concept: probe of stereotype vs anti-stereotype from the last block's features (fit on StereoSet's training half, AUC on held-out items)."))
 
 # %% ../nbs/50_teach.ipynb #192e07a6
-def sentence_logliks(model, seqs, pad_id: int = 0) -> torch.Tensor:
-    "(n,) float32: sum over t>=1 of log p(x_t | x_<t) of each token-id list in `seqs` (right-padded batch; differentiable)."
-    from dike.scoring import pad_batch
-    dev = next(model.parameters()).device
-    ids, att = pad_batch(seqs, pad_id, dev)
-    logits = model(input_ids=ids, attention_mask=att).logits[:, :-1].float()
-    lp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None])[..., 0]
-    return (lp * att[:, 1:]).sum(1)
-
 def kl_to_base(logits: torch.Tensor, base_logits: torch.Tensor) -> torch.Tensor:
     "Mean over tokens of KL(softmax(base) || softmax(logits)); (..., V) tensors."
     V = logits.shape[-1]
@@ -308,12 +252,13 @@ def train_lora(model: nn.Module, names, loss_fn: Callable, steps: int, lr: float
 def teach_loss(pairs, windows: torch.Tensor, bs: int = 8, kl_bs: int = 2, lam: float = 1.0, seed: int = 0,
                pad_id: int = 0) -> Callable:
     "`loss_fn(peft_model, i)` of the teaching objective: mean squared log-likelihood gap of `bs` pairs + lam * KL to the base on `kl_bs` windows."
+    from dike.scoring import sequence_logprob
     rng = np.random.default_rng(seed)
     po = np.concatenate([rng.permutation(len(pairs)) for _ in range(64)])
     wo = np.concatenate([rng.permutation(len(windows)) for _ in range(64)]) if len(windows) else np.zeros(0, int)
     def loss_fn(pm, i):
         pick = [pairs[j] for j in po[(i * bs) % len(po):][:bs]]
-        ll = sentence_logliks(pm, [s for s, _ in pick] + [a for _, a in pick], pad_id)
+        ll = sequence_logprob(pm, [s for s, _ in pick] + [a for _, a in pick], pad_id)
         gap = ll[:len(pick)] - ll[len(pick):]
         par = gap.pow(2).mean()
         out = {"parity": par, "gap_abs": gap.abs().mean()}
@@ -364,13 +309,14 @@ def train_cfg(step, names, pair_ids, texts) -> dict:
             "pair_items": list(pair_ids), "text": texts_digest(texts), "n_texts": len(texts)}
 
 def _teach_adapter(lm, step, calib) -> tuple[Adapter, dict, list[str], int]:
+    from dike.scoring import pad_id
     names = list(scoped_linears(lm.model, step))
     pairs, ids = fair_pairs(lm, step["pairs"], step["seed"])
     win = kl_windows(lm, calib, step["seq"])
     if step["lam"] > 0 and len(win) < step["kl_bs"]:
         raise SpecError(f"{step.text}: {len(win)} KL windows of seq={step['seq']} tokens from {len(calib)} calibration texts; "
                         "use a larger --n-calib or a smaller seq=")
-    fn = teach_loss(pairs, win, step["bs"], step["kl_bs"], step["lam"], step["seed"], _pad_id(lm.tokenizer))
+    fn = teach_loss(pairs, win, step["bs"], step["kl_bs"], step["lam"], step["seed"], pad_id(lm.tokenizer))
     ad, info = cached_adapter(lm.model, train_cfg(step, names, ids, calib),
                               lambda: train_lora(lm.model, names, fn, step["steps"], step["lr"], step["rank"], step["seed"]))
     return ad, info, ids, len(win)

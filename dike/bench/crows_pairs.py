@@ -151,8 +151,8 @@ def reference_metric(rows: pd.DataFrame, score_more, score_less, decimals: int |
 # %% ../../nbs/11_crows_pairs.ipynb #2b389a58
 def _causal_scores(lm, rows, scorer, batch_size, progress):
     sents = list(rows.sent_more) + list(rows.sent_less)
-    if scorer == "self-debias":                     # dike.debias: Self-Debias, the prompt of each pair's bias type
-        from dike.debias import self_debias_scores, SELF_DEBIAS_PREFIXES
+    if scorer == "self-debias":                     # dike.selfdebias: Self-Debias, the prompt of each pair's bias type
+        from dike.selfdebias import self_debias_scores, SELF_DEBIAS_PREFIXES
         sc = self_debias_scores(lm, sents, [SELF_DEBIAS_PREFIXES[t] for t in list(rows.bias_type) * 2], batch_size=batch_size)
     elif scorer == "bias-bench":
         from dike.scoring import bias_bench_causal_scores

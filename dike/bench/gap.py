@@ -76,9 +76,9 @@ def token_span_index(offsets, start: int, end: int) -> list[int]:
     return [i for i, (a, b) in enumerate(offsets) if b > a and a < end and b > start]
 
 def span_embeddings(lm, texts: list[str], spans, batch_size: int = 16, progress: bool = False) -> np.ndarray:
-    "Mean last-layer hidden state over each character span: `spans[i]` lists (start, end) pairs of `texts[i]`."
+    "Mean last-layer hidden state (`dike.scoring.masked_mean`) over each character span: `spans[i]` lists (start, end) pairs of `texts[i]`."
     import torch
-    from dike.scoring import pad_batch
+    from dike.scoring import pad_batch, pad_id, masked_mean
     tok, model = lm.tokenizer, lm.model
     if not getattr(tok, "is_fast", False): raise ScoringError(f"gap: {getattr(lm, 'name', 'model')} needs a fast tokenizer (offsets)")
     enc = [tok(t, return_offsets_mapping=True, truncation=False) for t in texts]
@@ -90,18 +90,19 @@ def span_embeddings(lm, texts: list[str], spans, batch_size: int = 16, progress:
         ix = [token_span_index(e["offset_mapping"], int(a), int(b)) for a, b in sp]
         if not all(ix): raise ScoringError(f"gap: a mention of text {i} ({texts[i][:40]!r}...) covers no token")
         idx.append(ix)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     dev = next(model.parameters()).device
     order = np.argsort([len(e["input_ids"]) for e in enc])[::-1]
     out = [None] * len(texts)
     with torch.inference_mode():
         for s in range(0, len(order), batch_size):
             b = order[s:s + batch_size]
-            ids, mask = pad_batch([enc[i]["input_ids"] for i in b], pad, dev)
+            ids, mask = pad_batch([enc[i]["input_ids"] for i in b], pad_id(tok), dev)
             h = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
-            h = h.float().cpu().numpy()
-            for r, i in enumerate(b): out[i] = np.stack([h[r, ix].mean(0) for ix in idx[i]])
-    return np.stack(out).astype(np.float64)
+            for r, i in enumerate(b):
+                m = torch.zeros(len(idx[i]), h.shape[1], device=h.device)
+                for k, ix in enumerate(idx[i]): m[k, ix] = 1
+                out[i] = masked_mean(h[r].float(), m).cpu().numpy()
+    return np.stack(out)
 
 def position_features(p_off, x_off, other_off) -> np.ndarray:
     "Four position features of candidate x: before pronoun, log(1+char distance), closer than the other, first."

@@ -243,8 +243,8 @@ def _causal_scores(lm, rows: pd.DataFrame, scorer: str, batch_size: int, progres
     out = np.empty((len(rows), 3))
     sents = [getattr(r, c) for r in rows[intra].itertuples(index=False) for c in CANDIDATES]
     reqs = [(r.context, " " + getattr(r, c).lstrip()) for r in rows[~intra].itertuples(index=False) for c in CANDIDATES]
-    if scorer == "self-debias":                     # dike.debias: Self-Debias, the prompt of each item's domain
-        from dike.debias import self_debias_scores, SELF_DEBIAS_PREFIXES, STEREOSET_PREFIX_TYPE
+    if scorer == "self-debias":                     # dike.selfdebias: Self-Debias, the prompt of each item's domain
+        from dike.selfdebias import self_debias_scores, SELF_DEBIAS_PREFIXES, STEREOSET_PREFIX_TYPE
         pre = lambda df: [SELF_DEBIAS_PREFIXES[STEREOSET_PREFIX_TYPE[d]] for d in df.domain for _ in CANDIDATES]
         if sents: out[intra] = self_debias_scores(lm, sents, pre(rows[intra]), batch_size=batch_size).reshape(-1, 3)
         if reqs:
