@@ -139,14 +139,16 @@ def git_blob_sha1(path) -> str:
 
 _DIGEST_MEMO: dict = {}
 
-def file_digest(path, algo: str = "sha256") -> str:
-    "sha256 (or git blob id, `algo='git_blob'`) of a file, cached by (path, size, mtime_ns) in memory and on disk (data files, model weights)."
+def file_digest(path, algo: str = "sha256", verify: bool = False) -> str:
+    """sha256 (or git blob id, `algo='git_blob'`) of a file (data files, model weights), cached in memory and on disk by
+    (path, inode, size, mtime_ns, ctime_ns): an edit that restores size and mtime still changes ctime, which no user
+    call can set. `verify` rehashes the bytes whatever the cache says (and refreshes it)."""
     p = Path(path).resolve(); st = p.stat()
-    key = f"{algo}|{p}|{st.st_size}|{st.st_mtime_ns}"
-    if key in _DIGEST_MEMO: return _DIGEST_MEMO[key]
+    key = f"{algo}|{p}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}"
+    if key in _DIGEST_MEMO and not verify: return _DIGEST_MEMO[key]
     cfile = cache_dir("checksums") / hashlib.sha1(key.encode()).hexdigest()
     try:
-        d = cfile.read_text().strip()
+        d = "" if verify else cfile.read_text().strip()
         if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", d): _DIGEST_MEMO[key] = d; return d
     except OSError: pass
     d = sha256_file(p) if algo == "sha256" else git_blob_sha1(p)

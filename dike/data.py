@@ -85,23 +85,23 @@ def data_dir() -> Path:
         return p
     return raw_dir()
 
-def verify_file(path, entry: FileEntry) -> str:
-    "Check a file against its manifest entry (size, then sha256 or git blob); returns its sha256."
+def verify_file(path, entry: FileEntry, rehash: bool = False) -> str:
+    "Check a file against its manifest entry (size, then sha256 or git blob; `rehash`: read every byte again); returns its sha256."
     path = Path(path); size = path.stat().st_size
     if entry.size is not None and size != entry.size:
         raise DataError(f"{path}: size {size} bytes, manifest says {entry.size} for {entry.path}; the file is truncated or edited: "
                         f"delete it and restore it from {entry.url}")
     if entry.sha256:
-        got = file_digest(path)
+        got = file_digest(path, verify=rehash)
         if got != entry.sha256:
             raise DataError(f"{path}: sha256 {got[:12]}... does not match the manifest ({entry.sha256[:12]}...) for {entry.path}; "
                             f"delete it and restore it from {entry.url}")
         return got
-    got = file_digest(path, "git_blob")
+    got = file_digest(path, "git_blob", verify=rehash)
     if got != entry.git_blob:
         raise DataError(f"{path}: git blob {got[:12]}... does not match the manifest ({entry.git_blob[:12]}...) for {entry.path}; "
                         f"delete it and restore it from {entry.url}")
-    return file_digest(path)
+    return file_digest(path, verify=rehash)
 
 # %% ../nbs/01_data.ipynb #817fd05c
 def search_dirs(data_dir=None) -> list[Path]:
@@ -351,7 +351,7 @@ def check_in(value, allowed, field_name: str, where: str):
     if value not in allowed: raise DataError(f"{where}: field {field_name!r} = {value!r}, expected one of {sorted(allowed)}")
 
 # %% ../nbs/01_data.ipynb #7557eb8c
-def _check_one(f: BenchmarkFiles, m: dict, base: Path) -> dict:
+def _check_one(f: BenchmarkFiles, m: dict, base: Path, rehash: bool = False) -> dict:
     ents = [e for e in m.values() if e.benchmark in f.groups]
     b = {"groups": list(f.groups), "files": 0, "found": 0, "verified": 0, "missing": [], "corrupt": [], "not_placed": [],
          "counts": {}, "licenses": sorted({e.license for e in ents}), "non_commercial": any("NC" in e.license for e in ents),
@@ -363,7 +363,7 @@ def _check_one(f: BenchmarkFiles, m: dict, base: Path) -> dict:
         b["files"] += 1
         if p is None: b["missing"].append(e.path); continue
         b["found"] += 1
-        try: verify_file(p, e); b["verified"] += 1
+        try: verify_file(p, e, rehash); b["verified"] += 1
         except DataError as ex: b["corrupt"].append({"path": e.path, "error": str(ex)})
     if not ents: b["error"] = f"no manifest row of group(s) {list(f.groups)}; add its files to {manifest_path()}"
     elif not b["missing"] and not b["corrupt"]:
@@ -378,8 +378,8 @@ def _check_one(f: BenchmarkFiles, m: dict, base: Path) -> dict:
         b["notes"] += f.check(b["not_placed"]) if f.check else [f"{len(b['not_placed'])} optional file(s) not placed"]
     return b
 
-def data_check(data_dir=None) -> dict:
-    "Per registered benchmark: files found/verified/missing/corrupt, optional files absent, example counts, licences."
+def data_check(data_dir=None, rehash: bool = False) -> dict:
+    "Per registered benchmark: files found/verified/missing/corrupt, optional files absent, example counts, licences (`rehash`: every file read again, no checksum cache)."
     base = Path(data_dir).expanduser() if data_dir is not None else _default_data_dir()
     if not base.is_dir(): raise DataError(f"data directory {base} does not exist; set DIKE_DATA_DIR to a copy of shared/data")
     m = manifest()
@@ -387,7 +387,7 @@ def data_check(data_dir=None) -> dict:
         raise DataError(f"no benchmark file of the manifest found in {base} or {raw_dir()}; set DIKE_DATA_DIR to a copy of shared/data")
     discover()
     rep = {"data_dir": str(base), "cache_dir": str(raw_dir()), "manifest": str(manifest_path()),
-           "benchmarks": {name: _check_one(FILES[name], m, base) for name in sorted(FILES)}}
+           "benchmarks": {name: _check_one(FILES[name], m, base, rehash) for name in sorted(FILES)}}
     read = {g for f in FILES.values() for g in f.groups}
     rep["unclaimed"] = sorted(e.path for e in m.values() if e.benchmark not in read)
     bs = rep["benchmarks"].values()
