@@ -693,6 +693,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'dike.scoring._tok_encode': ('scoring.html#_tok_encode', 'dike/scoring.py'),
                               'dike.scoring._token_logprobs': ('scoring.html#_token_logprobs', 'dike/scoring.py'),
                               'dike.scoring._trie_mask': ('scoring.html#_trie_mask', 'dike/scoring.py'),
+                              'dike.scoring._window': ('scoring.html#_window', 'dike/scoring.py'),
                               'dike.scoring.bias_bench_causal_scores': ('scoring.html#bias_bench_causal_scores', 'dike/scoring.py'),
                               'dike.scoring.candidate_jobs': ('scoring.html#candidate_jobs', 'dike/scoring.py'),
                               'dike.scoring.causal_nll': ('scoring.html#causal_nll', 'dike/scoring.py'),

@@ -179,10 +179,17 @@ def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     "log_softmax(logits)[targets] row by row, in fp32 (torch's log_softmax, as lm-eval; `x - logsumexp(x)` differs by ~1e-5)."
     return torch.log_softmax(logits.float(), dim=-1).gather(1, targets[:, None])[:, 0]
 
+def _window(cfg) -> tuple[int | None, bool]:
+    "(sliding window, whether the layers mix full and sliding attention) of a model config; (None, False) without one."
+    w, types = getattr(cfg, "sliding_window", None), set(getattr(cfg, "layer_types", None) or ())
+    if not w or getattr(cfg, "use_sliding_window", True) is False or (types and "sliding_attention" not in types): return None, False
+    return int(w), {"full_attention", "sliding_attention"} <= types
+
 def _run_shared(lm, reqs: list[_Req], batch_size: int, row_tokens: int, progress: bool) -> list[np.ndarray]:
     model = lm.model
     dev = _model_device(model)
     impl = getattr(model.config, "_attn_implementation", "sdpa")
+    win, mixed = _window(model.config)      # a sliding window is applied on positions (depths), per layer type
     order = sorted(range(len(reqs)), key=lambda i: reqs[i].inp)
     cap = max(row_tokens, max(len(r.inp) for r in reqs))
     rows, where = pack_tries([reqs[i].inp for i in order], cap)
@@ -206,9 +213,14 @@ def _run_shared(lm, reqs: list[_Req], batch_size: int, row_tokens: int, progress
             rw = rows[q]; n = len(rw["tokens"])
             ids[bi, :n] = torch.tensor(rw["tokens"], device="cpu"); pos[bi, :n] = torch.tensor(rw["depth"], device="cpu")
             mask[bi, 0] = _trie_mask(rw["parent"], T)
-        mask = torch.from_numpy(mask).to(dev)
-        if impl != "sdpa":   # eager attention adds the mask to the scores
-            mask = torch.zeros(mask.shape, dtype=model.dtype, device=dev).masked_fill(~mask, torch.finfo(model.dtype).min)
+        def as_mask(m):   # eager attention adds the mask to the scores
+            m = torch.from_numpy(m).to(dev)
+            return m if impl == "sdpa" else torch.zeros(m.shape, dtype=model.dtype, device=dev).masked_fill(~m, torch.finfo(model.dtype).min)
+        if win:           # an ancestor more than `win` - 1 positions back is outside a sliding layer's window
+            p = pos.numpy()
+            slide = mask & ((p[:, None, :, None] - p[:, None, None, :]) < win)
+            mask = {"full_attention": as_mask(mask), "sliding_attention": as_mask(slide)} if mixed else as_mask(slide)
+        else: mask = as_mask(mask)
         sel = [(bi, nd, t, i, j) for bi, q in enumerate(bq) for (nd, t, i, j) in needs[q]]
         flat = torch.tensor([bi * T + nd for bi, nd, *_ in sel], device=dev)
         tgt = torch.tensor([t for _, _, t, _, _ in sel], device=dev)
