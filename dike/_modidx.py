@@ -557,6 +557,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'dike.models._tiny_dir': ('models.html#_tiny_dir', 'dike/models.py'),
                              'dike.models.device_type': ('models.html#device_type', 'dike/models.py'),
                              'dike.models.dir_checksum': ('models.html#dir_checksum', 'dike/models.py'),
+                             'dike.models.gemma3_gguf': ('models.html#gemma3_gguf', 'dike/models.py'),
                              'dike.models.gguf_dir': ('models.html#gguf_dir', 'dike/models.py'),
                              'dike.models.kind_from_architectures': ('models.html#kind_from_architectures', 'dike/models.py'),
                              'dike.models.list_models': ('models.html#list_models', 'dike/models.py'),

