@@ -686,6 +686,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'dike.scoring._masked_logprobs': ('scoring.html#_masked_logprobs', 'dike/scoring.py'),
                               'dike.scoring._model_device': ('scoring.html#_model_device', 'dike/scoring.py'),
                               'dike.scoring._pbar': ('scoring.html#_pbar', 'dike/scoring.py'),
+                              'dike.scoring._row_batch': ('scoring.html#_row_batch', 'dike/scoring.py'),
                               'dike.scoring._run_plain': ('scoring.html#_run_plain', 'dike/scoring.py'),
                               'dike.scoring._run_shared': ('scoring.html#_run_shared', 'dike/scoring.py'),
                               'dike.scoring._snip': ('scoring.html#_snip', 'dike/scoring.py'),

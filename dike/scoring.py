@@ -185,11 +185,29 @@ def _window(cfg) -> tuple[int | None, bool]:
     if not w or getattr(cfg, "use_sliding_window", True) is False or (types and "sliding_attention" not in types): return None, False
     return int(w), {"full_attention", "sliding_attention"} <= types
 
+# %% ../nbs/03_scoring.ipynb #9504c20e
+def _row_batch(rws: list[dict], T: int, model, dev):
+    "(ids, positions, attention mask) of packed trie rows: the trie mask, windowed in sliding layers (one per layer type if mixed)."
+    impl, (win, mixed) = getattr(model.config, "_attn_implementation", "sdpa"), _window(model.config)
+    ids = torch.zeros(len(rws), T, dtype=torch.long)       # host buffers, moved once
+    pos = torch.zeros(len(rws), T, dtype=torch.long)
+    mask = np.zeros((len(rws), 1, T, T), dtype=bool)
+    for bi, rw in enumerate(rws):
+        n = len(rw["tokens"])
+        ids[bi, :n] = torch.tensor(rw["tokens"]); pos[bi, :n] = torch.tensor(rw["depth"])
+        mask[bi, 0] = _trie_mask(rw["parent"], T)
+    def as_mask(m):   # eager attention adds the mask to the scores
+        m = torch.from_numpy(m).to(dev)
+        return m if impl == "sdpa" else torch.zeros(m.shape, dtype=model.dtype, device=dev).masked_fill(~m, torch.finfo(model.dtype).min)
+    if not win: return ids, pos, as_mask(mask)
+    p = pos.numpy()           # an ancestor `win` or more positions back is outside a sliding layer's window
+    slide = mask & ((p[:, None, :, None] - p[:, None, None, :]) < win)
+    return ids, pos, ({"full_attention": as_mask(mask), "sliding_attention": as_mask(slide)} if mixed else as_mask(slide))
+
+# %% ../nbs/03_scoring.ipynb #70fe2392
 def _run_shared(lm, reqs: list[_Req], batch_size: int, row_tokens: int, progress: bool) -> list[np.ndarray]:
     model = lm.model
     dev = _model_device(model)
-    impl = getattr(model.config, "_attn_implementation", "sdpa")
-    win, mixed = _window(model.config)      # a sliding window is applied on positions (depths), per layer type
     order = sorted(range(len(reqs)), key=lambda i: reqs[i].inp)
     cap = max(row_tokens, max(len(r.inp) for r in reqs))
     rows, where = pack_tries([reqs[i].inp for i in order], cap)
@@ -206,21 +224,7 @@ def _run_shared(lm, reqs: list[_Req], batch_size: int, row_tokens: int, progress
     for b0 in range(0, len(rorder), batch_size):
         bq = rorder[b0:b0 + batch_size]
         T = max(len(rows[q]["tokens"]) for q in bq)
-        ids = torch.zeros(len(bq), T, dtype=torch.long, device="cpu")       # host buffers, moved once below
-        pos = torch.zeros(len(bq), T, dtype=torch.long, device="cpu")
-        mask = np.zeros((len(bq), 1, T, T), dtype=bool)
-        for bi, q in enumerate(bq):
-            rw = rows[q]; n = len(rw["tokens"])
-            ids[bi, :n] = torch.tensor(rw["tokens"], device="cpu"); pos[bi, :n] = torch.tensor(rw["depth"], device="cpu")
-            mask[bi, 0] = _trie_mask(rw["parent"], T)
-        def as_mask(m):   # eager attention adds the mask to the scores
-            m = torch.from_numpy(m).to(dev)
-            return m if impl == "sdpa" else torch.zeros(m.shape, dtype=model.dtype, device=dev).masked_fill(~m, torch.finfo(model.dtype).min)
-        if win:           # an ancestor more than `win` - 1 positions back is outside a sliding layer's window
-            p = pos.numpy()
-            slide = mask & ((p[:, None, :, None] - p[:, None, None, :]) < win)
-            mask = {"full_attention": as_mask(mask), "sliding_attention": as_mask(slide)} if mixed else as_mask(slide)
-        else: mask = as_mask(mask)
+        ids, pos, mask = _row_batch([rows[q] for q in bq], T, model, dev)
         sel = [(bi, nd, t, i, j) for bi, q in enumerate(bq) for (nd, t, i, j) in needs[q]]
         flat = torch.tensor([bi * T + nd for bi, nd, *_ in sel], device=dev)
         tgt = torch.tensor([t for _, _, t, _, _ in sel], device=dev)
@@ -247,6 +251,7 @@ def _run_shared(lm, reqs: list[_Req], batch_size: int, row_tokens: int, progress
     bar.close()
     return out
 
+# %% ../nbs/03_scoring.ipynb #93393c11
 def _run_plain(lm, reqs: list[_Req], batch_size: int, progress: bool) -> list[np.ndarray]:
     "lm-eval's algorithm: requests sorted by length (longest first), right-padded batches, full logits, log-softmax."
     model = lm.model
@@ -400,6 +405,7 @@ def _masked_logprobs(lm, jobs: list[tuple[list[int], int, int]], batch_size: int
     bar.close()
     return out
 
+# %% ../nbs/03_scoring.ipynb #8cfb232a
 def mlm_pair_scores(lm, sent1, sent2, variant: str = "nangia", batch_size: int = 64,
                     progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Pseudo-log-likelihood scores (score1, score2) of minimal pairs (lists of sentences, or two strings):

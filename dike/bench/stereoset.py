@@ -78,6 +78,7 @@ def _stereoset_dev(r) -> pd.DataFrame:
 SPLITS = ("train", "heldout")
 SPLIT_SEED = 0       # the one split every data-driven method uses (fair compression, teaching, debiasing baselines)
 
+# %% ../../nbs/10_stereoset.ipynb #a2be6d8f
 TEXT_COLUMNS = ("context", "stereotype", "anti_stereotype", "unrelated")
 
 def stereoset_split(df: pd.DataFrame, seed: int = SPLIT_SEED, train_frac: float = 0.5) -> pd.Series:
