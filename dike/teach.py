@@ -15,8 +15,11 @@ from torch import nn
 import torch.nn.functional as F
 from .core import SpecError, ModelError, cache_dir, config_hash, atomic_dir, write_json, source_hash
 from .evaluate import Benchmark, register_benchmark
-from .compress.core import (Param, register_method, scoped_linears, calib_batches, fair_pairs, transformer_blocks,
-                                weight_digest, SCOPE_KEYS)
+from .compress.spec import Param, register_method, SCOPE_KEYS
+from .compress.scopes import scoped_linears
+from .corpora import calib_batches, fair_pairs
+from .anatomy import transformer_blocks
+from .compress.apply import weight_digest
 
 # %% auto #0
 __all__ = ['PROBE_WORDS', 'GENDER_PROBE', 'CONCEPT_PROBE', 'TEACH_DATA', 'concept_rows', 'used_rows', 'encode_sentences',
@@ -28,7 +31,7 @@ __all__ = ['PROBE_WORDS', 'GENDER_PROBE', 'CONCEPT_PROBE', 'TEACH_DATA', 'concep
 # %% ../nbs/50_teach.ipynb #01e976b8
 def concept_rows(split: str = "train", n: int | None = None, seed: int = 0) -> pd.DataFrame:
     "`item_id, domain, text, label` (1 = stereotype, 0 = anti-stereotype): two rows per intrasentence item of StereoSet's `split` half (`n` items, seeded)."
-    from dike.compress.core import fair_pair_rows
+    from dike.corpora import fair_pair_rows
     d = fair_pair_rows(n, seed, split)
     rows = [pd.DataFrame({"item_id": d.item_id, "domain": d.domain, "text": d[c], "label": y})
             for c, y in (("stereotype", 1), ("anti_stereotype", 0))]
@@ -36,11 +39,10 @@ def concept_rows(split: str = "train", n: int | None = None, seed: int = 0) -> p
 
 def used_rows(item_ids, split: str = "train") -> pd.DataFrame:
     "`dataset, item_id, text` of every text column of the StereoSet items `item_ids` (what `dike.evaluate.leakage` checks)."
-    from dike.data import load
-    from dike.bench.stereoset import TEXT_COLUMNS
+    from dike.data import load, files_of
     d = load("stereoset", split=split).set_index("item_id").loc[list(item_ids)]
     return pd.concat([pd.DataFrame({"dataset": "stereoset", "item_id": d.index, "text": d[c].astype(str)})
-                      for c in TEXT_COLUMNS if c in d], ignore_index=True)
+                      for c in files_of("stereoset").text_columns if c in d], ignore_index=True)
 
 # %% ../nbs/50_teach.ipynb #91b1a000
 def encode_sentences(lm, texts) -> list[list[int]]:
@@ -350,7 +352,7 @@ def cached_adapter(model: nn.Module, train_cfg: dict, train: Callable[[], Adapte
     return ad, {"key": key, "dir": str(d), "hit": False}
 
 # %% ../nbs/50_teach.ipynb #c8597900
-TEACH_DATA = {"stereoset": "StereoSet training half, intrasentence stereotype / anti-stereotype pairs (dike.compress.core.fair_pairs)"}
+TEACH_DATA = {"stereoset": "StereoSet training half, intrasentence stereotype / anti-stereotype pairs (dike.corpora.fair_pairs)"}
 
 def kl_windows(lm, texts, seq: int) -> torch.Tensor:
     "Windows of exactly `seq` tokens packed from `texts` (`calib_batches`), as one (n, seq) LongTensor."

@@ -19,7 +19,7 @@ IDS = """
 import json, sys
 import dike; print(dike.__file__, file=sys.stderr)
 from dike.runner import load_grid
-from dike.compress.core import compress_key
+from dike.compress.apply import compress_key
 from dike.evaluate import metrics_key, get_benchmark
 g = load_grid(sys.argv[1], validate=False)
 print(json.dumps({"runs": {f"{c['benchmark']}|{c['compress']}": [c["run_id"], c["config_key"]] for c in g.runs},

@@ -10,7 +10,9 @@ from torch import nn
 import torch.nn.functional as F
 import dataclasses
 from ..core import SpecError, ModelError
-from .core import Param, register_method, transformer_blocks, calib_batches, text_sample
+from .spec import Param, register_method
+from ..anatomy import transformer_blocks
+from ..corpora import calib_batches, text_sample
 
 # %% auto #0
 __all__ = ['student_layer_ids', 'make_student', 'mask_tokens', 'kd_loss', 'role_reversed_logp', 'distill_losses', 'distill',
@@ -161,7 +163,7 @@ def distill_method(lm, step, calib=()):
     texts, src = text_sample("calib", step["texts"], seed)
     crr = None
     if step["fair"] == "crr":                            # counterfactual role reversal: swapped texts join the data
-        from dike.bench.bias_words import gender_swap, swap_map
+        from dike.corpora import gender_swap, swap_map
         m = swap_map()
         texts = texts + [gender_swap(t, m) for t in texts]
         crr = gender_token_pairs(lm.tokenizer, m).to(lm.device)

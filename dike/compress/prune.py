@@ -8,9 +8,10 @@ import math
 import torch
 from torch import nn
 from ..core import SpecError
-from .core import (Param, register_method, prunable_linears, transformer_blocks, calib_batches,
-                                BlockRunner, PairRunner, fair_pairs, fair_pair_rows, _set_module, scoped_linears, scoped_layers, is_scoped,
-                                SCOPE_KEYS)
+from .spec import Param, register_method, SCOPE_KEYS
+from ..anatomy import prunable_linears, transformer_blocks, BlockRunner, PairRunner, _set_module
+from ..corpora import calib_batches, fair_pairs, fair_pair_rows
+from .scopes import scoped_linears, scoped_layers, is_scoped
 
 # %% auto #0
 __all__ = ['n_pruned', 'smallest_mask', 'zero_smallest', 'verify_magnitude', 'verify_rows', 'verify_global', 'prune_magnitude',
@@ -488,7 +489,7 @@ def prune_fair_heads(lm, step, calib):
     """FASP (Zayed et al. 2024): keep the `gamma` share of attention units most important for the LM loss (Michel et al.
     importance on the calibration text); among the others remove the fraction F of units whose removal most reduces the
     stereotype gap |G| of StereoSet training-half pairs (first order: removing unit u changes G by -A_u, `dike.heads`)."""
-    from dike.heads import head_attribution
+    from dike.anatomy import head_attribution
     f, gamma = step["fraction"], step["gamma"]
     units = attention_units(lm.model)
     if any(u["layout"] != "llama" for u in units): raise SpecError(f"{step.text}: fair-heads needs a Llama-style causal model")
@@ -535,7 +536,7 @@ register_method("fair-heads", prune_fair_heads, ("causal",),
                 params=(Param("fraction", float, lambda v: 0 <= v < 1, "0<=F<1"),
                         Param("gamma", float, lambda v: 0 <= v < 1, "0<=gamma<1", default=0.3, keyword=True),
                         Param("pairs", int, lambda v: v >= 1, "pairs>=1", default=256, keyword=True)),
-                changes_weights=lambda st: st["fraction"] > 0, scope=("layers",), pairs=True, deps=("dike.heads",))
+                changes_weights=lambda st: st["fraction"] > 0, scope=("layers",), pairs=True, deps=("dike.anatomy",))
 
 register_method("heads", prune_heads, ("causal", "mlm"),
                 "heads:F (0<=F<1, fraction of attention heads removed, Michel et al. importance; KV groups under GQA)",

@@ -8,8 +8,10 @@ import dataclasses, math, time, warnings
 import torch
 from torch import nn
 from ..core import SpecError, ModelError
-from .core import (fair_pairs, PairRunner, Param, register_method, prunable_linears, transformer_blocks, calib_batches,
-                                BlockRunner, scoped_linears, is_scoped, SCOPE_KEYS)
+from ..corpora import fair_pairs, calib_batches
+from ..anatomy import PairRunner, prunable_linears, transformer_blocks, BlockRunner
+from .spec import Param, register_method, SCOPE_KEYS
+from .scopes import scoped_linears, is_scoped
 
 # %% auto #0
 __all__ = ['quant_grid', 'fake_quant', 'rtn_quantize', 'gptq_quantize', 'layer_error', 'packed_bytes', 'rtn_model', 'fair_target',
