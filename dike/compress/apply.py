@@ -34,7 +34,7 @@ def needs_calib(step: Step) -> bool:
 
 def weight_code() -> dict:
     "Hashes of the shared code in this module that decides compressed weights (not the report code)."
-    objs = (transformer_blocks, unsupported_layers, prunable_linears, model_max_len, special_wrap, calib_batches,
+    objs = (transformer_blocks, unsupported_layers, prunable_linears, model_max_len, _special_affixes, calib_batches,
             text_sample, BlockRunner, step_seed, apply_steps, check_step, weight_digest, layer_set, module_type, Scope,
             resolve_scope, scoped_linears, scoped_layers, pair_deltas, fair_pair_rows, fair_pairs, PairRunner,
             conv1d_to_linear, linear_to_conv1d, _apply)

@@ -13,6 +13,7 @@ from torch import nn
 from ..core import (SpecError, ModelError, cache_dir, config_hash, atomic_dir, write_json, seed_everything, set_threads,
                        source_hash, code_hash)
 from ..anatomy import prunable_linears
+from ..corpora import calib_batches, text_sample
 
 
 # %% auto #0

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from ..core import (SpecError, ModelError, cache_dir, config_hash, atomic_dir, write_json, seed_everything, set_threads,
                        source_hash, code_hash)
-from .spec import Step, SCOPE_KEYS, layer_set, module_set, module_type, layer_text
+from .spec import Step, METHODS, SCOPE_KEYS, MODULE_TYPES, MODULE_GROUPS, layer_set, module_set, module_type, layer_text
 from ..anatomy import transformer_blocks, prunable_linears
 
 

@@ -14,7 +14,7 @@ from ..core import SpecError, DikeError, Registry, caller_module, one_line
 # %% auto #0
 __all__ = ['REQUIRED', 'METHODS', 'SCOPE_KEYS', 'METHOD_GROUP', 'MODULE_TYPES', 'MODULE_GROUPS', 'MODULE_NAMES', 'MAX_LAYER',
            'SCOPE_PARAMS', 'SCOPE_FORMS', 'Param', 'Method', 'Step', 'register_method', 'list_methods', 'valid_forms',
-           'parse_spec', 'normalize_spec', 'method_modules', 'discover_methods', 'layer_text', 'layer_set',
+           'method_modules', 'discover_methods', 'parse_spec', 'normalize_spec', 'layer_text', 'layer_set',
            'canon_layers', 'module_set', 'canon_modules', 'module_type', 'spec_method_level', 'fair_options',
            'plain_twin']
 
@@ -102,6 +102,40 @@ def valid_forms(kind: str | None = None) -> str:
     "Every valid step form with the model kinds it fits, on one line."
     return "; ".join(f"{f} [{'/'.join(m.kinds)}]" for m in list_methods(kind) for f in m.forms) or "none registered"
 
+# %% ../../nbs/20_compress.ipynb #0802b266
+METHOD_GROUP = "dike.methods"     # entry-point group of modules that register compression methods (pyproject.toml)
+_DISCOVERED: set = set()
+
+def _own_entry_points() -> list[str]:
+    "The `dike.methods` entry points declared in the pyproject.toml beside the package (a source checkout; [] if none)."
+    import tomllib, dike
+    p = Path(dike.__file__).resolve().parent.parent / "pyproject.toml"
+    if not p.is_file(): return []
+    eps = tomllib.loads(p.read_text()).get("project", {}).get("entry-points", {}).get(METHOD_GROUP, {})
+    return [v.partition(":")[0] for v in eps.values()]
+
+def method_modules() -> list[str]:
+    "The modules that register compression methods: every module of `dike.compress`, then the `dike.methods` entry points."
+    import importlib.metadata, pkgutil, dike.compress as pkg
+    mods = [f"{pkg.__name__}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")]
+    eps = _own_entry_points() + [ep.value.partition(":")[0] for ep in importlib.metadata.entry_points(group=METHOD_GROUP)]
+    return list(dict.fromkeys(mods + eps))
+
+def discover_methods() -> list[str]:
+    "Import the method modules not imported yet (they register their methods); the modules imported now."
+    new = []
+    for mod in method_modules():
+        if mod in _DISCOVERED: continue
+        _DISCOVERED.add(mod)
+        if mod in importlib.sys.modules: continue
+        try: importlib.import_module(mod)
+        except ImportError as ex:
+            _DISCOVERED.discard(mod)
+            raise DikeError(f"compression method module {mod!r} failed to import: {one_line(ex)}") from None
+        new.append(mod)
+    return new
+
+
 # %% ../../nbs/20_compress.ipynb #baeb3465
 def _fmt(v) -> str:
     if isinstance(v, bool): return str(v).lower()
@@ -188,40 +222,6 @@ def parse_spec(spec: str, kind: str | None = None) -> list[Step]:
 def normalize_spec(spec: str, kind: str | None = None) -> str:
     "The canonical text of `spec` (equivalent specs give the same string)."
     return "+".join(s.text for s in parse_spec(spec, kind))
-
-# %% ../../nbs/20_compress.ipynb #0802b266
-METHOD_GROUP = "dike.methods"     # entry-point group of modules that register compression methods (pyproject.toml)
-_DISCOVERED: set = set()
-
-def _own_entry_points() -> list[str]:
-    "The `dike.methods` entry points declared in the pyproject.toml beside the package (a source checkout; [] if none)."
-    import tomllib, dike
-    p = Path(dike.__file__).resolve().parent.parent / "pyproject.toml"
-    if not p.is_file(): return []
-    eps = tomllib.loads(p.read_text()).get("project", {}).get("entry-points", {}).get(METHOD_GROUP, {})
-    return [v.partition(":")[0] for v in eps.values()]
-
-def method_modules() -> list[str]:
-    "The modules that register compression methods: every module of `dike.compress`, then the `dike.methods` entry points."
-    import importlib.metadata, pkgutil, dike.compress as pkg
-    mods = [f"{pkg.__name__}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")]
-    eps = _own_entry_points() + [ep.value.partition(":")[0] for ep in importlib.metadata.entry_points(group=METHOD_GROUP)]
-    return list(dict.fromkeys(mods + eps))
-
-def discover_methods() -> list[str]:
-    "Import the method modules not imported yet (they register their methods); the modules imported now."
-    new = []
-    for mod in method_modules():
-        if mod in _DISCOVERED: continue
-        _DISCOVERED.add(mod)
-        if mod in importlib.sys.modules: continue
-        try: importlib.import_module(mod)
-        except ImportError as ex:
-            _DISCOVERED.discard(mod)
-            raise DikeError(f"compression method module {mod!r} failed to import: {one_line(ex)}") from None
-        new.append(mod)
-    return new
-
 
 # %% ../../nbs/20_compress.ipynb #2ff7d672
 MODULE_TYPES = ("q", "k", "v", "o", "gate", "up", "down")
