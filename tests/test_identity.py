@@ -90,14 +90,14 @@ def test_a_pruning_change_recompresses_pruning_only(tmp_path, data_dir, base):
 
 
 def test_a_report_change_recompresses_nothing(tmp_path, data_dir, base):
-    pkg = edited_copy(tmp_path, "compress/core.py", '        "latency_ratio": lat_n / lat_b if lat_b else None,',
+    pkg = edited_copy(tmp_path, "compress/report.py", '        "latency_ratio": lat_n / lat_b if lat_b else None,',
                       '        "latency_ratio": lat_n / lat_b if lat_b else float("nan"),')
     after = ids(tmp_path, data_dir, pkg)
     assert after["keys"] == base["keys"] and changed(base, after) == set()
 
 
-def test_a_change_of_weight_code_in_core_recompresses(tmp_path, data_dir, base):
-    pkg = edited_copy(tmp_path, "compress/core.py", "    chunks = [pre + c + post for c in chunks if len(c) >= 8]",
+def test_a_change_of_shared_weight_code_recompresses(tmp_path, data_dir, base):
+    pkg = edited_copy(tmp_path, "corpora.py", "    chunks = [pre + c + post for c in chunks if len(c) >= 8]",
                       "    chunks = [pre + c + post for c in chunks if len(c) >= 9]")
     after = ids(tmp_path, data_dir, pkg)
     assert after["keys"]["wanda:0.5"] != base["keys"]["wanda:0.5"]     # calibration packing decides Wanda's weights
