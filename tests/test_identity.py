@@ -31,7 +31,7 @@ print(json.dumps({"runs": {f"{c['benchmark']}|{c['compress']}": [c["run_id"], c[
 def ids(tmp_path, data_dir, pkg=None) -> dict:
     grid = tmp_path / "ids.yaml"; grid.write_text(GRID)
     env = dict(os.environ, DIKE_DATA_DIR=str(data_dir), DIKE_ROOT=str(ROOT), DIKE_CACHE_DIR=str(tmp_path / "cache"),
-               PYTHONPATH=str(pkg) if pkg else "")
+               PYTHONPATH=str(pkg or ROOT))               # this checkout (or the edited copy), not the installed dike
     r = subprocess.run([sys.executable, "-c", IDS, str(grid)], env=env, cwd=tmp_path, capture_output=True, text=True,
                        timeout=600)                           # not cwd=ROOT: `python -c` puts the cwd first on sys.path
     assert r.returncode == 0, r.stderr[-3000:]

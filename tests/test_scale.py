@@ -198,7 +198,8 @@ def test_data_driven_compression_paths_name_their_devices(spec, data_dir):
 
 def test_head_attribution_and_shift_name_their_devices():
     import pandas as pd
-    from dike.anatomy import head_attribution, head_shift
+    from dike.anatomy import head_attribution
+    from dike.heads import head_shift
     lm = load_model("tiny-llama")
     pairs = pd.DataFrame({"stereotype": ["the man is a doctor", "he said no"], "anti_stereotype": ["the woman is a doctor", "she said no"]})
     with DeviceAudit() as a:
