@@ -4,14 +4,11 @@
 
 # %% ../../nbs/26_compress_apply.ipynb #43dc2dba
 from __future__ import annotations
-import copy, dataclasses, json, math, tempfile, time, warnings
-from pathlib import Path
-from typing import Any
+import copy, dataclasses, time
 import pandas as pd
 import torch
 from torch import nn
-from ..core import (SpecError, ModelError, cache_dir, config_hash, atomic_dir, write_json, seed_everything, set_threads,
-                       source_hash, code_hash)
+from ..core import SpecError, config_hash, seed_everything, set_threads, source_hash, code_hash
 from .spec import Step, METHODS, parse_spec, valid_forms, layer_set, module_type
 from .scopes import Scope, is_scoped, resolve_scope, scoped_linears, scoped_layers, scope_coverage
 from .report import compression_report
@@ -33,7 +30,7 @@ def needs_calib(step: Step) -> bool:
     return bool(n(step)) if callable(n) else bool(n)
 
 def weight_code() -> dict:
-    "Hashes of the shared code in this module that decides compressed weights (not the report code)."
+    "Hashes of the shared code (anatomy, corpora, scopes, apply) that decides compressed weights (not the report code)."
     objs = (transformer_blocks, unsupported_layers, prunable_linears, model_max_len, _special_affixes, calib_batches,
             text_sample, BlockRunner, step_seed, apply_steps, check_step, weight_digest, layer_set, module_type, Scope,
             resolve_scope, scoped_linears, scoped_layers, pair_deltas, fair_pair_rows, fair_pairs, PairRunner,

@@ -4,14 +4,12 @@
 
 # %% ../../nbs/27_compress_cache.ipynb #81c3e2eb
 from __future__ import annotations
-import copy, dataclasses, json, math, tempfile, time, warnings
+import json, warnings
 from pathlib import Path
 from typing import Any
-import pandas as pd
 import torch
 from torch import nn
-from ..core import (SpecError, ModelError, cache_dir, config_hash, atomic_dir, write_json, seed_everything, set_threads,
-                       source_hash, code_hash)
+from ..core import SpecError, ModelError, cache_dir, atomic_dir, write_json
 from .spec import METHODS, parse_spec
 from .apply import compress, compress_key
 from ..anatomy import _set_module

@@ -151,7 +151,7 @@ def distill(teacher: nn.Module, student: nn.Module, windows: torch.Tensor, kind:
             "history": hist, "time_s": round(dt, 2), "s_per_step": round(dt / max(steps, 1), 4),
             "frozen_params": sum(p.numel() for p in student.parameters() if id(p) in frozen)}
 
-# %% ../../nbs/23_distill.ipynb #12c23ac6
+# %% ../../nbs/23_distill.ipynb #20a502e8
 def _n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in {p.data_ptr(): p for p in model.parameters()}.values())
 
@@ -195,6 +195,7 @@ def gender_token_pairs(tokenizer, mapping: dict) -> torch.Tensor:
     if not out: raise SpecError("distill fair=crr: no gender word pair is a single token of this tokenizer")
     return torch.tensor(sorted(out), device="cpu")
 
+# %% ../../nbs/23_distill.ipynb #94de698b
 def verify_layers(lm, step, report):
     "The student has exactly L transformer blocks."
     n = len(transformer_blocks(lm.model)[1])

@@ -48,7 +48,7 @@ def zero_smallest(w: torch.Tensor, score: torch.Tensor, k: int, per_row: bool = 
     if per_row: w.masked_fill_(smallest_mask(score, k), 0.0)
     else: w.masked_fill_(smallest_mask(score.reshape(1, -1), k).reshape(w.shape), 0.0)
 
-# %% ../../nbs/21_prune.ipynb #eed7228f
+# %% ../../nbs/21_prune.ipynb #b7338257
 _S = Param("sparsity", float, lambda s: 0 <= s < 1, "0<=S<1")
 
 def _zeros(lin) -> int: return int(lin.weight.numel() - torch.count_nonzero(lin.weight.detach()))
@@ -90,6 +90,7 @@ def prune_magnitude(lm, step, calib=()):
         zero_smallest(lin.weight, lin.weight.abs(), n_pruned(s, lin.weight.numel()))
     return lm, {"method": "magnitude", "granularity": "per-layer"}
 
+# %% ../../nbs/21_prune.ipynb #c73d16ee
 @torch.no_grad()
 def prune_magnitude_global(lm, step, calib=()):
     "All prunable (scoped) layers together: zero the fraction S of their weights with the smallest |W| (one threshold)."
@@ -122,7 +123,7 @@ register_method("magnitude-global", prune_magnitude_global, ("causal", "mlm", "e
                 description="unstructured magnitude pruning, global threshold", changes_weights=_sparse,
                 verify=verify_global, scope=SCOPE_KEYS)
 
-# %% ../../nbs/21_prune.ipynb #3e2109a2
+# %% ../../nbs/21_prune.ipynb #06f90be8
 def _block_linears(model, i):
     prefix, blocks = transformer_blocks(model)
     return {f"{prefix}.{i}.{n}": m for n, m in blocks[i].named_modules() if isinstance(m, nn.Linear)}
@@ -178,6 +179,7 @@ def fair_wanda_score(w: torch.Tensor, sqnorm: torch.Tensor, n_tok: int, dsq: tor
     rd = (dsq / max(n_rows, 1)).sqrt().float()
     return w.detach().abs().float() * (rx - lam * rd)[None, :]
 
+# %% ../../nbs/21_prune.ipynb #d9af2156
 def prune_wanda(lm, step, calib):
     "Wanda: in each output row, zero the fraction S of weights with the smallest |W_ij| * ||X_j|| (fair=L: see above)."
     s, lam = step["sparsity"], step.get("fair", 0.0)
@@ -419,7 +421,7 @@ def head_importance(lm, batches) -> list[torch.Tensor]:
         for p, r in zip(lm.model.parameters(), req): p.requires_grad_(r)
     return [x / max(n, 1) for x in imp]
 
-# %% ../../nbs/21_prune.ipynb #df0d02b6
+# %% ../../nbs/21_prune.ipynb #df6443ed
 def _select_units(scores: list[torch.Tensor], k: int) -> list[list[int]]:
     "Globally the k lowest-scoring units, keeping at least one per layer; per layer the removed unit indices."
     order = sorted((float(s), l, u) for l, sc in enumerate(scores) for u, s in enumerate(sc))
@@ -478,6 +480,7 @@ def prune_heads(lm, step, calib):
                             for l, r in enumerate(removed) if r},
                 "importance": [[round(float(v), 6) for v in x] for x in norm]}
 
+# %% ../../nbs/21_prune.ipynb #06f22301
 def verify_heads(lm, step, report):
     "The model has exactly the promised number of query heads left."
     left = sum(u["nq"] for u in attention_units(lm.model))
@@ -485,6 +488,7 @@ def verify_heads(lm, step, report):
         raise SpecError(f"{step.text} promised to remove {report['heads_removed']} of {report['heads_total']} heads; "
                         f"{left} remain")
 
+# %% ../../nbs/21_prune.ipynb #af38009e
 def prune_fair_heads(lm, step, calib):
     """FASP (Zayed et al. 2024): keep the `gamma` share of attention units most important for the LM loss (Michel et al.
     importance on the calibration text); among the others remove the fraction F of units whose removal most reduces the

@@ -4,14 +4,10 @@
 
 # %% ../../nbs/25_compress_report.ipynb #975819bf
 from __future__ import annotations
-import copy, dataclasses, json, math, tempfile, time, warnings
+import tempfile, time, warnings
 from pathlib import Path
-from typing import Any
-import pandas as pd
 import torch
 from torch import nn
-from ..core import (SpecError, ModelError, cache_dir, config_hash, atomic_dir, write_json, seed_everything, set_threads,
-                       source_hash, code_hash)
 from ..anatomy import prunable_linears
 from ..corpora import calib_batches, text_sample
 

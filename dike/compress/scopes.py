@@ -4,16 +4,10 @@
 
 # %% ../../nbs/24_compress_scopes.ipynb #58d6ec41
 from __future__ import annotations
-import copy, dataclasses, json, math, tempfile, time, warnings
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-import pandas as pd
-import torch
+from dataclasses import dataclass
 from torch import nn
-from ..core import (SpecError, ModelError, cache_dir, config_hash, atomic_dir, write_json, seed_everything, set_threads,
-                       source_hash, code_hash)
-from .spec import Step, METHODS, SCOPE_KEYS, MODULE_TYPES, MODULE_GROUPS, layer_set, module_set, module_type, layer_text
+from ..core import SpecError
+from .spec import Step, METHODS, MODULE_TYPES, MODULE_GROUPS, layer_set, module_type, layer_text
 from ..anatomy import transformer_blocks, prunable_linears
 
 
