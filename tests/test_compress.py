@@ -357,3 +357,20 @@ def test_imbalance_aware_calibration_sources(src, data_dir, monkeypatch):
     else:
         assert sum(i.endswith("/cda") for i in ids) == len(ids) // 2
     assert weight_digest(a.model) != weight_digest(b.model)
+
+
+def test_compress_core_is_split_and_methods_are_discovered(monkeypatch):
+    "No compress.core, one special-token probe (scoring), no name tuples; the spec cache key follows the discovered modules."
+    import importlib.util
+    import dike.anatomy, dike.corpora, dike.compress.spec as S
+    from dike.runner import _spec_cache_key
+    assert importlib.util.find_spec("dike.compress.core") is None
+    assert not any(hasattr(m, "special_wrap") for m in (dike.anatomy, dike.corpora, S))
+    assert not hasattr(S, "BUILTIN_FAMILIES") and not hasattr(S, "STEP_MODULES")
+    mods = S.method_modules()
+    assert {"dike.compress.prune", "dike.compress.quant", "dike.compress.distill", "dike.teach", "dike.debias"} <= set(mods)
+    assert {"teach", "cda", "leace"} <= {m.prefix for m in S.list_methods()}          # steps outside dike.compress
+    key = _spec_cache_key("magnitude:0.5", "causal", [])
+    real = S.method_modules
+    monkeypatch.setattr(S, "method_modules", lambda: real() + ["json"])             # one more discovered module file
+    assert _spec_cache_key("magnitude:0.5", "causal", []) != key
