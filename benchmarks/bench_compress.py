@@ -3,7 +3,7 @@
 Usage: DIKE_THREADS=2 python benchmarks/bench_compress.py [--model smollm2-135m] [--specs magnitude:0.5,wanda:0.5]
        [--n-calib 128] [--report]
 
-For each spec it times `dike.compress.core.compress` (the compression alone; `--report` adds one full compression
+For each spec it times `dike.compress.apply.compress` (the compression alone; `--report` adds one full compression
 report for the first spec) and prints, next to the seconds, a baseline measured in the same process: one forward pass of
 the base model over 2048 tokens, so that a slow (shared) machine can be told apart from a slow method; the CPU seconds
 of the process are printed too (on a machine shared with other jobs, wall time overstates the method's cost).
@@ -13,7 +13,8 @@ import argparse, json, os, time
 import torch
 from dike.core import set_threads
 from dike.models import load_model
-from dike.compress.core import compress, calib_batches, text_sample
+from dike.compress.apply import compress
+from dike.corpora import calib_batches, text_sample
 
 TARGETS = {"magnitude": 30.0, "wanda": 120.0}
 

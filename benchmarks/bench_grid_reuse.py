@@ -33,7 +33,7 @@ def main():
         path = Path(sys.argv[1]) if len(sys.argv) > 1 else d / "bench-reuse.yaml"
         if len(sys.argv) <= 1: path.write_text(GRID)
         g = load_grid(path)
-        from dike.compress.core import load_or_compress       # warm the compression cache: both arms read it
+        from dike.compress.cache import load_or_compress  # warm the compression cache: both arms read it
         for spec in sorted({c["compress"] for c in g.runs} - {"none"}):
             for m in sorted({c["model"] for c in g.runs if c["compress"] == spec}): load_or_compress(m, spec)
         t0 = time.perf_counter()

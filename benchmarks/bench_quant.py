@@ -3,7 +3,7 @@
 Usage: DIKE_THREADS=2 python benchmarks/bench_quant.py [--model smollm2-135m] [--specs rtn:4:g128,gptq:4:g128]
        [--n-calib 128] [--distill-steps 20] [--json out.json]
 
-For each spec it times `dike.compress.core.compress` (the compression alone, no report) and prints, next to the
+For each spec it times `dike.compress.apply.compress` (the compression alone, no report) and prints, next to the
 seconds, a baseline measured in the same process: one forward pass of the base model over 8 x 256 = 2048 tokens, so
 that a slow (shared) machine can be told apart from a slow method; the CPU seconds of the process are printed too (on a
 machine shared with other jobs, wall time overstates the method's cost). For `int8-dynamic` it also times the forward
@@ -16,7 +16,9 @@ import argparse, json, os, time
 import torch
 from dike.core import set_threads
 from dike.models import load_model
-from dike.compress.core import compress, calib_batches, text_sample, transformer_blocks
+from dike.compress.apply import compress
+from dike.corpora import calib_batches, text_sample
+from dike.anatomy import transformer_blocks
 
 TARGETS = {"rtn": 30.0, "gptq": 900.0}
 

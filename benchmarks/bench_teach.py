@@ -27,7 +27,7 @@ def main():
     a = ap.parse_args()
     from dike.core import set_threads
     from dike.models import load_model
-    from dike.compress.core import compress
+    from dike.compress.apply import compress
     from dike.evaluate import evaluate
     from dike.scoring import encode_sentences, sequence_logprob, pad_id
     from dike.teach import concept_rows
@@ -43,7 +43,7 @@ def main():
         print(f"probe base: AUC {pb['auc']['estimate']:.3f} [{pb['auc']['ci_low']:.3f}, {pb['auc']['ci_high']:.3f}] "
               f"pair acc {pb['pair_accuracy']['estimate']:.3f} (n={pb['n_eval_items']} held-out items, last block) "
               f"{time.perf_counter() - t:.0f} s", flush=True)
-    from dike.compress.core import calib_rows
+    from dike.corpora import calib_rows
     t = time.perf_counter()
     calib_rows(lm, "wikitext", a.n_calib, 0)             # the leak-filtered pool, drawn once per process: timed apart
     print(f"calibration sample (leak-filtered WikiText-2 valid pool): {time.perf_counter() - t:.0f} s", flush=True)

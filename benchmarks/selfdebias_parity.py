@@ -10,7 +10,7 @@ bias-bench's `CrowSPairsRunner._joint_log_probability` reads them, with the prom
 tokenizer (bias-bench hard-codes GPT-2's 13/15).
 
 Printed: the largest |log p̃_ours − log p̃_bias-bench| over every token from the second on (must be float round-off),
-and the first token's difference (by design: see `nbs/06_selfdebias.ipynb`), on SmolLM2-135M.
+and the first token's difference (by design: see `nbs/08_selfdebias.ipynb`), on SmolLM2-135M.
 
     DIKE_DATA_DIR=../shared/data .venv/bin/python benchmarks/selfdebias_parity.py /work/.mirror/McGill-NLP+bias-bench/repo [N_PAIRS]
 """

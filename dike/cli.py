@@ -59,7 +59,7 @@ def _device_dtype(a) -> tuple[str, str]:
 def _load(model: str, dtype: str, compress_spec: str | None, seed: int, device: str = "cpu"):
     from dike.models import load_model
     if compress_spec and compress_spec != "none":
-        from dike.compress.core import load_or_compress
+        from dike.compress.cache import load_or_compress
         return load_or_compress(model, compress_spec, seed=seed, dtype=dtype, device=device)
     return load_model(model, dtype=dtype, device=device), None
 
@@ -83,7 +83,8 @@ def cmd_eval(a):
 
 def cmd_compress(a):
     from dike.models import load_model
-    from dike.compress.core import compress, save_compressed
+    from dike.compress.apply import compress
+    from dike.compress.cache import save_compressed
     dev, dtype = _device_dtype(a)
     lm = load_model(a.model, dtype=dtype, device=dev)
     new, report = compress(lm, a.spec, seed=a.seed, n_calib=a.n_calib, progress=not a.quiet)
@@ -197,7 +198,7 @@ def cmd_figures(a):
     return 0
 
 def cmd_cache_prune(a):
-    from dike.compress.core import cache_prune
+    from dike.compress.cache import cache_prune
     gone = cache_prune(dry_run=a.dry_run)
     for r in gone: print(f"{'would remove' if a.dry_run else 'removed'} {r['dir']} ({r['bytes'] / 2**20:.0f} MiB): {r['why']}")
     print(f"{len(gone)} compressed model(s), {sum(r['bytes'] for r in gone) / 2**30:.2f} GiB"

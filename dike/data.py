@@ -231,9 +231,9 @@ def register_files(f: BenchmarkFiles, replace: bool = False) -> BenchmarkFiles:
     return FILES.register(f.name, f, replace, owner=caller_module())
 
 def discover() -> list[str]:
-    "Import the modules of `dike.bench` and the `dike.benchmarks` entry points not imported yet (they register themselves)."
+    "Import `dike.corpora` (text that builds models), the modules of `dike.bench` and the `dike.benchmarks` entry points not imported yet (they register their files)."
     import dike.bench as pkg
-    mods = [f"{pkg.__name__}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")]
+    mods = ["dike.corpora"] + [f"{pkg.__name__}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")]
     new = []
     for mod in mods:
         if mod not in _IMPORTED: importlib.import_module(mod); _IMPORTED.add(mod); new.append(mod)

@@ -10,8 +10,10 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from .core import SpecError, source_hash
-from .compress.core import (Param, register_method, scoped_linears, fair_pairs, fair_pair_rows, transformer_blocks,
-                                SCOPE_KEYS)
+from .compress.spec import Param, register_method, SCOPE_KEYS
+from .compress.scopes import scoped_linears
+from .corpora import fair_pairs, fair_pair_rows
+from .anatomy import transformer_blocks
 from .scoring import sequence_logprob, pad_id
 from .teach import (kl_windows, cached_adapter, train_cfg, train_lora, apply_adapter,
                         hidden_features, _block_out, _merged_report, _teach_params)
@@ -22,7 +24,7 @@ __all__ = ['cda_texts', 'cda_loss', 'cda_method', 'fit_eraser', 'Erasure', 'clas
 # %% ../nbs/51_debias_baselines.ipynb #20673f14
 def cda_texts(texts) -> list[str]:
     "Two-sided counterfactual augmentation: every text and its gender-swapped copy (bias-bench word pairs)."
-    from dike.bench.bias_words import gender_swap, swap_map
+    from dike.corpora import gender_swap, swap_map
     m = swap_map()
     texts = list(texts)
     return texts + [gender_swap(t, m) for t in texts]

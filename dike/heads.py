@@ -9,68 +9,11 @@ import numpy as np
 import pandas as pd
 import torch
 from .core import ScoringError, SpecError, set_threads
+from .anatomy import head_layout, head_gates, bias_gap, head_attribution
+
 
 # %% auto #0
-__all__ = ['head_layout', 'head_gates', 'bias_gap', 'head_attribution', 'head_shift', 'ablation_check', 'run_heads', 'fig_heads']
-
-# %% ../nbs/41_heads.ipynb #3a360739
-def head_layout(model) -> tuple[list, int, int]:
-    "`(o_proj modules, n_heads, head_dim)` of a Llama-style causal LM (one `o_proj` per layer)."
-    from dike.compress.core import transformer_blocks
-    _, blocks = transformer_blocks(model)
-    outs = [getattr(getattr(b, "self_attn", None), "o_proj", None) for b in blocks]
-    if not outs or any(o is None for o in outs):
-        raise SpecError(f"heads: {type(model).__name__} has no self_attn.o_proj per block; head attribution needs a Llama-style model")
-    cfg = model.config
-    n = cfg.num_attention_heads
-    d = getattr(cfg, "head_dim", None) or cfg.hidden_size // n
-    if outs[0].in_features != n * d: raise SpecError(f"heads: o_proj takes {outs[0].in_features} inputs, not {n} heads x {d}")
-    return outs, n, d
-
-@contextlib.contextmanager
-def head_gates(model, gates: torch.Tensor | None = None, record: list | None = None):
-    "Multiply each head's output slice by `gates[layer, head]` (a tensor, e.g. with grad); `record` collects each layer's o_proj input."
-    outs, n, d = head_layout(model)
-    def hook(i):
-        def pre(mod, args):
-            x = args[0]
-            if record is not None: record.append((i, x.detach()))
-            if gates is None: return None
-            sh = x.shape
-            return (x.view(*sh[:-1], n, d) * gates[i].to(x.dtype)[:, None]).view(sh),
-        return pre
-    hs = [o.register_forward_pre_hook(hook(i)) for i, o in enumerate(outs)]
-    try: yield
-    finally:
-        for h in hs: h.remove()
-
-# %% ../nbs/41_heads.ipynb #4e9d55ef
-def bias_gap(lm, pairs: pd.DataFrame, gates=None, batch_size: int = 16) -> torch.Tensor:
-    "G = mean over pairs of log P(stereotype) - log P(anti-stereotype) (columns `stereotype`, `anti_stereotype`; differentiable in `gates`)."
-    from dike.scoring import encode_sentences, sequence_logprob, pad_id
-    n = len(pairs)
-    seqs = encode_sentences(lm.tokenizer, list(pairs["stereotype"]) + list(pairs["anti_stereotype"]))
-    if any(len(s) < 2 for s in seqs): raise ScoringError("heads: a sentence has no tokens")
-    with head_gates(lm.model, gates):
-        ll = sequence_logprob(lm.model, seqs, pad_id(lm.tokenizer), batch_size)
-    return (ll[:n] - ll[n:]).mean()
-
-def head_attribution(lm, pairs: pd.DataFrame, batch_size: int = 16) -> pd.DataFrame:
-    "`layer, head, attribution` = dG/dg at g = 1 for every query head, and `gap` = G."
-    set_threads()
-    outs, n, _ = head_layout(lm.model)
-    g = torch.ones(len(outs), n, requires_grad=True, device=next(lm.model.parameters()).device)
-    req = [p.requires_grad for p in lm.model.parameters()]
-    for p in lm.model.parameters(): p.requires_grad_(False)          # only the gates need gradients
-    try:
-        with torch.enable_grad():                                      # also when called under no_grad (compression)
-            G = bias_gap(lm, pairs, g, batch_size)
-            G.backward()
-    finally:
-        for p, r in zip(lm.model.parameters(), req): p.requires_grad_(r)
-    a = g.grad.detach().cpu().numpy()
-    return pd.DataFrame({"layer": np.repeat(np.arange(len(outs)), n), "head": np.tile(np.arange(n), len(outs)),
-                         "attribution": a.ravel()}).assign(gap=float(G.detach()))
+__all__ = ['head_shift', 'ablation_check', 'run_heads', 'fig_heads']
 
 # %% ../nbs/41_heads.ipynb #f78b9fc6
 @torch.inference_mode()
@@ -127,7 +70,8 @@ def run_heads(model, specs=(), out=None, n_train: int = 128, n_heldout: int = 10
     from pathlib import Path
     from scipy.stats import spearmanr
     from dike.models import load_model
-    from dike.compress.core import compress, fair_pair_rows
+    from dike.compress.apply import compress
+    from dike.corpora import fair_pair_rows
     from dike.evaluate import leakage
     from dike.stats import bootstrap_ci
     from dike.report import _write_parquet

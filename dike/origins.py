@@ -23,7 +23,8 @@ def layer_bands(n_layers: int, n_bands: int) -> list[tuple[int, int]]:
 
 def model_module_types(model) -> list[str]:
     "The module types (q, k, v, o, gate, up, down) the model's transformer blocks hold, in table order."
-    from dike.compress.core import MODULE_TYPES, transformer_blocks, module_type
+    from dike.compress.spec import MODULE_TYPES, module_type
+    from dike.anatomy import transformer_blocks
     _, blocks = transformer_blocks(model)
     have = {module_type(n) for n, _ in blocks[0].named_modules() if n} - {None}
     return [t for t in MODULE_TYPES if t in have]
@@ -72,10 +73,10 @@ def run_origins(model, spec: str, benchmarks, out, limits: dict | None = None, n
                 batch_size: int = 16, progress: bool = False) -> pd.DataFrame:
     "Sweep `spec` over layer bands × module types of `model`; writes `out/cells/*.parquet` and `out/origins.parquet`."
     from dike.models import load_model
-    from dike.compress.core import compress
+    from dike.compress.apply import compress
     from dike.evaluate import evaluate, get_benchmark
     from dike.analysis import compare_items
-    from dike.compress.core import transformer_blocks
+    from dike.anatomy import transformer_blocks
     from dike.report import _write_parquet
     base = load_model(model) if isinstance(model, str) else model
     out = Path(out); (out / "cells").mkdir(parents=True, exist_ok=True)

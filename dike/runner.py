@@ -100,7 +100,8 @@ def run_config(model: str, compress: str, benchmark: str, scorer, limit, seed: i
            "sample_seed": int(sample_seed), "seed": int(seed),
            "n_boot": int(n_boot), "dtype": dtype, "device": str(device or "cpu"), "imports": sorted(imports)}
     if cfg["compress"] != "none" and compress_code is None:
-        from dike.compress.core import method_code, parse_spec
+        from dike.compress.apply import method_code
+        from dike.compress.spec import parse_spec
         steps = parse_spec(cfg["compress"], fingerprint["kind"])
         cfg["compress"] = "+".join(st.text for st in steps)       # equivalent spellings: one run id
         compress_code = method_code(steps)
@@ -123,10 +124,11 @@ def _import_all(mods, where: str):
 def _spec_cache_key(spec: str, kind: str, imports) -> str:
     import dike, importlib.util
     from dike.data import manifest_path
+    from dike.compress.spec import method_modules   # the discovered method modules (found, not imported: no torch)
     src = Path(dike.__file__).parent
-    files = sorted(src.glob("compress/*.py")) + [src / "core.py", src / "data.py", manifest_path()]
-    files += [src / "teach.py", src / "debias.py"]  # the steps of compress.core.STEP_MODULES (not imported here: no torch)
-    for m in imports:                              # user modules may register methods
+    files = sorted(src.glob("compress/*.py")) + [src / "core.py", src / "data.py", src / "anatomy.py", src / "corpora.py",
+                                                 manifest_path()]
+    for m in method_modules() + list(imports):     # method modules outside dike.compress; user modules may register methods
         sp = importlib.util.find_spec(m)
         if sp is not None and sp.origin and Path(sp.origin).is_file(): files.append(Path(sp.origin))
     stamp = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.is_file()]
@@ -141,7 +143,8 @@ def checked_spec(spec: str, kind: str, imports=()) -> tuple[str, dict]:
     if p.is_file():
         d = json.loads(p.read_text())
         if "code" in d: return d["normalized"], d["code"]
-    from dike.compress.core import parse_spec, method_code      # imports torch and every method: about 1.5 s
+    from dike.compress.spec import parse_spec
+    from dike.compress.apply import method_code  # imports torch and every method: about 1.5 s
     steps = parse_spec(spec, kind)
     norm, code = "+".join(s.text for s in steps), method_code(steps)
     if all(m["module"] != "__main__" for m in code["methods"].values()):   # never cache a method defined interactively
@@ -396,7 +399,7 @@ def evaluate_run(model: str, compress: str | None, benchmark: str, scorer=None, 
     else:
         _LOADED.clear()                               # never two models in memory
         if compress and compress != "none":
-            from dike.compress.core import load_or_compress
+            from dike.compress.cache import load_or_compress
             lm, creport = load_or_compress(model, compress, dtype=dtype, device=device)   # the calibration seed is in the spec
         else:
             from dike.models import load_model

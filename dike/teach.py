@@ -15,8 +15,11 @@ from torch import nn
 import torch.nn.functional as F
 from .core import SpecError, ModelError, cache_dir, config_hash, atomic_dir, write_json, source_hash
 from .evaluate import Benchmark, register_benchmark
-from .compress.core import (Param, register_method, scoped_linears, calib_batches, fair_pairs, transformer_blocks,
-                                weight_digest, SCOPE_KEYS)
+from .compress.spec import Param, register_method, SCOPE_KEYS
+from .compress.scopes import scoped_linears
+from .corpora import calib_batches, fair_pairs
+from .anatomy import transformer_blocks
+from .compress.apply import weight_digest
 
 # %% auto #0
 __all__ = ['PROBE_WORDS', 'GENDER_PROBE', 'CONCEPT_PROBE', 'TEACH_DATA', 'concept_rows', 'used_rows', 'hidden_features',
@@ -27,7 +30,7 @@ __all__ = ['PROBE_WORDS', 'GENDER_PROBE', 'CONCEPT_PROBE', 'TEACH_DATA', 'concep
 # %% ../nbs/50_teach.ipynb #01e976b8
 def concept_rows(split: str = "train", n: int | None = None, seed: int = 0) -> pd.DataFrame:
     "`item_id, domain, text, label` (1 = stereotype, 0 = anti-stereotype): two rows per intrasentence item of StereoSet's `split` half (`n` items, seeded)."
-    from dike.compress.core import fair_pair_rows
+    from dike.corpora import fair_pair_rows
     d = fair_pair_rows(n, seed, split)
     rows = [pd.DataFrame({"item_id": d.item_id, "domain": d.domain, "text": d[c], "label": y})
             for c, y in (("stereotype", 1), ("anti_stereotype", 0))]
@@ -295,7 +298,7 @@ def cached_adapter(model: nn.Module, train_cfg: dict, train: Callable[[], Adapte
     return ad, {"key": key, "dir": str(d), "hit": False}
 
 # %% ../nbs/50_teach.ipynb #c8597900
-TEACH_DATA = {"stereoset": "StereoSet training half, intrasentence stereotype / anti-stereotype pairs (dike.compress.core.fair_pairs)"}
+TEACH_DATA = {"stereoset": "StereoSet training half, intrasentence stereotype / anti-stereotype pairs (dike.corpora.fair_pairs)"}
 
 def kl_windows(lm, texts, seq: int) -> torch.Tensor:
     "Windows of exactly `seq` tokens packed from `texts` (`calib_batches`), as one (n, seq) LongTensor."

@@ -21,13 +21,13 @@ BASELINES = ("cda", "leace", "self-debias")
 def teach_level(spec) -> float | None:
     "s of a one-step `teach:s=S` spec, 0.0 for `none`, None for anything else."
     if spec in (None, "", "none"): return 0.0
-    from dike.compress.core import parse_spec
+    from dike.compress.spec import parse_spec
     st = parse_spec(str(spec), "causal")
     return float(st[0]["s"]) if len(st) == 1 and st[0].method == "teach" else None
 
 def teach_arms(summ: pd.DataFrame) -> pd.DataFrame:
     "`summ` with `arm` ('teach' with its `s`, 'cda', 'leace', 'self-debias', or the spec itself) and `s`."
-    from dike.compress.core import parse_spec
+    from dike.compress.spec import parse_spec
     def arm(spec, scorer):
         if scorer == "self-debias": return "self-debias" if spec == "none" else f"{spec} (self-debias)"
         if teach_level(spec) is not None: return "teach"

@@ -1,12 +1,16 @@
-"""Compression specs, report, save/load, CLI and cache (dike.compress.core), on tiny random models."""
+"""Compression specs, report, save/load, CLI and cache (dike.compress.spec/apply/cache), on tiny random models."""
 import json
 import pytest
 import torch
 from dike.core import SpecError
-from dike.compress import core as cc
+from dike.compress import cache as cc
+from dike.compress.scopes import scoped_linears
 from dike.models import load_model
-from dike.compress.core import (parse_spec, normalize_spec, compress, compress_key, save_compressed, load_compressed,
-                                load_or_compress, prunable_linears, text_sample)
+from dike.compress.spec import parse_spec, normalize_spec
+from dike.compress.apply import compress, compress_key
+from dike.compress.cache import save_compressed, load_compressed, load_or_compress
+from dike.anatomy import prunable_linears
+from dike.corpora import text_sample
 
 HELDOUT = ["the river was long and the city was old", "she works in the school by the river"]
 CALIB = ["the doctor and the nurse were in the house", "the old man said that the water was high",
@@ -213,7 +217,7 @@ SCOPE_CALIB = ["the doctor said that the nurse was kind and the teacher was smar
 def _only_scope_changed(base, new, spec):
     "Every tensor of the base state dict outside the scoped Linears is bit-identical in `new`; returns the changed scoped ones."
     st = parse_spec(spec)[0]
-    mods = set(cc.scoped_linears(base.model, st))
+    mods = set(scoped_linears(base.model, st))
     sb, sn = base.model.state_dict(), new.model.state_dict()
     for k, v in sb.items():
         if k.rpartition(".")[0] in mods: continue
@@ -244,7 +248,7 @@ def test_scoped_step_changes_only_scoped_weights(alias, spec):
     changed = _only_scope_changed(base, new, spec)
     assert changed, spec                                                   # and at least one scoped weight moved
     sc = rep["steps"][0]["scope"]
-    lins = cc.scoped_linears(base.model, parse_spec(spec)[0])
+    lins = scoped_linears(base.model, parse_spec(spec)[0])
     assert sc["linears"] == len(lins) and sc["weights"] == sum(l.weight.numel() for l in lins.values())
     total = sum(l.weight.numel() for l in prunable_linears(base.model).values())
     assert sc["share"] == pytest.approx(sc["weights"] / total) and 0 < sc["share"] < 1
@@ -340,7 +344,7 @@ def test_imbalance_aware_calibration_sources(src, data_dir, monkeypatch):
     "wanda with calib=balanced / wikitext-cda: a different calibration sample, recorded by item id (and group shares)."
     monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
     from dike.models import load_model
-    from dike.compress.core import compress, weight_digest
+    from dike.compress.apply import compress, weight_digest
     lm = load_model("tiny-llama")
     a, ra = compress(lm, "wanda:0.5", n_calib=8, progress=False, report=False)
     b, rb = compress(lm, f"wanda:0.5:calib={src}", n_calib=8, progress=False, report=False)
@@ -353,3 +357,20 @@ def test_imbalance_aware_calibration_sources(src, data_dir, monkeypatch):
     else:
         assert sum(i.endswith("/cda") for i in ids) == len(ids) // 2
     assert weight_digest(a.model) != weight_digest(b.model)
+
+
+def test_compress_core_is_split_and_methods_are_discovered(monkeypatch):
+    "No compress.core, one special-token probe (scoring), no name tuples; the spec cache key follows the discovered modules."
+    import importlib.util
+    import dike.anatomy, dike.corpora, dike.compress.spec as S
+    from dike.runner import _spec_cache_key
+    assert importlib.util.find_spec("dike.compress.core") is None
+    assert not any(hasattr(m, "special_wrap") for m in (dike.anatomy, dike.corpora, S))
+    assert not hasattr(S, "BUILTIN_FAMILIES") and not hasattr(S, "STEP_MODULES")
+    mods = S.method_modules()
+    assert {"dike.compress.prune", "dike.compress.quant", "dike.compress.distill", "dike.teach", "dike.debias"} <= set(mods)
+    assert {"teach", "cda", "leace"} <= {m.prefix for m in S.list_methods()}          # steps outside dike.compress
+    key = _spec_cache_key("magnitude:0.5", "causal", [])
+    real = S.method_modules
+    monkeypatch.setattr(S, "method_modules", lambda: real() + ["json"])             # one more discovered module file
+    assert _spec_cache_key("magnitude:0.5", "causal", []) != key

@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 
 import dike.data as D
-from dike.bench import stereoset as SS, crows_pairs as CP, winogender as WG, bias_words as BW, winobias as WB, \
-    seat as SE, gap as GP, bbq as BQ, bold as BO
+from dike.bench import stereoset as SS, crows_pairs as CP, winogender as WG, winobias as WB, seat as SE, gap as GP, \
+    bbq as BQ
+from dike import corpora                                # BOLD/GAP text pools and bias-bench word lists: data, not benchmarks
 from dike.core import DataError, DikeError, SpecError, sha256_file
 
 
@@ -390,9 +391,9 @@ def test_bold_and_bias_words_shapes(iso):
     put(iso, "bold/prompts/gender_prompt.json", json.dumps({"American_actors": {"A_B": "A B is"}}))
     with pytest.raises(DataError) as ei: D.load("bold", domains="gender", verify=False)
     one_line_error(ei, "bold/prompts/gender_prompt.json", "American_actors/A_B")
-    put(iso, BW.BIAS_WORDS, json.dumps({"gender": [["he", "she", "they"]], "race": [], "religion": []}))
-    with pytest.raises(DataError) as ei: BW.bias_words(verify=False)
-    one_line_error(ei, BW.BIAS_WORDS, "gender[0]", "2 words")
+    put(iso, corpora.BIAS_WORDS, json.dumps({"gender": [["he", "she", "they"]], "race": [], "religion": []}))
+    with pytest.raises(DataError) as ei: corpora.bias_words(verify=False)
+    one_line_error(ei, corpora.BIAS_WORDS, "gender[0]", "2 words")
 
 
 def test_empty_data_dir_check_and_cli_exit_2(iso, tmp_path):
@@ -407,7 +408,7 @@ def test_empty_data_dir_check_and_cli_exit_2(iso, tmp_path):
 
 
 def test_data_check_reports_corrupt_and_missing(iso):
-    e = D.entry(BW.BIAS_WORDS)
+    e = D.entry(corpora.BIAS_WORDS)
     put(iso, e.path, b"{" + b" " * (e.size - 2) + b"}")
     rep = D.data_check(iso)
     b = rep["benchmarks"]["bias_words"]
@@ -558,7 +559,7 @@ def test_real_bold(data_dir):
 
 
 def test_real_bias_words(data_dir):
-    w = BW.bias_words(data_dir=data_dir)
+    w = corpora.bias_words(data_dir=data_dir)
     assert {k: len(v) for k, v in w.items()} == {"gender": 57, "race": 6, "religion": 6}
     assert len(D.load("bias_words", data_dir=data_dir)) == 57 * 2 + 6 * 3 + 6 * 3
 
@@ -574,14 +575,14 @@ def test_real_limit_is_stratified(data_dir):
 
 def test_real_text_corpus(data_dir, monkeypatch):
     monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
-    pool = BO.text_pool()
+    pool = corpora.text_pool()
     assert set(pool[pool.split == "calib"].entity).isdisjoint(pool[pool.split == "heldout"].entity)
     assert 0.15 < (pool.split == "heldout").mean() < 0.25
-    c, h = BO.text_corpus(128, seed=0), BO.text_corpus(128, seed=0, split="heldout")
-    assert len(c) == len(set(c)) == 128 and not set(c) & set(h) and BO.text_corpus(128, seed=0) == c
+    c, h = corpora.text_corpus(128, seed=0), corpora.text_corpus(128, seed=0, split="heldout")
+    assert len(c) == len(set(c)) == 128 and not set(c) & set(h) and corpora.text_corpus(128, seed=0) == c
     gap_eval = set(D.load("gap", split=["validation", "test"]).Text.str.strip())
     assert not gap_eval & set(pool.text)                         # GAP evaluation splits never used
-    with pytest.raises(DataError): BO.text_corpus(10**7, seed=0)
+    with pytest.raises(DataError): corpora.text_corpus(10**7, seed=0)
 
 
 def test_real_data_check_and_cli(data_dir, monkeypatch, capsys):

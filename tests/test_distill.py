@@ -5,7 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from dike.core import SpecError
-from dike.compress.core import parse_spec, compress, save_compressed, load_compressed
+from dike.compress.spec import parse_spec
+from dike.compress.apply import compress
+from dike.compress.cache import save_compressed, load_compressed
 from dike.models import tiny_model
 from dike.compress.distill import student_layer_ids, make_student, kd_loss, mask_tokens, distill
 
@@ -62,8 +64,8 @@ def test_distill_loss_decreases_on_real_text(data_dir, tiny_llama_real, monkeypa
     # the tiny-llama teacher is first fitted for 60 steps to real text (a random teacher has near-uniform logits, so
     # there would be little to distil); then a 1-block student is distilled from it on real text through compress()
     monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
-    from dike.bench.bold import text_corpus
-    from dike.compress.core import calib_batches
+    from dike.corpora import text_corpus
+    from dike.corpora import calib_batches
     import copy, dataclasses
     base = tiny_llama_real
     win = torch.cat([b for b in calib_batches(base, text_corpus(600, seed=0, data_dir=data_dir), seq_len=32)
@@ -77,7 +79,7 @@ def test_distill_loss_decreases_on_real_text(data_dir, tiny_llama_real, monkeypa
     n = len(m.model.layers)
     new, rep = compress(lm, "distill:1:steps=30:seq=32:bs=8:lr=1e-3:texts=600", seed=0, progress=False, report=False)
     st = rep["steps"][0]
-    assert st["text_source"] == "dike.bench.bold.text_corpus" and st["train_tokens"] == 30 * 8 * 32
+    assert st["text_source"] == "dike.corpora.text_corpus" and st["train_tokens"] == 30 * 8 * 32
     assert st["kd_last"] < 0.5 * st["kd_first"], (st["kd_first"], st["kd_last"])
     assert st["loss_last"] < 0.95 * st["loss_first"], (st["loss_first"], st["loss_last"])
     assert len(new.model.model.layers) == 1 and len(lm.model.model.layers) == n
@@ -102,7 +104,7 @@ def test_distill_mlm_and_encoder_run_and_save(tmp_path):
     for kind in ("mlm", "encoder"):
         lm = tiny_model(kind, num_hidden_layers=4)
         student, kept = make_student(lm.model, 2)
-        from dike.compress.core import calib_batches
+        from dike.corpora import calib_batches
         win = torch.cat([b for b in calib_batches(lm, texts, seq_len=16) if b.shape[1] == 16])
         rep = distill(lm.model, student, win, kind, steps=30, bs=8, lr=3e-3, seed=0, tokenizer=lm.tokenizer)
         assert rep["loss_last"] < rep["loss_first"], (kind, rep["loss_first"], rep["loss_last"])
@@ -132,7 +134,7 @@ def test_distill_crr_tiny_llama(data_dir, monkeypatch):
     "distill:L:fair=crr: the swapped texts join the data, the teacher is role-reversed, another student results."
     monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
     from dike.models import load_model
-    from dike.compress.core import compress, weight_digest
+    from dike.compress.apply import compress, weight_digest
     lm = load_model("tiny-llama")
     a, ra = compress(lm, "distill:1:steps=5:texts=40:seq=32", progress=False, report=False)
     b, rb = compress(lm, "distill:1:steps=5:texts=40:seq=32:fair=crr", progress=False, report=False)

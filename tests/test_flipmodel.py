@@ -6,7 +6,7 @@ import pytest
 def test_flip_model_on_real_crows_items(data_dir, monkeypatch):
     monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
     from dike.models import load_model
-    from dike.compress.core import compress
+    from dike.compress.apply import compress
     from dike.evaluate import evaluate, get_benchmark
     from dike.analysis import decisions
     from dike.flipmodel import flip_table, flip_model, flip_overlap, delta_correlation

@@ -13,7 +13,8 @@ def _pairs(split, n):
 def test_attribution_and_ablation_on_stereoset_halves(data_dir, monkeypatch):
     monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
     from dike.models import load_model
-    from dike.heads import head_attribution, ablation_check, bias_gap
+    from dike.anatomy import head_attribution, bias_gap
+    from dike.heads import ablation_check
     lm = load_model("tiny-llama")
     train, held = _pairs("train", 12), _pairs("heldout", 12)
     assert not set(train.target) & set(held.target)                    # attribution never sees an evaluated target

@@ -19,7 +19,7 @@ IDS = """
 import json, sys
 import dike; print(dike.__file__, file=sys.stderr)
 from dike.runner import load_grid
-from dike.compress.core import compress_key
+from dike.compress.apply import compress_key
 from dike.evaluate import metrics_key, get_benchmark
 g = load_grid(sys.argv[1], validate=False)
 print(json.dumps({"runs": {f"{c['benchmark']}|{c['compress']}": [c["run_id"], c["config_key"]] for c in g.runs},
@@ -31,7 +31,7 @@ print(json.dumps({"runs": {f"{c['benchmark']}|{c['compress']}": [c["run_id"], c[
 def ids(tmp_path, data_dir, pkg=None) -> dict:
     grid = tmp_path / "ids.yaml"; grid.write_text(GRID)
     env = dict(os.environ, DIKE_DATA_DIR=str(data_dir), DIKE_ROOT=str(ROOT), DIKE_CACHE_DIR=str(tmp_path / "cache"),
-               PYTHONPATH=str(pkg) if pkg else "")
+               PYTHONPATH=str(pkg or ROOT))               # this checkout (or the edited copy), not the installed dike
     r = subprocess.run([sys.executable, "-c", IDS, str(grid)], env=env, cwd=tmp_path, capture_output=True, text=True,
                        timeout=600)                           # not cwd=ROOT: `python -c` puts the cwd first on sys.path
     assert r.returncode == 0, r.stderr[-3000:]
@@ -90,14 +90,14 @@ def test_a_pruning_change_recompresses_pruning_only(tmp_path, data_dir, base):
 
 
 def test_a_report_change_recompresses_nothing(tmp_path, data_dir, base):
-    pkg = edited_copy(tmp_path, "compress/core.py", '        "latency_ratio": lat_n / lat_b if lat_b else None,',
+    pkg = edited_copy(tmp_path, "compress/report.py", '        "latency_ratio": lat_n / lat_b if lat_b else None,',
                       '        "latency_ratio": lat_n / lat_b if lat_b else float("nan"),')
     after = ids(tmp_path, data_dir, pkg)
     assert after["keys"] == base["keys"] and changed(base, after) == set()
 
 
-def test_a_change_of_weight_code_in_core_recompresses(tmp_path, data_dir, base):
-    pkg = edited_copy(tmp_path, "compress/core.py", "    chunks = [pre + c + post for c in chunks if len(c) >= 8]",
+def test_a_change_of_shared_weight_code_recompresses(tmp_path, data_dir, base):
+    pkg = edited_copy(tmp_path, "corpora.py", "    chunks = [pre + c + post for c in chunks if len(c) >= 8]",
                       "    chunks = [pre + c + post for c in chunks if len(c) >= 9]")
     after = ids(tmp_path, data_dir, pkg)
     assert after["keys"]["wanda:0.5"] != base["keys"]["wanda:0.5"]     # calibration packing decides Wanda's weights

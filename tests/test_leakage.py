@@ -31,7 +31,7 @@ def _everything_but(*names):
 
 def test_calibration_sources_are_disjoint_from_every_benchmark(data_dir, monkeypatch):
     monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
-    from dike.compress.core import calib_pool
+    from dike.corpora import calib_pool
     used = pd.concat([calib_pool("wikitext"), calib_pool("bold")], ignore_index=True).assign(dataset="")
     assert len(used) > 20000
     assert_disjoint(used, _everything_but())
@@ -46,7 +46,7 @@ def test_calibration_sources_are_disjoint_from_every_benchmark(data_dir, monkeyp
 def test_distillation_text_is_disjoint_from_every_benchmark(data_dir, monkeypatch):
     "BOLD Wikipedia + GAP development: GAP's development split is where its probe is fit, never an evaluated item."
     monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
-    from dike.bench.bold import text_pool
+    from dike.corpora import text_pool
     pool = text_pool()
     calib = pool[pool.split == "calib"]
     used = pd.DataFrame({"dataset": "", "item_id": calib.item_id, "text": calib.text})

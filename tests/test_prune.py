@@ -3,7 +3,9 @@ vs a direct reference computation, head/neuron removal, determinism; one slow ch
 import pytest
 import torch
 from dike.models import load_model, tiny_model
-from dike.compress.core import compress, prunable_linears, calib_batches
+from dike.compress.apply import compress
+from dike.anatomy import prunable_linears
+from dike.corpora import calib_batches
 from dike.compress.prune import n_pruned, attention_units
 
 CALIB = ["the doctor said that the nurse was kind and the teacher was smart", "my mother and father work in the city",
@@ -137,7 +139,7 @@ def test_fair_wanda_tiny_llama(data_dir, monkeypatch):
     monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
     import dike.data as D
     from dike.models import load_model
-    from dike.compress.core import compress, weight_digest
+    from dike.compress.apply import compress, weight_digest
     lm = load_model("tiny-llama")
     a, ra = compress(lm, "wanda:0.5", n_calib=4, progress=False)
     b, _ = compress(lm, "wanda:0.5:fair=0", n_calib=4, progress=False, report=False)
@@ -153,7 +155,7 @@ def test_fair_heads_tiny_llama(data_dir, monkeypatch):
     monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
     import dike.data as D
     from dike.models import load_model
-    from dike.compress.core import compress
+    from dike.compress.apply import compress
     lm = load_model("tiny-llama")
     c, r = compress(lm, "fair-heads:0.25:gamma=0.25:pairs=16", n_calib=4, progress=False, report=False)
     st = r["steps"][0]
@@ -171,7 +173,8 @@ def test_fair_magnitude_tiny_llama(data_dir, monkeypatch):
     monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
     import dike.data as D
     from dike.models import load_model
-    from dike.compress.core import compress, weight_digest, prunable_linears
+    from dike.compress.apply import compress, weight_digest
+    from dike.anatomy import prunable_linears
     from dike.compress.prune import n_pruned
     lm = load_model("tiny-llama")
     a, _ = compress(lm, "magnitude:0.5", progress=False, report=False)

@@ -5,7 +5,9 @@ import torch
 from torch import nn
 
 from dike.core import SpecError, f32_tol
-from dike.compress.core import prunable_linears, parse_spec, compress
+from dike.anatomy import prunable_linears
+from dike.compress.spec import parse_spec
+from dike.compress.apply import compress
 from dike.models import load_model, tiny_model
 from dike.compress.quant import (quant_grid, rtn_quantize, gptq_quantize, layer_error, rtn_model, gptq_model,
                                  int8_dynamic_model, packed_bytes, Int8DynamicLinear)
@@ -162,7 +164,7 @@ def test_same_spec_and_seed_identical_weights_through_compress():
 
 @pytest.fixture(scope="module")
 def real_texts(data_dir):
-    from dike.bench.bold import text_corpus
+    from dike.corpora import text_corpus
     return text_corpus(16, seed=0, split="heldout", data_dir=data_dir)
 
 
@@ -195,7 +197,7 @@ def test_int8_dynamic_minilm_embeddings_close_on_real_text(real_texts):
 def test_load_or_compress_caches_rtn_and_reapplies_int8(tmp_path, monkeypatch):
     # rtn is saved (safetensors) and reloaded from the cache with identical weights; int8-dynamic is a runtime step:
     # never saved, re-applied after loading
-    from dike.compress.core import load_or_compress
+    from dike.compress.cache import load_or_compress
     monkeypatch.setenv("DIKE_CACHE_DIR", str(tmp_path))
     a, ra = load_or_compress("tiny-llama", "rtn:4:g32", progress=False)
     b, rb = load_or_compress("tiny-llama", "rtn:4:g32", progress=False)
@@ -214,7 +216,7 @@ def test_fair_gptq_tiny_llama(data_dir, monkeypatch):
     import pandas as pd, torch
     import dike.data as D
     from dike.models import load_model
-    from dike.compress.core import compress
+    from dike.compress.apply import compress
     from dike.evaluate import assert_disjoint
     lm = load_model("tiny-llama")
     g, _ = compress(lm, "gptq:4", n_calib=4, progress=False, report=False)

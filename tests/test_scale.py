@@ -66,7 +66,7 @@ def test_scoring_paths_name_the_device_of_every_tensor_they_create():
     ("tiny-llama", "heads:0.5"), ("tiny-llama", "ffn:0.25"), ("tiny-bert", "heads:0.5"), ("tiny-bert", "wanda:0.5"),
     ("tiny-llama", "cast:bf16")])
 def test_compression_paths_name_the_device_of_every_tensor_they_create(alias, spec):
-    from dike.compress.core import compress
+    from dike.compress.apply import compress
     lm = load_model(alias)
     with DeviceAudit() as a:
         new, rep = compress(lm, spec, calib=CALIB, heldout=HELDOUT, progress=False, n_calib=2)
@@ -136,7 +136,7 @@ def test_cli_eval_records_device_and_dtype(tmp_path, data_dir):
 
 
 def test_compressed_cache_key_keeps_cpu_keys_and_separates_devices():
-    from dike.compress.core import compress_key
+    from dike.compress.apply import compress_key
     k = compress_key("abc", "magnitude:0.5")
     assert compress_key("abc", "magnitude:0.5", device="cpu") == k
     assert compress_key("abc", "magnitude:0.5", device="cuda:1") == compress_key("abc", "magnitude:0.5", device="cuda") != k
@@ -156,7 +156,7 @@ def _tiny_gpt2(tmp_path, n_layer=2):
 def test_structured_steps_paper_yaml_keeps_off_gpt2_fail_in_one_line(tmp_path):
     "Why paper.yaml gives heads/ffn to SmolLM2 only and distill:6 not to DistilGPT-2 (6 layers)."
     from dike.core import SpecError
-    from dike.compress.core import compress
+    from dike.compress.apply import compress
     lm = load_model(str(_tiny_gpt2(tmp_path)))
     for spec, msg in (("heads:0.5", "no supported attention layout"), ("distill:2", "the student needs 1 to 1 layers")):
         with pytest.raises(SpecError, match=msg) as e:
@@ -189,7 +189,7 @@ def test_paper_grid_dry_run_offline_lists_each_missing_model(capsys):
                                   "distill:1:steps=2:texts=16:seq=16"])
 def test_data_driven_compression_paths_name_their_devices(spec, data_dir):
     "The methods that read fairness pairs (StereoSet training half) or teaching text: same audit."
-    from dike.compress.core import compress
+    from dike.compress.apply import compress
     lm = load_model("tiny-llama")
     with DeviceAudit() as a:
         compress(lm, spec, n_calib=2, progress=False, report=False)
@@ -198,7 +198,8 @@ def test_data_driven_compression_paths_name_their_devices(spec, data_dir):
 
 def test_head_attribution_and_shift_name_their_devices():
     import pandas as pd
-    from dike.heads import head_attribution, head_shift
+    from dike.anatomy import head_attribution
+    from dike.heads import head_shift
     lm = load_model("tiny-llama")
     pairs = pd.DataFrame({"stereotype": ["the man is a doctor", "he said no"], "anti_stereotype": ["the woman is a doctor", "she said no"]})
     with DeviceAudit() as a:

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from dike.core import DataError, SpecError
-from dike.compress.core import compress, compress_key, load_compressed, prunable_linears, weight_digest
+from dike.compress.apply import compress, compress_key, weight_digest
+from dike.compress.cache import load_compressed
+from dike.anatomy import prunable_linears
 
 FAST = "steps=4:pairs=8:bs=4:kl_bs=1:seq=64:lr=0.005:rank=2"
 
@@ -63,7 +65,7 @@ def test_s_scales_the_delta_linearly_and_the_adapter_is_trained_once(env):
 
 def test_the_training_cache_key_ignores_s_but_the_model_key_does_not(env):
     from dike.teach import adapter_key, train_cfg
-    from dike.compress.core import parse_spec
+    from dike.compress.spec import parse_spec
     lm = env
     k = lambda s: adapter_key(lm.model, train_cfg(parse_spec(f"teach:s={s}")[0], ["a"], ["i"], ["t"]))
     assert k(0.5) == k(1) == k(1.5)

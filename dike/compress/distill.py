@@ -10,7 +10,9 @@ from torch import nn
 import torch.nn.functional as F
 import dataclasses
 from ..core import SpecError, ModelError
-from .core import Param, register_method, transformer_blocks, calib_batches, text_sample
+from .spec import Param, register_method
+from ..anatomy import transformer_blocks
+from ..corpora import calib_batches, text_sample
 
 # %% auto #0
 __all__ = ['student_layer_ids', 'make_student', 'mask_tokens', 'kd_loss', 'role_reversed_logp', 'distill_losses', 'distill',
@@ -149,7 +151,7 @@ def distill(teacher: nn.Module, student: nn.Module, windows: torch.Tensor, kind:
             "history": hist, "time_s": round(dt, 2), "s_per_step": round(dt / max(steps, 1), 4),
             "frozen_params": sum(p.numel() for p in student.parameters() if id(p) in frozen)}
 
-# %% ../../nbs/23_distill.ipynb #12c23ac6
+# %% ../../nbs/23_distill.ipynb #20a502e8
 def _n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in {p.data_ptr(): p for p in model.parameters()}.values())
 
@@ -161,7 +163,7 @@ def distill_method(lm, step, calib=()):
     texts, src = text_sample("calib", step["texts"], seed)
     crr = None
     if step["fair"] == "crr":                            # counterfactual role reversal: swapped texts join the data
-        from dike.bench.bias_words import gender_swap, swap_map
+        from dike.corpora import gender_swap, swap_map
         m = swap_map()
         texts = texts + [gender_swap(t, m) for t in texts]
         crr = gender_token_pairs(lm.tokenizer, m).to(lm.device)
@@ -193,6 +195,7 @@ def gender_token_pairs(tokenizer, mapping: dict) -> torch.Tensor:
     if not out: raise SpecError("distill fair=crr: no gender word pair is a single token of this tokenizer")
     return torch.tensor(sorted(out), device="cpu")
 
+# %% ../../nbs/23_distill.ipynb #94de698b
 def verify_layers(lm, step, report):
     "The student has exactly L transformer blocks."
     n = len(transformer_blocks(lm.model)[1])

@@ -8,9 +8,10 @@ import math
 import torch
 from torch import nn
 from ..core import SpecError
-from .core import (Param, register_method, prunable_linears, transformer_blocks, calib_batches,
-                                BlockRunner, PairRunner, fair_pairs, fair_pair_rows, _set_module, scoped_linears, scoped_layers, is_scoped,
-                                SCOPE_KEYS)
+from .spec import Param, register_method, SCOPE_KEYS
+from ..anatomy import prunable_linears, transformer_blocks, BlockRunner, PairRunner, _set_module
+from ..corpora import calib_batches, fair_pairs, fair_pair_rows
+from .scopes import scoped_linears, scoped_layers, is_scoped
 
 # %% auto #0
 __all__ = ['n_pruned', 'smallest_mask', 'zero_smallest', 'verify_magnitude', 'verify_rows', 'verify_global', 'prune_magnitude',
@@ -47,7 +48,7 @@ def zero_smallest(w: torch.Tensor, score: torch.Tensor, k: int, per_row: bool = 
     if per_row: w.masked_fill_(smallest_mask(score, k), 0.0)
     else: w.masked_fill_(smallest_mask(score.reshape(1, -1), k).reshape(w.shape), 0.0)
 
-# %% ../../nbs/21_prune.ipynb #eed7228f
+# %% ../../nbs/21_prune.ipynb #b7338257
 _S = Param("sparsity", float, lambda s: 0 <= s < 1, "0<=S<1")
 
 def _zeros(lin) -> int: return int(lin.weight.numel() - torch.count_nonzero(lin.weight.detach()))
@@ -89,6 +90,7 @@ def prune_magnitude(lm, step, calib=()):
         zero_smallest(lin.weight, lin.weight.abs(), n_pruned(s, lin.weight.numel()))
     return lm, {"method": "magnitude", "granularity": "per-layer"}
 
+# %% ../../nbs/21_prune.ipynb #c73d16ee
 @torch.no_grad()
 def prune_magnitude_global(lm, step, calib=()):
     "All prunable (scoped) layers together: zero the fraction S of their weights with the smallest |W| (one threshold)."
@@ -121,7 +123,7 @@ register_method("magnitude-global", prune_magnitude_global, ("causal", "mlm", "e
                 description="unstructured magnitude pruning, global threshold", changes_weights=_sparse,
                 verify=verify_global, scope=SCOPE_KEYS)
 
-# %% ../../nbs/21_prune.ipynb #3e2109a2
+# %% ../../nbs/21_prune.ipynb #06f90be8
 def _block_linears(model, i):
     prefix, blocks = transformer_blocks(model)
     return {f"{prefix}.{i}.{n}": m for n, m in blocks[i].named_modules() if isinstance(m, nn.Linear)}
@@ -177,6 +179,7 @@ def fair_wanda_score(w: torch.Tensor, sqnorm: torch.Tensor, n_tok: int, dsq: tor
     rd = (dsq / max(n_rows, 1)).sqrt().float()
     return w.detach().abs().float() * (rx - lam * rd)[None, :]
 
+# %% ../../nbs/21_prune.ipynb #d9af2156
 def prune_wanda(lm, step, calib):
     "Wanda: in each output row, zero the fraction S of weights with the smallest |W_ij| * ||X_j|| (fair=L: see above)."
     s, lam = step["sparsity"], step.get("fair", 0.0)
@@ -418,7 +421,7 @@ def head_importance(lm, batches) -> list[torch.Tensor]:
         for p, r in zip(lm.model.parameters(), req): p.requires_grad_(r)
     return [x / max(n, 1) for x in imp]
 
-# %% ../../nbs/21_prune.ipynb #df0d02b6
+# %% ../../nbs/21_prune.ipynb #df6443ed
 def _select_units(scores: list[torch.Tensor], k: int) -> list[list[int]]:
     "Globally the k lowest-scoring units, keeping at least one per layer; per layer the removed unit indices."
     order = sorted((float(s), l, u) for l, sc in enumerate(scores) for u, s in enumerate(sc))
@@ -477,6 +480,7 @@ def prune_heads(lm, step, calib):
                             for l, r in enumerate(removed) if r},
                 "importance": [[round(float(v), 6) for v in x] for x in norm]}
 
+# %% ../../nbs/21_prune.ipynb #06f22301
 def verify_heads(lm, step, report):
     "The model has exactly the promised number of query heads left."
     left = sum(u["nq"] for u in attention_units(lm.model))
@@ -484,11 +488,12 @@ def verify_heads(lm, step, report):
         raise SpecError(f"{step.text} promised to remove {report['heads_removed']} of {report['heads_total']} heads; "
                         f"{left} remain")
 
+# %% ../../nbs/21_prune.ipynb #af38009e
 def prune_fair_heads(lm, step, calib):
     """FASP (Zayed et al. 2024): keep the `gamma` share of attention units most important for the LM loss (Michel et al.
     importance on the calibration text); among the others remove the fraction F of units whose removal most reduces the
     stereotype gap |G| of StereoSet training-half pairs (first order: removing unit u changes G by -A_u, `dike.heads`)."""
-    from dike.heads import head_attribution
+    from dike.anatomy import head_attribution
     f, gamma = step["fraction"], step["gamma"]
     units = attention_units(lm.model)
     if any(u["layout"] != "llama" for u in units): raise SpecError(f"{step.text}: fair-heads needs a Llama-style causal model")
@@ -535,7 +540,7 @@ register_method("fair-heads", prune_fair_heads, ("causal",),
                 params=(Param("fraction", float, lambda v: 0 <= v < 1, "0<=F<1"),
                         Param("gamma", float, lambda v: 0 <= v < 1, "0<=gamma<1", default=0.3, keyword=True),
                         Param("pairs", int, lambda v: v >= 1, "pairs>=1", default=256, keyword=True)),
-                changes_weights=lambda st: st["fraction"] > 0, scope=("layers",), pairs=True, deps=("dike.heads",))
+                changes_weights=lambda st: st["fraction"] > 0, scope=("layers",), pairs=True, deps=("dike.anatomy",))
 
 register_method("heads", prune_heads, ("causal", "mlm"),
                 "heads:F (0<=F<1, fraction of attention heads removed, Michel et al. importance; KV groups under GQA)",

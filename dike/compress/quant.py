@@ -8,8 +8,10 @@ import dataclasses, math, time, warnings
 import torch
 from torch import nn
 from ..core import SpecError, ModelError
-from .core import (fair_pairs, PairRunner, Param, register_method, prunable_linears, transformer_blocks, calib_batches,
-                                BlockRunner, scoped_linears, is_scoped, SCOPE_KEYS)
+from ..corpora import fair_pairs, calib_batches
+from ..anatomy import PairRunner, prunable_linears, transformer_blocks, BlockRunner
+from .spec import Param, register_method, SCOPE_KEYS
+from .scopes import scoped_linears, is_scoped
 
 # %% auto #0
 __all__ = ['quant_grid', 'fake_quant', 'rtn_quantize', 'gptq_quantize', 'layer_error', 'packed_bytes', 'rtn_model', 'fair_target',
@@ -133,7 +135,7 @@ def fair_target(W: torch.Tensor, H: torch.Tensor, HD: torch.Tensor, percdamp: fl
     Ht = Ht + percdamp * torch.mean(torch.diag(Ht)) * torch.eye(len(Ht), dtype=Ht.dtype, device=Ht.device)
     return torch.linalg.solve(Ht, (H.double() @ W.double().T)).T.float()
 
-# %% ../../nbs/22_quant.ipynb #d059f98d
+# %% ../../nbs/22_quant.ipynb #142a2c19
 def _same_input_groups(Hs: dict) -> list[list[str]]:
     "Names grouped by identical accumulated H (Linears fed the very same inputs), in order."
     groups = []
@@ -147,6 +149,7 @@ def _err(W, Q, H) -> float:
     D = W - Q
     return float(torch.einsum("ij,jk,ik->", D, H, D))
 
+# %% ../../nbs/22_quant.ipynb #e8be89a8
 @torch.no_grad()
 def gptq_model(lm, batches: list[torch.Tensor], bits: int, group: int | None = None, act_order: bool = False,
                blocksize: int = 128, percdamp: float = 0.01, progress: bool = False, names=None,
@@ -276,7 +279,7 @@ def int8_dynamic_model(model: nn.Module, act: str = "token", outlier: float = 6.
                 "quantized_params": n_params, "fp32_bytes": 4 * n_params, **extra, "reapply_on_load": True,
                 "time_s": round(time.perf_counter() - t0, 3)}
 
-# %% ../../nbs/22_quant.ipynb #490aeb48
+# %% ../../nbs/22_quant.ipynb #46366944
 _BITS = Param("bits", int, lambda b: 2 <= b <= 8, "2<=B<=8")
 _GROUP = Param("group", int, lambda g: g >= 1, "G>=1", default=None, prefix="g")
 
@@ -327,6 +330,7 @@ def verify_bits(lm, step, report, n_layers: int = 8):
                 raise SpecError(f"{step.text} promised {bits}-bit groups of {g or w.shape[1]} inputs; a group of {name} "
                                 f"holds {int(distinct.max())} distinct values")
 
+# %% ../../nbs/22_quant.ipynb #6c13075f
 def verify_int8(lm, step, report):
     "No `nn.Linear` is left inside the blocks (inside the scope): each became an int8 module."
     prefix, blocks = transformer_blocks(lm.model)
