@@ -429,7 +429,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'dike.corpora._count': ('corpora.html#_count', 'dike/corpora.py'),
                               'dike.corpora._fill': ('corpora.html#_fill', 'dike/corpora.py'),
                               'dike.corpora._load_bold': ('corpora.html#_load_bold', 'dike/corpora.py'),
-                              'dike.corpora._special_affixes': ('corpora.html#_special_affixes', 'dike/corpora.py'),
                               'dike.corpora._stamp': ('corpora.html#_stamp', 'dike/corpora.py'),
                               'dike.corpora.bias_words': ('corpora.html#bias_words', 'dike/corpora.py'),
                               'dike.corpora.bold_group': ('corpora.html#bold_group', 'dike/corpora.py'),

@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from .core import DataError, SpecError
 from .data import BenchmarkFiles, register_files, check_in, find_local, search_dirs, Reader, load as data_load
-from .scoring import _special_affixes
+from .scoring import special_affixes
 from .anatomy import model_max_len
 
 
@@ -151,19 +151,11 @@ def gender_swap(text: str, mapping: dict | None = None) -> str:
     return pat.sub(lambda m: _cased(m.group(0), mapping[m.group(0).lower()]), text)
 
 # %% ../nbs/07_corpora.ipynb #1e28de27
-def _special_affixes(tok) -> tuple[list[int], list[int]]:
-    "The special token ids the tokenizer puts before and after a text (e.g. `[BOS]`, `[]` or `[CLS]`, `[SEP]`)."
-    plain = tok("the", add_special_tokens=False)["input_ids"]
-    full = tok("the")["input_ids"]
-    for i in range(len(full) - len(plain) + 1):
-        if full[i:i + len(plain)] == plain: return full[:i], full[i + len(plain):]
-    return [], []
-
 def calib_batches(lm, texts: list[str], seq_len: int = 256, batch_size: int = 8) -> list[torch.Tensor]:
     "Pack `texts` into `[b, seq_len]` LongTensors of real tokens on the model's device (the last chunk may be shorter, but >= 8 tokens)."
     tok, dev = lm.tokenizer, next(lm.model.parameters()).device
     seq_len = min(seq_len, model_max_len(lm.model, seq_len))
-    pre, post = _special_affixes(tok)
+    pre, post = special_affixes(tok)
     body = seq_len - len(pre) - len(post)
     sep = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
     ids: list[int] = []

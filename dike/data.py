@@ -232,8 +232,9 @@ def register_files(f: BenchmarkFiles, replace: bool = False) -> BenchmarkFiles:
 
 def discover() -> list[str]:
     "Import `dike.corpora` (text that builds models), the modules of `dike.bench` and the `dike.benchmarks` entry points not imported yet (they register their files)."
-    import dike.bench as pkg
-    mods = ["dike.corpora"] + [f"{pkg.__name__}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")]
+    pkg = importlib.util.find_spec("dike.bench")      # found, not imported: the benchmarks sit above this layer
+    mods = ["dike.corpora"] + [f"dike.bench.{m.name}" for m in pkgutil.iter_modules(pkg.submodule_search_locations)
+                               if not m.name.startswith("_")]
     new = []
     for mod in mods:
         if mod not in _IMPORTED: importlib.import_module(mod); _IMPORTED.add(mod); new.append(mod)

@@ -14,7 +14,7 @@ from .scopes import Scope, is_scoped, resolve_scope, scoped_linears, scoped_laye
 from .report import compression_report
 from ..anatomy import (transformer_blocks, unsupported_layers, prunable_linears, model_max_len, conv1d_to_linear,
                           linear_to_conv1d, BlockRunner, pair_deltas, PairRunner)
-from ..scoring import _special_affixes
+from ..scoring import special_affixes
 from ..corpora import (CALIB_SOURCES, CALIB_SEQ, calib_batches, calib_pool, calib_rows, calib_group_shares, _fill,
                           bold_group, text_sample, fair_pair_rows, fair_pairs)
 
@@ -31,7 +31,7 @@ def needs_calib(step: Step) -> bool:
 
 def weight_code() -> dict:
     "Hashes of the shared code (anatomy, corpora, scopes, apply) that decides compressed weights (not the report code)."
-    objs = (transformer_blocks, unsupported_layers, prunable_linears, model_max_len, _special_affixes, calib_batches,
+    objs = (transformer_blocks, unsupported_layers, prunable_linears, model_max_len, special_affixes, calib_batches,
             text_sample, BlockRunner, step_seed, apply_steps, check_step, weight_digest, layer_set, module_type, Scope,
             resolve_scope, scoped_linears, scoped_layers, pair_deltas, fair_pair_rows, fair_pairs, PairRunner,
             conv1d_to_linear, linear_to_conv1d, _apply)
