@@ -78,8 +78,8 @@ def main():
     ap.add_argument("--include-stale", action="store_true", help="use runs of older code too (e.g. while a grid reruns)")
     ap.add_argument("--estimate", action="store_true", help="no runs needed: synthetic comparisons on real rows")
     a = ap.parse_args()
-    from dike.runner import load_grid
-    from dike.report import collect
+    from dike.runner import load_grid, grid_store
+    from dike.store import collect
     from dike.analysis import analyze, compare_items, comparison_pairs, point_stat
     from dike.evaluate import get_benchmark
     from dike.stats import Columns, check_point
@@ -88,7 +88,7 @@ def main():
     if a.estimate: return estimate(g, a.n_boot, a.n_sim)
     root = Path(a.results) if a.results else results_dir()
     load0 = os.getloadavg()
-    summ = collect(g, root, include_stale=a.include_stale, write=False)
+    summ = collect(g, grid_store(root), include_stale=a.include_stale, write=False)
     items = lambda rid, b: pd.read_parquet(root / "runs" / rid / b / "items.parquet")
     base = summ[summ.compress == "none"].drop_duplicates(["run_id"])
     rng = np.random.default_rng(0)

@@ -26,7 +26,8 @@ experiments:
 
 
 def main():
-    from dike.runner import load_grid, execute_run, run_grid, Store
+    from dike.runner import load_grid, execute_run, run_grid
+    from dike.store import Store
     from dike.core import usable_cores
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)

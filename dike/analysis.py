@@ -8,13 +8,14 @@ import json, re
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .core import DataError, config_hash, code_hash, results_dir
+from .core import DataError, config_hash, code_hash, results_dir, write_json
+from .store import Store, collect, write_parquet
 from .stats import (Estimate, align_items, paired_cluster_bootstrap, adjust_families, flip_stats, noise_floor,
                         flip_binary, flip_sign, exceeds_noise, cie_population)
 
 # %% auto #0
-__all__ = ['GROUP_COLUMNS', 'point_stat', 'unit_labels', 'decisions', 'group_of', 'compare_items', 'unseeded', 'plain_twin',
-           'comparison_pairs', 'analysis_dir', 'cie_table', 'analyze']
+__all__ = ['GROUP_COLUMNS', 'point_stat', 'unit_labels', 'decisions', 'group_of', 'find_benchmark', 'headline_metric', 'ideal_of',
+           'compare_items', 'unseeded', 'comparison_pairs', 'analysis_dir', 'cie_table', 'analyze']
 
 # %% ../nbs/32_compare.ipynb #c14f0fc9
 GROUP_COLUMNS = ("bias_type", "category", "domain", "stereotype_gender", "occupation")
@@ -43,6 +44,26 @@ def decisions(bench, items: pd.DataFrame):
 
 def group_of(items: pd.DataFrame):
     return next((c for c in GROUP_COLUMNS if c in items.columns), None)
+
+# %% ../nbs/32_compare.ipynb #45f6491f
+def find_benchmark(name: str):
+    "The registered benchmark `name`, or None (a summary may name a benchmark this checkout does not register)."
+    from dike.evaluate import get_benchmark
+    try: return get_benchmark(name)
+    except Exception: return None
+
+def headline_metric(benchmark: str, metrics) -> str:
+    "The metric a benchmark reports first."
+    h = getattr(find_benchmark(benchmark), "headline", None)
+    metrics = list(metrics)
+    if h in metrics: return h
+    plain = [m for m in metrics if "/" not in m]
+    return (plain or metrics)[0]
+
+def ideal_of(benchmark: str, metric: str):
+    "The declared ideal value of `metric` (a `m/sub` metric takes the ideal of `m`), or None."
+    ideal = getattr(find_benchmark(benchmark), "ideal", None) or {}
+    return ideal.get(metric, ideal.get(metric.split("/")[0]))
 
 # %% ../nbs/32_compare.ipynb #1833c8ac
 def compare_items(bench, items_a: pd.DataFrame, items_b: pd.DataFrame, n_boot: int = 1000, n_sim: int = 500,
@@ -89,16 +110,7 @@ def unseeded(spec: str) -> str:
     "The spec without its `seed=K` options (the method a calibration seed belongs to)."
     return re.sub(r":seed=\d+", "", spec or "none")
 
-_FAIR_OPTS = re.compile(r":(?:fair=[^:+]+|alpha=[^:+]+|gamma=[^:+]+|pairs=\d+|calib=(?:balanced|wikitext-cda))")
-
-def plain_twin(spec: str) -> str | None:
-    """The plain twin of a fairness-aware spec (the same method and level without its fairness options:
-    `fair-gptq` -> `gptq`, `fair-heads` -> `heads`, `wanda:0.5:fair=1` -> `wanda:0.5`, `calib=balanced` -> wikitext);
-    None for a spec that is not fairness-aware."""
-    spec = spec or "none"
-    steps = spec.split("+")
-    out = [_FAIR_OPTS.sub("", re.sub(r"^fair-(gptq|heads)", r"\1", st)) for st in steps]
-    return "+".join(out) if out != steps else None
+from .compress.spec import plain_twin          # the one parser of spec strings
 
 def comparison_pairs(summ: pd.DataFrame, reference: str = "none") -> pd.DataFrame:
     """One row per (reference run, compared run): `run_a`, `run_b`, the match keys, `kind` (effect, null-cast, null-seed,
@@ -129,16 +141,16 @@ def comparison_pairs(summ: pd.DataFrame, reference: str = "none") -> pd.DataFram
 
 # %% ../nbs/32_compare.ipynb #a1634456
 def analysis_dir(grid, results=None) -> Path:
-    return (Path(results) if results else results_dir()) / "analysis" / grid.name
+    "Where a grid's analysis tables go: `<results>/analysis/<grid name>/` (`results`: a folder or a `Store`)."
+    root = results.root if isinstance(results, Store) else Path(results) if results else results_dir()
+    return root / "analysis" / grid.name
 
 def _cached(path: Path, fn):
     "`fn()` -> (table, dict), stored as `path` (parquet) and its `.json` side file; read back when present."
     side = path.with_suffix(".json")
     if path.is_file() and side.is_file(): return pd.read_parquet(path), json.loads(side.read_text())
     d, fl = fn()
-    from dike.report import _write_parquet
-    from dike.core import write_json
-    _write_parquet(d, path)
+    write_parquet(d, path)
     write_json(side, {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in fl.items()})
     return d, fl
 
@@ -165,16 +177,17 @@ def cie_table(summ: pd.DataFrame, root: Path, n_boot: int = 1000, seed: int = 0)
                                           n_items_total=res.n_items, group_column=gcol))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
+# %% ../nbs/32_compare.ipynb #06565876
 def analyze(grid, results=None, reference: str = "none", n_boot: int = 4000, n_sim: int = 500, seed: int = 0,
             include_stale: bool = False, progress: bool = False) -> dict[str, pd.DataFrame]:
     "Every comparison of a grid's runs; writes and returns `comparisons`, `flips` and `cie` tables."
-    from dike.runner import load_grid
-    from dike.report import collect, _write_parquet, ideal_of, headline_metric
+    from dike.runner import load_grid, grid_store
     from dike.evaluate import get_benchmark
     import time
     g = grid if hasattr(grid, "runs") else load_grid(grid, validate=False)
-    root = Path(results) if results else results_dir()
-    summ = collect(g, root, include_stale=include_stale)
+    store = results if isinstance(results, Store) else grid_store(results)
+    root = store.root
+    summ = collect(g, store, include_stale=include_stale)
     if summ.empty: raise DataError(f"grid {g.name}: no finished runs to analyse; run `dike run {g.path}` first")
     out, cache = analysis_dir(g, root), analysis_dir(g, root) / "cache"
     pairs = comparison_pairs(summ, reference)
@@ -217,5 +230,5 @@ def analyze(grid, results=None, reference: str = "none", n_boot: int = 4000, n_s
     c["outside_floor"] = c.outside_floor.astype("boolean")
     fl = pd.DataFrame(flips)
     cie = cie_table(summ, root, n_boot=n_boot, seed=seed)
-    for name, df in (("comparisons", c), ("flips", fl), ("cie", cie)): _write_parquet(df, out / f"{name}.parquet")
+    for name, df in (("comparisons", c), ("flips", fl), ("cie", cie)): write_parquet(df, out / f"{name}.parquet")
     return {"comparisons": c, "flips": fl, "cie": cie}

@@ -50,6 +50,7 @@ def cmd_models_show(a):
         for k, v in info.items(): print(f"{k:>14}: {v}")
     return 0
 
+# %% ../nbs/39_cli.ipynb #f033ac53
 def _device_dtype(a) -> tuple[str, str]:
     "`--device` / `--dtype` resolved (auto: the GPU if torch sees one, bf16 there; else the CPU, fp32)."
     from dike.models import resolve_device, resolve_dtype
@@ -93,6 +94,7 @@ def cmd_compress(a):
     print(f"wrote {p}")
     return 0
 
+# %% ../nbs/39_cli.ipynb #aa3552ad
 def cmd_run(a):
     from dike.runner import run_grid
     res = run_grid(a.grid, backend=a.backend, jobs=a.jobs, dry_run=a.dry_run, retry_failed=a.retry_failed,
@@ -110,16 +112,17 @@ def cmd_status(a):
     return 0
 
 def cmd_collect(a):
-    from dike.report import collect, grid_dir
-    from dike.runner import load_grid
+    from dike.store import collect, grid_dir
+    from dike.runner import load_grid, grid_store
     g = load_grid(a.grid, validate=False)
-    df = collect(g, results=a.results, include_stale=a.include_stale)
+    df = collect(g, grid_store(a.results), include_stale=a.include_stale)
     print(f"{len(df)} rows from {df['run_id'].nunique() if len(df) else 0} runs of grid {g.name}"
           + (f" ({df.attrs['stale']} stale)" if a.include_stale and df.attrs.get("stale") else "")
           + (f"; {df.attrs['pending']} runs not finished" if df.attrs.get("pending") else "")
           + f" -> {grid_dir(g, a.results) / 'summary.parquet'}")
     return 0
 
+# %% ../nbs/39_cli.ipynb #30a9b955
 def _limits(items, benchmarks) -> dict:
     "`--limit N` (every benchmark) or `--limit BENCH=N` (repeatable) as {benchmark: N}."
     out = {}
@@ -176,6 +179,7 @@ def cmd_heads(a):
     print(f"{s['seconds']:.0f} s -> {out}")
     return 0
 
+# %% ../nbs/39_cli.ipynb #c0ff0305
 def cmd_analyze(a):
     from dike.analysis import analyze, analysis_dir
     from dike.runner import load_grid
@@ -192,11 +196,12 @@ def cmd_analyze(a):
     return 0
 
 def cmd_figures(a):
-    from dike.report import make_figures
+    from dike.paper import make_figures
     for p in make_figures(a.grid, results=a.results, paper=a.paper, include_stale=a.include_stale,
                           n_boot_pairs=a.n_boot_pairs, n_sim=a.n_sim): print(p)
     return 0
 
+# %% ../nbs/39_cli.ipynb #726a83cf
 def cmd_cache_prune(a):
     from dike.compress.cache import cache_prune
     gone = cache_prune(dry_run=a.dry_run)
@@ -206,13 +211,13 @@ def cmd_cache_prune(a):
     return 0
 
 def cmd_paper_check(a):
-    from dike.report import check_paper
+    from dike.paper import check_paper
     r = check_paper(a.tex)
     print(f"{a.tex}: {r['macros']} generated macros used, all defined; figures and inputs present")
     return 0
 
 def cmd_paper_readme(a):
-    from dike.report import readme_headline
+    from dike.paper import readme_headline
     print(readme_headline(a.readme, a.paper))
     return 0
 
@@ -223,12 +228,9 @@ def _device_args(p, what: str, default="auto"):
     p.add_argument("--dtype", default=default, choices=["auto", "fp32", "bf16", "fp16"],
                    help=f"dtype {what} (auto: bf16 on CUDA, fp32 elsewhere)")
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dike", description="Bias of compressed language models (ANR Diké).")
-    from dike import __version__
-    p.add_argument("--version", action="version", version=f"dike {__version__}")
-    sub = p.add_subparsers(dest="cmd", required=True)
-
+# %% ../nbs/39_cli.ipynb #b2ba8fdc
+def _add_data_parsers(sub):
+    "The sub-commands of benchmark data and the model registry."
     d = sub.add_parser("data", help="benchmark data").add_subparsers(dest="sub", required=True)
     c = d.add_parser("check", help="files found and verified, counts, licences per benchmark")
     c.add_argument("--json", action="store_true", help="machine-readable output")
@@ -239,7 +241,6 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--optional", action="store_true",
                     help="also the files not placed in shared/data (StereoSet dev.json, missing BBQ categories)")
     fe.set_defaults(fn=cmd_data_fetch)
-
     m = sub.add_parser("models", help="model registry").add_subparsers(dest="sub", required=True)
     ml = m.add_parser("list", help="registered aliases")
     ml.add_argument("--json", action="store_true", help="machine-readable output")
@@ -248,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("name", help="alias, Hugging Face hub id or local model folder")
     ms.add_argument("--json", action="store_true", help="machine-readable output"); ms.set_defaults(fn=cmd_models_show)
 
+# %% ../nbs/39_cli.ipynb #f8f864ee
+def _add_model_parsers(sub):
+    "The sub-commands of scoring and compressing one model."
     e = sub.add_parser("eval", help="score benchmarks with a model")
     e.add_argument("model", help="alias, Hugging Face hub id or local model folder")
     e.add_argument("benchmarks", nargs="+", help="registered benchmark names (e.g. crows_pairs stereoset)")
@@ -263,7 +267,6 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default=None, help="write <out>/<benchmark>/items.parquet and metrics.json (a new folder)")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     e.set_defaults(fn=cmd_eval)
-
     k = sub.add_parser("compress", help="compress a model with a spec and save it")
     k.add_argument("model", help="alias, Hugging Face hub id or local model folder")
     k.add_argument("spec", help="compression spec, steps joined by +, e.g. wanda:0.5+rtn:4:g128; a step may be scoped with "
@@ -277,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--quiet", action="store_true", help="no progress messages")
     k.set_defaults(fn=cmd_compress)
 
+# %% ../nbs/39_cli.ipynb #001be122
+def _add_grid_parsers(sub):
+    "The sub-commands of grids: run, status, collect, analyze."
     r = sub.add_parser("run", help="run an experiment grid with papermill")
     r.add_argument("grid", help="grid YAML file (see experiments/grids/)")
     r.add_argument("--backend", default="local", choices=["local", "slurm"], help="where runs execute (default local)")
@@ -286,13 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--results", default=None, help="results store (default: $DIKE_RESULTS_DIR or <repo>/results)")
     _device_args(r, "every run uses (overrides the grid's device/dtype keys; default: the grid's, else auto)", None)
     r.set_defaults(fn=cmd_run)
-
     s = sub.add_parser("status", help="done / stale / failed / running / pending runs of a grid")
     s.add_argument("grid", help="grid YAML file")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--results", default=None, help="results store")
     s.set_defaults(fn=cmd_status)
-
     co = sub.add_parser("collect", help="gather a grid's finished runs into results/grids/<grid>/summary.parquet")
     co.add_argument("grid", help="grid YAML file whose runs are collected")
     co.add_argument("--include-stale", action="store_true",
@@ -309,6 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--results", default=None, help="results store")
     an.add_argument("--quiet", action="store_true", help="no progress lines")
     an.set_defaults(fn=cmd_analyze)
+
+# %% ../nbs/39_cli.ipynb #125abee4
+def _add_study_parsers(sub):
+    "The sub-commands of studies of where a change comes from: origins, heads."
     o = sub.add_parser("origins", help="where a compression effect comes from: compress layer bands, module types and their cells one at a time")
     o.add_argument("model", help="alias, Hugging Face hub id or local model folder; or a study file (experiments/grids/origins.yaml)")
     o.add_argument("spec", nargs="?", default=None, help="one unscoped compression step, e.g. magnitude:0.5 or rtn:4:g128")
@@ -336,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--batch-size", type=int, default=16, help="sentences per forward pass (speed only)")
     h.add_argument("--out", default=None, help="output folder (default results/heads/<model>)")
     h.set_defaults(fn=cmd_heads)
+
+# %% ../nbs/39_cli.ipynb #b735c81c
+def _add_paper_parsers(sub):
+    "The sub-commands of the paper's products, the cache, the paper draft."
     f = sub.add_parser("figures", help="figures, LaTeX tables and macros of one grid (into paper/ if the grid says paper: true)")
     f.add_argument("grid", help="grid YAML file")
     f.add_argument("--include-stale", action="store_true", help="as for collect")
@@ -356,6 +368,18 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--readme", default="README.md", help="the README to update (default README.md)")
     pr.add_argument("--paper", default="paper", help="the paper folder holding macros/ (default paper)")
     pr.set_defaults(fn=cmd_paper_readme)
+
+# %% ../nbs/39_cli.ipynb #ffadffdf
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dike", description="Bias of compressed language models (ANR Diké).")
+    from dike import __version__
+    p.add_argument("--version", action="version", version=f"dike {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    _add_data_parsers(sub)
+    _add_model_parsers(sub)
+    _add_grid_parsers(sub)
+    _add_study_parsers(sub)
+    _add_paper_parsers(sub)
     _describe(p)
     return p
 
@@ -370,6 +394,8 @@ def _describe(p: argparse.ArgumentParser) -> None:
 
 def main(argv=None) -> int:
     "Entry point of the `dike` console script."
+    import os
+    os.environ.setdefault("MPLBACKEND", "Agg")            # figures go to files; never a window
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args) or 0)

@@ -116,13 +116,13 @@ def delta_correlation(deltas: dict) -> pd.DataFrame:
 def grid_flip_models(grid, results=None, tokenizer_of=None, n_perm: int = 1000, seed: int = 0,
                      include_stale: bool = False) -> dict[str, pd.DataFrame]:
     "Flip models of every (base, compressed) pair with item features, the overlaps and Δ correlations among a base's compressed runs."
-    from pathlib import Path
-    from dike.core import results_dir
     from dike.analysis import comparison_pairs, decisions
-    from dike.report import collect
+    from dike.runner import load_grid, grid_store
+    from dike.store import collect
     from dike.evaluate import get_benchmark
-    root = Path(results) if results else results_dir()
-    summ = collect(grid, root, include_stale=include_stale, write=False)
+    g = grid if hasattr(grid, "runs") else load_grid(grid, validate=False)
+    store = grid_store(results); root = store.root
+    summ = collect(g, store, include_stale=include_stale, write=False)
     pairs = comparison_pairs(summ)
     pairs = pairs[(pairs.kind == "effect") & pairs.benchmark.isin(list(FLIP_FEATURES))]
     load = lambda rid, b: pd.read_parquet(root / "runs" / rid / b / "items.parquet")
@@ -146,32 +146,30 @@ def grid_flip_models(grid, results=None, tokenizer_of=None, n_perm: int = 1000, 
 # %% ../nbs/42_flipmodel.ipynb #726d8e6f
 def fig_flip_model(models: pd.DataFrame, out) -> list:
     "Forest plot of the flip models' odds ratios (one panel per benchmark) as `flip_model.pdf/png` in `out`."
-    import matplotlib; matplotlib.use("Agg")
-    import matplotlib.pyplot as plt, seaborn as sns
-    from pathlib import Path
-    from dike.report import _save
+    import matplotlib, seaborn as sns
+    from dike.paper import Figure
     m = models.dropna(subset=["odds_ratio"]) if len(models) else models
     if m.empty: return []
     benches = list(dict.fromkeys(m.benchmark))
     specs = list(dict.fromkeys(m.spec)); pal = dict(zip(specs, sns.color_palette("tab10", len(specs))))
-    sns.set_theme(style="whitegrid", context="paper")
     n_terms = int(m.groupby("benchmark").term.nunique().max())
-    fig, axes = plt.subplots(1, len(benches), figsize=(4.2 * len(benches), 1.2 + 0.4 * n_terms), squeeze=False)
-    for ax, b in zip(axes[0], benches):
-        g = m[m.benchmark == b].reset_index(drop=True)
-        terms = list(dict.fromkeys(g.term))
-        for j, s in enumerate(specs):
-            x = g[g.spec == s]
-            if x.empty: continue
-            y = np.array([terms.index(t) for t in x.term]) + (j - (len(specs) - 1) / 2) * 0.8 / max(len(specs), 1)
-            sig = (x.ci_low > 1) | (x.ci_high < 1)
-            ax.errorbar(x.odds_ratio, y, xerr=[x.odds_ratio - x.ci_low, x.ci_high - x.odds_ratio], fmt="none", ecolor=pal[s], lw=0.8)
-            ax.scatter(x.odds_ratio, y, s=14, edgecolor=pal[s], facecolor=np.where(sig, "none", "white"), label=s, zorder=3)
-            ax.scatter(x.odds_ratio[sig], y[sig.to_numpy()], s=14, color=pal[s], zorder=4)
-        ax.axvline(1, color="0.4", lw=0.8); ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_yticks(range(len(terms)), terms, fontsize=6); ax.invert_yaxis()
-        ax.set_title(f"{b}: odds ratio of a flip (per SD)", fontsize=8); ax.tick_params(labelsize=6)
-    max(axes[0], key=lambda a: len(a.get_legend_handles_labels()[1])).legend(fontsize=5, loc="lower right")
-    fig.tight_layout()
-    return _save(fig, Path(out), "flip_model")
+    f = Figure(out, "flip_model", 1, len(benches), figsize=(4.2 * len(benches), 1.2 + 0.4 * n_terms), squeeze=False)
+    with f as (fig, axes):
+        for ax, b in zip(axes[0], benches):
+            g = m[m.benchmark == b].reset_index(drop=True)
+            terms = list(dict.fromkeys(g.term))
+            for j, s in enumerate(specs):
+                x = g[g.spec == s]
+                if x.empty: continue
+                y = np.array([terms.index(t) for t in x.term]) + (j - (len(specs) - 1) / 2) * 0.8 / max(len(specs), 1)
+                sig = (x.ci_low > 1) | (x.ci_high < 1)
+                ax.errorbar(x.odds_ratio, y, xerr=[x.odds_ratio - x.ci_low, x.ci_high - x.odds_ratio], fmt="none", ecolor=pal[s], lw=0.8)
+                ax.scatter(x.odds_ratio, y, s=14, edgecolor=pal[s], facecolor=np.where(sig, "none", "white"), label=s, zorder=3)
+                ax.scatter(x.odds_ratio[sig], y[sig.to_numpy()], s=14, color=pal[s], zorder=4)
+            ax.axvline(1, color="0.4", lw=0.8); ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.set_yticks(range(len(terms)), terms, fontsize=6); ax.invert_yaxis()
+            ax.set_title(f"{b}: odds ratio of a flip (per SD)", fontsize=8); ax.tick_params(labelsize=6)
+        max(axes[0], key=lambda a: len(a.get_legend_handles_labels()[1])).legend(fontsize=5, loc="lower right")
+        fig.tight_layout()
+    return f.files

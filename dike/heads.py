@@ -74,7 +74,7 @@ def run_heads(model, specs=(), out=None, n_train: int = 128, n_heldout: int = 10
     from dike.corpora import fair_pair_rows
     from dike.evaluate import leakage
     from dike.stats import bootstrap_ci
-    from dike.report import _write_parquet
+    from dike.store import write_parquet
     from dike.core import write_json
     t0 = time.perf_counter()
     want = {"n_train": n_train, "n_heldout": n_heldout, "k": k, "seed": seed, "n_boot": n_boot}
@@ -110,37 +110,36 @@ def run_heads(model, specs=(), out=None, n_train: int = 128, n_heldout: int = 10
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     if out is not None:
         out = Path(out); out.mkdir(parents=True, exist_ok=True)
-        _write_parquet(att, out / "heads.parquet"); _write_parquet(pick, out / "ablation.parquet")
+        write_parquet(att, out / "heads.parquet"); write_parquet(pick, out / "ablation.parquet")
         write_json(out / "summary.json", summary)
         fig_heads(att, pick, summary, out)
     return {"heads": att, "ablation": pick, "summary": summary}
 
+# %% ../nbs/41_heads.ipynb #81481cbe
 def fig_heads(att: pd.DataFrame, pick: pd.DataFrame, summary: dict, out) -> list:
     "Attribution map (layer × head), attribution vs ablation, and attribution vs each spec's shift."
-    import matplotlib; matplotlib.use("Agg")
-    import matplotlib.pyplot as plt, seaborn as sns
-    from pathlib import Path
-    from dike.report import _save
+    import seaborn as sns
+    from dike.paper import Figure
     specs = [c.split(":", 1)[1] for c in att.columns if c.startswith("shift:")]
-    sns.set_theme(style="whitegrid", context="paper")
-    fig, axes = plt.subplots(1, 2 + len(specs), figsize=(3.6 * (2 + len(specs)), 3.4), squeeze=False)
-    ax = axes[0, 0]
-    M = att.pivot(index="layer", columns="head", values="attribution")
-    v = float(np.abs(M.to_numpy()).max()) or 1.0
-    sns.heatmap(M, ax=ax, cmap="RdBu_r", center=0, vmin=-v, vmax=v, cbar_kws={"label": "∂G/∂gate"})
-    ax.set_title(f"bias attribution (training half, G = {summary['gap_train']:.2f})", fontsize=8)
-    ax = axes[0, 1]
-    sns.scatterplot(data=pick, x="predicted", y="measured", hue="group", ax=ax, s=18)
-    a = summary["ablation"]
-    ax.axhline(0, lw=0.5, c="k"); ax.axvline(0, lw=0.5, c="k")
-    ax.set_title(f"ablation on held-out pairs: ρ = {a['rho']:.2f} [{a['ci_low']:.2f}, {a['ci_high']:.2f}]", fontsize=8)
-    ax.set_xlabel("predicted ΔG (−A)"); ax.set_ylabel("measured ΔG")
-    for ax, spec in zip(axes[0, 2:], specs):
-        s = summary["specs"][spec]
-        ax.scatter(att.attribution.abs(), att[f"shift:{spec}"], s=8, alpha=0.6)
-        ax.set_xscale("symlog", linthresh=1e-3)
-        ax.set_title(f"{spec}: ρ(|A|, shift) = {s['rho_abs_attribution_shift']:.2f} "
-                     f"[{s['ci_low']:.2f}, {s['ci_high']:.2f}]\nweighted shift ratio {s['weighted_shift_ratio']:.2f}", fontsize=8)
-        ax.set_xlabel("|attribution|"); ax.set_ylabel("relative output shift")
-    fig.tight_layout()
-    return _save(fig, Path(out), "heads")
+    f = Figure(out, "heads", 1, 2 + len(specs), figsize=(3.6 * (2 + len(specs)), 3.4), squeeze=False)
+    with f as (fig, axes):
+        ax = axes[0, 0]
+        M = att.pivot(index="layer", columns="head", values="attribution")
+        v = float(np.abs(M.to_numpy()).max()) or 1.0
+        sns.heatmap(M, ax=ax, cmap="RdBu_r", center=0, vmin=-v, vmax=v, cbar_kws={"label": "∂G/∂gate"})
+        ax.set_title(f"bias attribution (training half, G = {summary['gap_train']:.2f})", fontsize=8)
+        ax = axes[0, 1]
+        sns.scatterplot(data=pick, x="predicted", y="measured", hue="group", ax=ax, s=18)
+        a = summary["ablation"]
+        ax.axhline(0, lw=0.5, c="k"); ax.axvline(0, lw=0.5, c="k")
+        ax.set_title(f"ablation on held-out pairs: ρ = {a['rho']:.2f} [{a['ci_low']:.2f}, {a['ci_high']:.2f}]", fontsize=8)
+        ax.set_xlabel("predicted ΔG (−A)"); ax.set_ylabel("measured ΔG")
+        for ax, spec in zip(axes[0, 2:], specs):
+            s = summary["specs"][spec]
+            ax.scatter(att.attribution.abs(), att[f"shift:{spec}"], s=8, alpha=0.6)
+            ax.set_xscale("symlog", linthresh=1e-3)
+            ax.set_title(f"{spec}: ρ(|A|, shift) = {s['rho_abs_attribution_shift']:.2f} "
+                         f"[{s['ci_low']:.2f}, {s['ci_high']:.2f}]\nweighted shift ratio {s['weighted_shift_ratio']:.2f}", fontsize=8)
+            ax.set_xlabel("|attribution|"); ax.set_ylabel("relative output shift")
+        fig.tight_layout()
+    return f.files

@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from .core import SpecError, DikeError, config_hash, write_json
+from .paper import Figure, register_product
 
 # %% auto #0
 __all__ = ['STUDY_KEYS', 'SWEEP_KEYS', 'HEADS_KEYS', 'FLIPS_KEYS', 'FAMILIES', 'layer_bands', 'model_module_types', 'sweep_cells',
-           'additivity', 'run_origins', 'sweep_dir', 'load_study', 'origins_macros', 'fig_origins', 'run_study']
+           'additivity', 'run_origins', 'sweep_dir', 'load_study', 'sweep_products', 'heads_products',
+           'flip_model_products', 'fig_origins', 'run_study']
 
 # %% ../nbs/40_origins.ipynb #a3081bab
 def layer_bands(n_layers: int, n_bands: int) -> list[tuple[int, int]]:
@@ -62,7 +64,7 @@ def additivity(cells: pd.DataFrame) -> pd.DataFrame:
 
 # %% ../nbs/40_origins.ipynb #7f3ee82e
 def _cell_rows(cell: dict, bench, d: pd.DataFrame) -> pd.DataFrame:
-    from dike.report import headline_metric
+    from dike.analysis import headline_metric
     h = headline_metric(bench.name, d.metric)
     keep = d[["metric", "delta", "ci_low", "ci_high", "p_value"]].copy()
     return keep.assign(**{k: cell[k] for k in ("cell", "family", "band", "layers", "module", "spec")},
@@ -77,7 +79,7 @@ def run_origins(model, spec: str, benchmarks, out, limits: dict | None = None, n
     from dike.evaluate import evaluate, get_benchmark
     from dike.analysis import compare_items
     from dike.anatomy import transformer_blocks
-    from dike.report import _write_parquet
+    from dike.store import write_parquet
     base = load_model(model) if isinstance(model, str) else model
     out = Path(out); (out / "cells").mkdir(parents=True, exist_ok=True)
     limits = dict(limits or {})
@@ -112,13 +114,13 @@ def run_origins(model, spec: str, benchmarks, out, limits: dict | None = None, n
             d, _ = compare_items(b, base_of(b), items, n_boot=n_boot, n_sim=1, seed=seed)
             rows.append(_cell_rows(c, b, d))
         res = pd.concat(rows, ignore_index=True).assign(seconds=round(time.perf_counter() - t0, 1))
-        _write_parquet(res, f)
+        write_parquet(res, f)
         parts.append(res)
         if progress: print(f"[{i + 1}/{len(cells)}] {c['spec']}: {res.seconds.iloc[0]} s", flush=True)
     table = pd.concat(parts, ignore_index=True)
     from dike.stats import adjust_families
     table = adjust_families(table, ["benchmark", "metric", "family"])
-    _write_parquet(table, out / "origins.parquet")
+    write_parquet(table, out / "origins.parquet")
     return table
 
 # %% ../nbs/40_origins.ipynb #e446aa6c
@@ -159,6 +161,7 @@ def _sweep(e: dict, w: str) -> dict:
                 n_boot=int(e.get("n_boot", 1000)), seed=int(e.get("seed", 0)),
                 sample_seed=int(e.get("sample_seed", 0)), batch_size=int(e.get("batch_size", 16)))
 
+# %% ../nbs/40_origins.ipynb #a7452626
 def load_study(path) -> dict:
     "An origins study file as `{name, paper, sweeps: [kwargs], heads: kwargs | None, flips: kwargs | None}`; errors name the entry."
     from dike.runner import read_yaml, _check_keys
@@ -188,128 +191,139 @@ def load_study(path) -> dict:
     return out
 
 # %% ../nbs/40_origins.ipynb #c78d84c7
-def origins_macros(tables: dict, heads: dict | None = None, flips: pd.DataFrame | None = None) -> list[str]:
-    "`\\newcommand` lines of a study: `tables` {spec: run_origins table}, `heads` a run_heads summary, `flips` flip models."
-    from dike.report import macro_name
-    lines, f = [], lambda v: f"{v:.3g}"
-    def mac(name, v): lines.append(f"\\newcommand{{\\{name}}}{{{v}}}")
-    for spec, tab in tables.items():
-        t = tab[tab.headline | (tab.metric == "perplexity")]
-        add = additivity(t)
-        for (b, m), g in t.groupby(["benchmark", "metric"], sort=True):
-            base = macro_name("DikeOrigins", spec, b, m)
-            w = g[g.family == "whole"]
-            if len(w):
-                for suf, col in (("Whole", "delta"), ("WholeLow", "ci_low"), ("WholeHigh", "ci_high")): mac(base + suf, f(w[col].iloc[0]))
-            fam = "cell" if (g.family == "cell").any() else "band"
-            a = add[(add.benchmark == b) & (add.metric == m) & (add.family == fam)]
-            if len(a):
-                mac(base + "SumCells", f(a.sum_of_cells.iloc[0]))
-                if np.isfinite(a.interaction_share.iloc[0]): mac(base + "InteractionShare", f(a.interaction_share.iloc[0]))
-            c = g[g.family == fam]
-            if len(c):
-                mac(base + "SigCells", int((c.p_holm < 0.05).sum())); mac(base + "NCells", len(c))
-                top = c.loc[c.delta.abs().idxmax()]
-                where = ", ".join(x for x in (f"layers {top.layers}" if pd.notna(top.layers) else "",
-                                              str(top.module) if pd.notna(top.module) else "") if x)
-                mac(base + "TopCell", where); mac(base + "TopCellDelta", f(top.delta))
-    if heads:
-        ab = heads["ablation"]
-        for suf, k in (("Rho", "rho"), ("RhoLow", "ci_low"), ("RhoHigh", "ci_high")): mac("DikeHeadsAblation" + suf, f(ab[k]))
-        mac("DikeHeadsGapTrain", f(heads["gap_train"])); mac("DikeHeadsNAblated", ab["n_heads"])
-        for spec, v in heads["specs"].items():
-            base = macro_name("DikeHeads", spec)
-            for suf, k in (("ShiftRho", "rho_abs_attribution_shift"), ("ShiftRhoLow", "ci_low"), ("ShiftRhoHigh", "ci_high"),
-                           ("WeightedShiftRatio", "weighted_shift_ratio")): mac(base + suf, f(v[k]))
-    if flips is not None and len(flips):
-        for r in flips[flips.term == "margin"].itertuples():
-            base = macro_name("DikeFlip", r.benchmark, r.spec, "Margin")
-            for suf, v in (("OR", r.odds_ratio), ("ORLow", r.ci_low), ("ORHigh", r.ci_high)): mac(base + suf, f(v))
-    return lines
+def _sweep_macros(b, spec: str, tab: pd.DataFrame):
+    t = tab[tab.headline | (tab.metric == "perplexity")]
+    add = additivity(t)
+    for (bn, m), g in t.groupby(["benchmark", "metric"], sort=True):
+        base = ("Origins", spec, bn, m)
+        w = g[g.family == "whole"]
+        if len(w):
+            for suf, col in (("Whole", "delta"), ("WholeLow", "ci_low"), ("WholeHigh", "ci_high")):
+                b.macro(*base, suf, value=float(w[col].iloc[0]))
+        fam = "cell" if (g.family == "cell").any() else "band"
+        a = add[(add.benchmark == bn) & (add.metric == m) & (add.family == fam)]
+        if len(a):
+            b.macro(*base, "SumCells", value=float(a.sum_of_cells.iloc[0]))
+            if np.isfinite(a.interaction_share.iloc[0]): b.macro(*base, "InteractionShare", value=float(a.interaction_share.iloc[0]))
+        c = g[g.family == fam]
+        if len(c):
+            b.macro(*base, "SigCells", value=int((c.p_holm < 0.05).sum())); b.macro(*base, "NCells", value=len(c))
+            top = c.loc[c.delta.abs().idxmax()]
+            where = ", ".join(x for x in (f"layers {top.layers}" if pd.notna(top.layers) else "",
+                                          str(top.module) if pd.notna(top.module) else "") if x)
+            b.macro(*base, "TopCell", value=where); b.macro(*base, "TopCellDelta", value=float(top.delta))
+
+def sweep_products(b) -> list[Path]:
+    "The `sweeps` product of a study (`b['sweeps']`: {folder: (spec, run_origins table)}): heat maps and macros."
+    files = []
+    for slug, (spec, tab) in b["sweeps"].items():
+        files += fig_origins(tab, b.figures / slug)
+        _sweep_macros(b, spec, tab)
+    return files
+
+# %% ../nbs/40_origins.ipynb #cd97696a
+def heads_products(b) -> list[Path]:
+    "The `heads` product of a study (`b['heads']`: what `dike.heads.run_heads` returns): its figure and macros."
+    from dike.heads import fig_heads
+    r = b["heads"]; s = r["summary"]; ab = s["ablation"]
+    for suf, k in (("Rho", "rho"), ("RhoLow", "ci_low"), ("RhoHigh", "ci_high")): b.macro("HeadsAblation", suf, value=ab[k])
+    b.macro("HeadsGapTrain", value=s["gap_train"]); b.macro("HeadsNAblated", value=ab["n_heads"])
+    for spec, v in s["specs"].items():
+        for suf, k in (("ShiftRho", "rho_abs_attribution_shift"), ("ShiftRhoLow", "ci_low"), ("ShiftRhoHigh", "ci_high"),
+                       ("WeightedShiftRatio", "weighted_shift_ratio")): b.macro("Heads", spec, suf, value=v[k])
+    return fig_heads(r["heads"], r["ablation"], s, b.figures / "heads")
+
+def flip_model_products(b) -> list[Path]:
+    "The `flip_models` product of a study (`b['flip_models']`: `dike.flipmodel` models): the forest plot and margin macros."
+    from dike.flipmodel import fig_flip_model
+    m = b["flip_models"]
+    for r in (m[m.term == "margin"].itertuples() if len(m) else []):
+        for suf, v in (("OR", r.odds_ratio), ("ORLow", r.ci_low), ("ORHigh", r.ci_high)):
+            b.macro("Flip", r.benchmark, r.spec, "Margin", suf, value=v)
+    return fig_flip_model(m, b.figures / "flips")
+
+register_product("sweeps", sweep_products, "an origins study's heat maps and additivity macros")
+register_product("heads", heads_products, "the heads study's attribution figure and macros")
+register_product("flip_models", flip_model_products, "the flip models' forest plot and margin odds-ratio macros")
 
 # %% ../nbs/40_origins.ipynb #0806f9c0
+def _origins_panel(ax, g: pd.DataFrame, add: pd.DataFrame, b: str):
+    "One benchmark's heat map: bands × module types, the band-only and module-only sweeps in the margins."
+    import seaborn as sns
+    cells = g[g.family == "cell"]
+    bands = sorted(g.band.dropna().unique()); mods = list(dict.fromkeys(g[g.family.isin(["cell", "module"])].module.dropna()))
+    lab = {int(k): v for k, v in g.dropna(subset=["band"]).groupby("band").layers.first().items()}
+    M = np.full((len(bands) + 1, len(mods) + 1), np.nan); S = np.zeros_like(M, dtype=bool)
+    for r in cells.itertuples():
+        M[bands.index(r.band), mods.index(r.module)] = r.delta; S[bands.index(r.band), mods.index(r.module)] = r.p_holm < 0.05
+    for r in g[g.family == "band"].itertuples(): M[bands.index(r.band), -1] = r.delta; S[bands.index(r.band), -1] = r.p_holm < 0.05
+    for r in g[g.family == "module"].itertuples(): M[-1, mods.index(r.module)] = r.delta; S[-1, mods.index(r.module)] = r.p_holm < 0.05
+    v = np.nanmax(np.abs(M)) if np.isfinite(M).any() else 1.0
+    annot = np.array([[("" if np.isnan(x) else f"{x:.2g}") + ("*" if s else "") for x, s in zip(row, srow)] for row, srow in zip(M, S)])
+    sns.heatmap(M, ax=ax, cmap="RdBu_r", center=0, vmin=-v, vmax=v, annot=annot, fmt="", annot_kws={"fontsize": 6},
+                xticklabels=mods + ["all"], yticklabels=[f"L{lab.get(int(x), x)}" for x in bands] + ["all"],
+                cbar_kws={"label": "paired Δ vs base"})
+    w = g.loc[g.family == "whole", "delta"]
+    sh = add[(add.benchmark == b) & (add.family == "cell")].interaction_share
+    metric = g.metric.iloc[0]
+    ax.set_title(f"{b} ({metric})\nwhole model Δ = {w.iloc[0]:.3g}" if len(w) else f"{b} ({metric})", fontsize=8)
+    if len(sh) and np.isfinite(sh.iloc[0]): ax.set_xlabel(f"module type   (interaction share of the cells: {sh.iloc[0]:.2f})", fontsize=7)
+    ax.tick_params(labelsize=6)
+
 def fig_origins(table: pd.DataFrame, out) -> list[Path]:
     "The heat maps of a sweep (`run_origins`'s table) as `origins.pdf` / `origins.png` in `out`."
-    import matplotlib; matplotlib.use("Agg")
-    import matplotlib.pyplot as plt, seaborn as sns
-    from dike.report import _save
     t = table[table.headline | (table.metric == "perplexity")]
     benches = list(dict.fromkeys(t.benchmark))
     if not benches: return []
     add = additivity(t)
-    sns.set_theme(style="white", context="paper")
-    fig, axes = plt.subplots(1, len(benches), figsize=(4.2 * len(benches), 3.6), squeeze=False)
-    for ax, b in zip(axes[0], benches):
-        g = t[t.benchmark == b]
-        cells = g[g.family == "cell"]
-        bands = sorted(g.band.dropna().unique()); mods = list(dict.fromkeys(g[g.family.isin(["cell", "module"])].module.dropna()))
-        lab = {int(k): v for k, v in g.dropna(subset=["band"]).groupby("band").layers.first().items()}
-        M = np.full((len(bands) + 1, len(mods) + 1), np.nan); S = np.zeros_like(M, dtype=bool)
-        for r in cells.itertuples():
-            M[bands.index(r.band), mods.index(r.module)] = r.delta; S[bands.index(r.band), mods.index(r.module)] = r.p_holm < 0.05
-        for r in g[g.family == "band"].itertuples(): M[bands.index(r.band), -1] = r.delta; S[bands.index(r.band), -1] = r.p_holm < 0.05
-        for r in g[g.family == "module"].itertuples(): M[-1, mods.index(r.module)] = r.delta; S[-1, mods.index(r.module)] = r.p_holm < 0.05
-        v = np.nanmax(np.abs(M)) if np.isfinite(M).any() else 1.0
-        annot = np.array([[("" if np.isnan(x) else f"{x:.2g}") + ("*" if s else "") for x, s in zip(row, srow)] for row, srow in zip(M, S)])
-        sns.heatmap(M, ax=ax, cmap="RdBu_r", center=0, vmin=-v, vmax=v, annot=annot, fmt="", annot_kws={"fontsize": 6},
-                    xticklabels=mods + ["all"], yticklabels=[f"L{lab.get(int(x), x)}" for x in bands] + ["all"],
-                    cbar_kws={"label": "paired Δ vs base"})
-        w = g.loc[g.family == "whole", "delta"]
-        sh = add[(add.benchmark == b) & (add.family == "cell")].interaction_share
-        metric = g.metric.iloc[0]
-        ax.set_title(f"{b} ({metric})\nwhole model Δ = {w.iloc[0]:.3g}" if len(w) else f"{b} ({metric})", fontsize=8)
-        if len(sh) and np.isfinite(sh.iloc[0]): ax.set_xlabel(f"module type   (interaction share of the cells: {sh.iloc[0]:.2f})", fontsize=7)
-        ax.tick_params(labelsize=6)
-    spec = t.spec[t.family == "whole"].iloc[0] if (t.family == "whole").any() else ""
-    fig.suptitle(f"Where the effect of {spec} comes from (* Holm p < 0.05 within a panel)", fontsize=9)
-    fig.tight_layout()
-    return _save(fig, Path(out), "origins")
+    f = Figure(out, "origins", 1, len(benches), style="white", figsize=(4.2 * len(benches), 3.6), squeeze=False)
+    with f as (fig, axes):
+        for ax, b in zip(axes[0], benches): _origins_panel(ax, t[t.benchmark == b], add, b)
+        spec = t.spec[t.family == "whole"].iloc[0] if (t.family == "whole").any() else ""
+        fig.suptitle(f"Where the effect of {spec} comes from (* Holm p < 0.05 within a panel)", fontsize=9)
+        fig.tight_layout()
+    return f.files
 
 # %% ../nbs/40_origins.ipynb #4331561d
+def _study_flips(f: dict, root: Path):
+    from dike.flipmodel import grid_flip_models, fig_flip_model
+    from dike.models import load_model
+    from dike.store import write_parquet
+    toks = {}
+    def tok(m):
+        if m not in toks: toks[m] = load_model(m).tokenizer
+        return toks[m]
+    fm = grid_flip_models(f["grid"], root, tokenizer_of=tok, n_perm=f["n_perm"], include_stale=f["include_stale"])
+    out = root / "origins" / "flips" / Path(f["grid"]).stem
+    for k, v in fm.items(): write_parquet(v, out / f"{k}.parquet")
+    fig_flip_model(fm["models"], out)
+    return fm["models"]
+
 def run_study(path, results=None, paper_dir=None, progress: bool = True) -> dict:
     "Run an origins study file (see `load_study`); returns {tables: {spec: table}, heads: summary, flips: models, files}."
-    from types import SimpleNamespace
-    from dike.core import results_dir, project_root, atomic_write, git_state
-    from dike.heads import run_heads, fig_heads
-    from dike.flipmodel import grid_flip_models, fig_flip_model
-    from dike.report import _write_parquet, _update_generated, _rel
-    from dike.models import load_model
+    from dike.core import results_dir, project_root, git_state
+    from dike.heads import run_heads
+    from dike.paper import Build, build_products, source_file
     st = load_study(path); root = Path(results) if results else results_dir()
-    figs, tables = {}, {}
+    tables, inputs = {}, {"sweeps": {}}
     for sw in st["sweeps"]:
         sw = dict(sw); model, spec, benches = sw.pop("model"), sw.pop("spec"), sw.pop("benchmarks")
         t0 = time.time(); out = sweep_dir(model, spec, root)
         tables[spec] = run_origins(model, spec, benches, out, progress=progress, **sw)
-        figs[_slug(f"{model}__{spec}")] = lambda d, t=tables[spec]: fig_origins(t, d)
+        inputs["sweeps"][_slug(f"{model}__{spec}")] = (spec, tables[spec])
         if progress: print(f"{spec}: {tables[spec].cell.nunique()} cells ({time.time() - t0:.0f} s) -> {out}", flush=True)
-    heads = None
     if st["heads"]:
         h = dict(st["heads"]); model = h.pop("model")
-        r = run_heads(model, h.pop("specs"), root / "heads" / _slug(model), **h)
-        heads = r["summary"]
-        figs["heads"] = lambda d, r=r: fig_heads(r["heads"], r["ablation"], r["summary"], d)
-    flips = None
-    if st["flips"]:
-        f = st["flips"]; toks = {}
-        def tok(m):
-            if m not in toks: toks[m] = load_model(m).tokenizer
-            return toks[m]
-        fm = grid_flip_models(f["grid"], root, tokenizer_of=tok, n_perm=f["n_perm"], include_stale=f["include_stale"])
-        out = root / "origins" / "flips" / Path(f["grid"]).stem
-        for k, v in fm.items(): _write_parquet(v, out / f"{k}.parquet")
-        flips = fm["models"]
-        figs["flips"] = lambda d, m=flips: fig_flip_model(m, d)
-        fig_flip_model(flips, out)
+        inputs["heads"] = run_heads(model, h.pop("specs"), root / "heads" / _slug(model), **h)
+    if st["flips"]: inputs["flip_models"] = _study_flips(st["flips"], root)
     files = []
     if st["paper"]:
-        paper = Path(paper_dir) if paper_dir else project_root() / "paper"
-        for name, fig in figs.items(): files += fig(paper / "figures" / st["name"] / name)
-        mac = paper / "macros" / f"{st['name']}.tex"; mac.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(mac, f"% generated by dike origins from the study {st['name']}; do not edit\n"
-                     + "\n".join(origins_macros(tables, heads, flips)) + "\n")
-        files.append(mac)
-        try: gf = _rel(Path(path), project_root())
-        except ValueError: gf = str(path)
-        _update_generated(paper, SimpleNamespace(name=st["name"]), files,
-                          {"grid_file": gf, "command": f"dike origins {gf}", "git_commit": git_state().get("commit")})
-    return {"tables": tables, "heads": heads, "flips": flips, "files": files}
+        paper, name = Path(paper_dir) if paper_dir else project_root() / "paper", st["name"]
+        b = Build(name, paper / "figures" / name, paper / "tables" / name, f"tables/{name}", inputs=inputs)
+        products = [p for p in ("sweeps", "heads", "flip_models") if p in inputs and (p != "sweeps" or inputs[p])]
+        gf = source_file(path)
+        cmd = f"dike origins {gf}"
+        files = build_products(b, products, paper / "macros" / f"{name}.tex", cmd, paper=paper,
+                               info={"grid_file": gf, "command": cmd, "git_commit": git_state().get("commit")})
+    heads = inputs["heads"]["summary"] if "heads" in inputs else None
+    return {"tables": tables, "heads": heads, "flips": inputs.get("flip_models"), "files": files}
