@@ -310,6 +310,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                            'dike/compress/quant.py'),
                                      'dike.compress.quant.Int8DynamicLinear.forward': ( 'quant.html#int8dynamiclinear.forward',
                                                                                         'dike/compress/quant.py'),
+                                     'dike.compress.quant._block_hessians': ('quant.html#_block_hessians', 'dike/compress/quant.py'),
                                      'dike.compress.quant._err': ('quant.html#_err', 'dike/compress/quant.py'),
                                      'dike.compress.quant._int8_check': ('quant.html#_int8_check', 'dike/compress/quant.py'),
                                      'dike.compress.quant._linears': ('quant.html#_linears', 'dike/compress/quant.py'),

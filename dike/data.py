@@ -157,7 +157,7 @@ def _download(e: FileEntry, dirs: list[Path]) -> Path:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
     return dest
 
-
+# %% ../nbs/01_data.ipynb #1c837609
 def data_file(relpath: str, data_dir=None, verify: bool = True, download: bool = True) -> Path:
     "Path of a manifest file: `data_dir`/`$DIKE_DATA_DIR`, then `data/raw/`, then a verified download into `data/raw/`."
     e = entry(relpath)
@@ -246,6 +246,7 @@ def discover() -> list[str]:
         _IMPORTED.add(ep.value); new.append(ep.value)
     return new
 
+# %% ../nbs/01_data.ipynb #e6e7a830
 def sample_units(df: pd.DataFrame, limit: int | None, seed: int = 0, unit: str | None = None, stratify=None) -> pd.DataFrame:
     "A seeded sample of `limit` whole units (values of column `unit`, else rows), stratified by `stratify`; order kept."
     if limit is None: return df.reset_index(drop=True)
@@ -396,6 +397,7 @@ def data_check(data_dir=None, rehash: bool = False) -> dict:
     rep["ok"] = all(b["status"] in ("ok", "partial") for b in bs)
     return rep
 
+# %% ../nbs/01_data.ipynb #ce210b20
 def format_data_check(rep: dict) -> str:
     "A readable table of a `data_check` report."
     cols = ["benchmark", "status", "files", "examples", "licence"]

@@ -137,6 +137,7 @@ def probe_metrics(items: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> dic
         out["pair_accuracy"] = bootstrap_ci((w[1] > w[0]).to_numpy(float), n_boot=n_boot, seed=seed, unit_name="item")
     return out
 
+# %% ../nbs/50_teach.ipynb #16ee37c8
 _PROBE_SCORERS = {"probe": ("causal", "mlm", "encoder")}
 GENDER_PROBE = register_benchmark(Benchmark(
     name="gender_probe", data="gap", load=load_gender_probe, score=_score_probe("development"), metrics=probe_metrics,
@@ -349,6 +350,7 @@ def _teach_params(steps: int = 100) -> tuple:
             Param("lr", float, lambda v: 0 < v < 1, "0<lr<1", default=5e-4, keyword=True),
             Param("rank", int, lambda v: 1 <= v <= 256, "1<=rank<=256", default=8, keyword=True))
 
+# %% ../nbs/50_teach.ipynb #deb9838b
 register_method("teach", teach_method, ("causal",),
                 "teach:s=S[:data=stereoset][:steps=N][:pairs=N][:bs=N][:kl_bs=N][:seq=N][:lr=X][:rank=R][:lam=X] "
                 "(LoRA taught parity of StereoSet training-half pairs + lam*KL to the base on the calibration text, "

@@ -7,8 +7,6 @@ import pytest
 NBS = sorted((Path(__file__).resolve().parents[1] / "nbs").glob("*.ipynb"))
 MACHINE_PATH = re.compile(r"(?<![\w.])/(?:work|home|Users|root|mnt|scratch)/[\w.-]+|[A-Z]:\\\\[\w.-]+")
 MAX_EXPORT_LINES = 60
-# one function each that cannot be cut without cutting an algorithm in two: GPTQ as IST-DASLab wrote it
-LONG_ON_PURPOSE = {("22_quant.ipynb", "def gptq_quantize(")}
 
 
 def cells(nb: Path):

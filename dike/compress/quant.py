@@ -150,6 +150,22 @@ def _err(W, Q, H) -> float:
     return float(torch.einsum("ij,jk,ik->", D, H, D))
 
 # %% ../../nbs/22_quant.ipynb #e8be89a8
+def _block_hessians(runner, i: int, lins: dict) -> tuple[dict, dict]:
+    "Run block `i` of `runner`, accumulating X^T X (float64) and the row count of the input of every linear in `lins`."
+    Hs = {n: torch.zeros(m.in_features, m.in_features, dtype=torch.float64, device=m.weight.device) for n, m in lins.items()}
+    cnt = dict.fromkeys(lins, 0)
+    def mk(n):
+        def hook(mod, args):
+            x = args[0].detach().reshape(-1, args[0].shape[-1]).double()
+            Hs[n].addmm_(x.T, x); cnt[n] += x.shape[0]
+        return hook
+    hooks = [m.register_forward_pre_hook(mk(n)) for n, m in lins.items()]
+    try: runner.run(i)
+    finally:
+        for h in hooks: h.remove()
+    return Hs, cnt
+
+# %% ../../nbs/22_quant.ipynb #f3b9807b
 @torch.no_grad()
 def gptq_model(lm, batches: list[torch.Tensor], bits: int, group: int | None = None, act_order: bool = False,
                blocksize: int = 128, percdamp: float = 0.01, progress: bool = False, names=None,
@@ -175,17 +191,7 @@ def gptq_model(lm, batches: list[torch.Tensor], bits: int, group: int | None = N
     for i in it:
         lins = per_block[i]
         if not lins: runner.advance(i); continue            # outside the scope: only gives the next block its inputs
-        Hs = {n: torch.zeros(m.in_features, m.in_features, dtype=torch.float64, device=m.weight.device) for n, m in lins.items()}
-        cnt = dict.fromkeys(lins, 0)
-        def mk(n):
-            def hook(mod, args):
-                x = args[0].detach().reshape(-1, args[0].shape[-1]).double()
-                Hs[n].addmm_(x.T, x); cnt[n] += x.shape[0]
-            return hook
-        hooks = [m.register_forward_pre_hook(mk(n)) for n, m in lins.items()]
-        try: runner.run(i)
-        finally:
-            for h in hooks: h.remove()
+        Hs, cnt = _block_hessians(runner, i, lins)
         HD = {n: (alpha * 2 * r.T @ r / max(len(r), 1)).float() for n, r in pair_runner.deltas(i, lins).items()} if fair else {}
         for names in _same_input_groups(Hs):
             n_calls += 1
