@@ -27,7 +27,7 @@ def _fmt_table(rows: list[dict], cols: list[str]) -> str:
 # %% ../nbs/39_cli.ipynb #124c45a8
 def cmd_data_check(a):
     from dike.data import data_check, format_data_check
-    rep = data_check(a.data_dir)
+    rep = data_check(a.data_dir, rehash=a.verify)
     _print_json(rep) if a.json else print(format_data_check(rep))
     return 0 if rep.get("ok", True) else 1
 
@@ -57,20 +57,13 @@ def _device_dtype(a) -> tuple[str, str]:
     dev = resolve_device(a.device)
     return dev, resolve_dtype(a.dtype, dev)
 
-def _load(model: str, dtype: str, compress_spec: str | None, seed: int, device: str = "cpu"):
-    from dike.models import load_model
-    if compress_spec and compress_spec != "none":
-        from dike.compress.cache import load_or_compress
-        return load_or_compress(model, compress_spec, seed=seed, dtype=dtype, device=device)
-    return load_model(model, dtype=dtype, device=device), None
 
 def cmd_eval(a):
     from dike.evaluate import evaluate, metrics_table, get_benchmark
     for b in a.benchmarks: get_benchmark(b)              # unknown names fail before the model loads
     dev, dtype = _device_dtype(a)
-    lm, creport = _load(a.model, dtype, a.compress, 0, dev)        # a calibration seed is part of the spec (seed=K)
-    info = lm.info()
-    if a.compress: info = {**info, "compress": a.compress, "compress_report": creport}
+    from dike.runner import load_run_model
+    lm, _, info = load_run_model(a.model, a.compress, dtype, dev)   # a calibration seed is part of the spec (seed=K)
     out = Path(a.out) if a.out else None
     tables = []
     for b in a.benchmarks:
@@ -235,6 +228,7 @@ def _add_data_parsers(sub):
     c = d.add_parser("check", help="files found and verified, counts, licences per benchmark")
     c.add_argument("--json", action="store_true", help="machine-readable output")
     c.add_argument("--data-dir", default=None, help="data folder to check (default: $DIKE_DATA_DIR, then data/raw)")
+    c.add_argument("--verify", action="store_true", help="read every file again instead of trusting the checksum cache")
     c.set_defaults(fn=cmd_data_check)
     fe = d.add_parser("fetch", help="download missing files from their pinned URLs into data/raw/ (checksums verified)")
     fe.add_argument("benchmarks", nargs="*", help="benchmark names (default: all)")

@@ -260,8 +260,7 @@ def fair_pair_rows(n: int | None, seed: int = 0, split: str = "train") -> pd.Dat
 
 def fair_pairs(lm, n: int, seed: int = 0) -> tuple[list, list[str]]:
     "The token ids (prefix token + sentence) of `fair_pair_rows(n, seed)`, as (stereotype, anti) pairs, and their item ids."
-    from dike.scoring import prefix_token_id
+    from dike.scoring import encode_sentences
     d = fair_pair_rows(n, seed)
-    p0, tok = prefix_token_id(lm.tokenizer), lm.tokenizer
-    enc = lambda t: [p0] + tok.encode(t, add_special_tokens=False)
-    return [(enc(s), enc(a)) for s, a in zip(d.stereotype, d.anti_stereotype)], d.item_id.tolist()
+    s, a = encode_sentences(lm.tokenizer, list(d.stereotype)), encode_sentences(lm.tokenizer, list(d.anti_stereotype))
+    return list(zip(s, a)), d.item_id.tolist()

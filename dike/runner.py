@@ -15,8 +15,8 @@ from .store import Store
 # %% auto #0
 __all__ = ['GRID_KEYS', 'SLURM_KEYS', 'EXPERIMENT_KEYS', 'DEFAULTS', 'TEMPLATE', 'RUN_PARAMETERS', 'CONFIG_FIELDS', 'BACKENDS',
            'Grid', 'read_yaml', 'benchmark_code', 'config_key', 'run_config', 'checked_spec', 'load_grid',
-           'template_parameters', 'check_template', 'grid_store', 'execute_run', 'evaluate_run', 'run_groups',
-           'SharedKernel', 'iter_group', 'execute_group', 'slurm_resources', 'slurm_executor', 'run_grid',
+           'template_parameters', 'check_template', 'grid_store', 'execute_run', 'load_run_model', 'evaluate_run',
+           'run_groups', 'SharedKernel', 'iter_group', 'execute_group', 'slurm_resources', 'slurm_executor', 'run_grid',
            'grid_results', 'grid_status']
 
 # %% ../nbs/30_runner.ipynb #3012e3a7
@@ -318,7 +318,22 @@ def execute_run(cfg: dict, root=None, template=None, threads: int | None = None,
         store.release(rid)
 
 # %% ../nbs/30_runner.ipynb #64b5f42e
-_LOADED: dict = {}     # the model of the last run in this process: {key, lm, report}
+_LOADED: dict = {}     # the model of the last run in this process: {key, lm, info}
+
+def load_run_model(model: str, compress: str | None, dtype: str = "fp32", device: str = "cpu") -> tuple:
+    """`(lm, compression report or None, model info)`: the model of a run, compressed by `compress` (or read from the
+    compression cache); the one loading path of `dike eval` and of grid runs. The info records the digest of the weights
+    that are scored (after compression), so two runs can tell whether they scored the same model."""
+    from dike.compress.apply import weight_digest
+    if compress and compress != "none":
+        from dike.compress.cache import load_or_compress
+        lm, creport = load_or_compress(model, compress, dtype=dtype, device=device)   # the calibration seed is in the spec
+    else:
+        from dike.models import load_model
+        lm, creport = load_model(model, dtype=dtype, device=device), None
+    info = {**lm.info(), "compress": compress or "none", "weights_digest": config_hash(weight_digest(lm.model), n=32)}
+    if creport: info["compress_report"] = {k: v for k, v in creport.items() if k != "layers"}
+    return lm, creport, info
 
 def evaluate_run(model: str, compress: str | None, benchmark: str, scorer=None, limit=None, seed: int = 0, sample_seed: int = 0,
                  n_boot: int = 2000, batch_size: int = 16, dtype: str = "fp32", imports=(), out_dir=".",
@@ -331,19 +346,12 @@ def evaluate_run(model: str, compress: str | None, benchmark: str, scorer=None, 
     t0 = time.time()
     key = (model, compress or "none", dtype, device, tuple(sorted(imports or ())), seed)
     reused = _LOADED.get("key") == key
-    if reused: lm, creport = _LOADED["lm"], _LOADED["report"]   # the run before in this kernel loaded the same model
+    if reused: lm, info = _LOADED["lm"], _LOADED["info"]      # the run before in this kernel loaded the same model
     else:
         _LOADED.clear()                               # never two models in memory
-        if compress and compress != "none":
-            from dike.compress.cache import load_or_compress
-            lm, creport = load_or_compress(model, compress, dtype=dtype, device=device)   # the calibration seed is in the spec
-        else:
-            from dike.models import load_model
-            lm, creport = load_model(model, dtype=dtype, device=device), None
-        _LOADED.update(key=key, lm=lm, report=creport)
+        lm, _, info = load_run_model(model, compress, dtype, device)
+        _LOADED.update(key=key, lm=lm, info=info)
     seed_everything(seed)                             # the same random state whether the model was loaded or reused
-    info = {**lm.info(), "compress": compress or "none"}
-    if creport: info["compress_report"] = {k: v for k, v in creport.items() if k != "layers"}
     t_load = time.time() - t0
     _, rec = evaluate(lm, benchmark, scorer=scorer, limit=limit, seed=seed, sample_seed=sample_seed, batch_size=batch_size, n_boot=n_boot,
                       out_dir=out_dir, progress=progress, model_info=info)

@@ -14,7 +14,7 @@ from .core import ScoringError, SpecError, set_threads
 __all__ = ['pad_batch', 'pad_id', 'masked_mean', 'prefix_token_id', 'encode_sentences', 'encode_request', 'max_length',
            'pack_tries', 'loglik_tokens', 'loglik', 'bias_bench_causal_scores', 'sequence_logprob', 'pair_positions',
            'mlm_pair_scores', 'candidate_jobs', 'mlm_candidate_scores_many', 'mlm_candidate_scores', 'embed',
-           'rolling_windows', 'causal_nll', 'special_affixes', 'mlm_nll']
+           'special_affixes']
 
 # %% ../nbs/03_scoring.ipynb #ed54ec3a
 def _check_kind(lm, kinds: tuple, what: str):
@@ -189,12 +189,12 @@ def _window(cfg) -> tuple[int | None, bool]:
 def _row_batch(rws: list[dict], T: int, model, dev):
     "(ids, positions, attention mask) of packed trie rows: the trie mask, windowed in sliding layers (one per layer type if mixed)."
     impl, (win, mixed) = getattr(model.config, "_attn_implementation", "sdpa"), _window(model.config)
-    ids = torch.zeros(len(rws), T, dtype=torch.long)       # host buffers, moved once
-    pos = torch.zeros(len(rws), T, dtype=torch.long)
+    ids = torch.zeros(len(rws), T, dtype=torch.long, device="cpu")       # host buffers, moved once
+    pos = torch.zeros(len(rws), T, dtype=torch.long, device="cpu")
     mask = np.zeros((len(rws), 1, T, T), dtype=bool)
     for bi, rw in enumerate(rws):
         n = len(rw["tokens"])
-        ids[bi, :n] = torch.tensor(rw["tokens"]); pos[bi, :n] = torch.tensor(rw["depth"])
+        ids[bi, :n] = torch.tensor(rw["tokens"], device="cpu"); pos[bi, :n] = torch.tensor(rw["depth"], device="cpu")
         mask[bi, 0] = _trie_mask(rw["parent"], T)
     def as_mask(m):   # eager attention adds the mask to the scores
         m = torch.from_numpy(m).to(dev)
@@ -525,57 +525,6 @@ def embed(lm, texts: list[str], pooling: str = "mean", batch_size: int = 64, nor
                            "weights (an all-zero vector cannot be normalised)")
     return out
 
-# %% ../nbs/03_scoring.ipynb #9bdf5233
-def rolling_windows(n_tokens: int, window: int, stride: int) -> list[tuple[int, int, int]]:
-    """Windows over seq = [prefix] + tokens (targets seq[1..n_tokens]): (begin, end, n_scored) = feed seq[begin:end],
-    score its last n_scored predictions (targets seq[end-n_scored+1 .. end]). Every target is scored exactly once."""
-    if not 1 <= stride <= window: raise SpecError(f"perplexity: need 1 <= stride <= window, got stride={stride}, window={window}")
-    out, done, begin = [], 0, 0
-    while done < n_tokens:
-        end = min(begin + window, n_tokens)
-        out.append((begin, end, end - done))
-        done, begin = end, begin + stride
-    return out
-
-# %% ../nbs/03_scoring.ipynb #c109ead4
-def causal_nll(lm, texts: list[str], window: int | None, stride: int | None, batch_size: int, progress: bool,
-                max_batch_tokens: int = 8192):
-    "Per-document (nll sum, token count) with strided windows, batched (right-padded, <= max_batch_tokens), fp32 log-softmax."
-    tok, model = lm.tokenizer, lm.model
-    L = min(window or 2048, max_length(model, tok))
-    S = stride or max(1, L // 2)
-    seqs = encode_sentences(tok, texts)
-    for i, s in enumerate(seqs):
-        if len(s) < 2: raise ScoringError(f"perplexity: document {i} has no tokens")
-    jobs = [(d, b, e, k) for d, s in enumerate(seqs) for b, e, k in rolling_windows(len(s) - 1, L, S)]
-    jobs.sort(key=lambda j: -(j[2] - j[1]))
-    nll = np.zeros(len(seqs))
-    dev = _model_device(model)
-    split = _split_head(model)
-    pad = pad_id(tok)
-    bs = max(1, min(batch_size, max_batch_tokens // L))     # windows per forward pass: bounds activation memory
-    bar = _pbar(len(jobs), progress, "perplexity windows")
-    with torch.inference_mode():
-        for b0 in range(0, len(jobs), bs):
-            bj = jobs[b0:b0 + bs]
-            ids, att = pad_batch([seqs[d][b:e] for d, b, e, _ in bj], pad, dev)
-            rows, cols, tgt, owner = [], [], [], []
-            for r, (d, b, e, k) in enumerate(bj):
-                n = e - b
-                rows += [r] * k; cols += list(range(n - k, n)); tgt += seqs[d][e - k + 1:e + 1]; owner += [d] * k
-            kw = dict(input_ids=ids, attention_mask=att, use_cache=False)
-            rows, cols = torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)
-            if split is not None: h = split[0](**kw).last_hidden_state[rows, cols]; head = split[1]
-            else: h = model(**kw).logits[rows, cols]; head = lambda z: z
-            tg = torch.tensor(tgt, device=dev)
-            lp = torch.empty(len(tg), dtype=torch.float64, device="cpu")   # filled from .cpu() chunks
-            for c in range(0, len(tg), 512):
-                lp[c:c + 512] = torch.log_softmax(head(h[c:c + 512]).float(), -1).gather(1, tg[c:c + 512, None])[:, 0].double().cpu()
-            np.add.at(nll, np.asarray(owner), -lp.numpy())
-            bar.update(len(bj))
-    bar.close()
-    return nll, np.array([len(s) - 1 for s in seqs])
-
 # %% ../nbs/03_scoring.ipynb #d00d9f6b
 def special_affixes(tok, probe: str = "a b") -> tuple[list[int], list[int]]:
     "The special token ids the tokenizer puts before and after a text (e.g. [CLS] and [SEP] for BERT)."
@@ -583,26 +532,3 @@ def special_affixes(tok, probe: str = "a b") -> tuple[list[int], list[int]]:
     for i in range(len(full) - len(bare) + 1):
         if full[i:i + len(bare)] == bare: return full[:i], full[i + len(bare):]
     raise ScoringError(f"perplexity: cannot locate the text inside {type(tok).__name__}'s special tokens")
-
-def mlm_nll(lm, texts: list[str], window: int | None, batch_size: int, progress: bool):
-    "Per-document (-PLL, token count): blocks of <= L - n_special tokens, each token masked in turn."
-    tok = lm.tokenizer
-    mid = _mask_id(lm, "pseudo-perplexity")
-    L = min(window or 512, max_length(lm.model, tok, default=512))
-    pre, post = special_affixes(tok)
-    n_special = len(pre) + len(post)
-    if L - n_special < 1: raise ScoringError(f"perplexity: context length {L} leaves no room for text")
-    jobs, owner, ntok = [], [], []
-    for d, t in enumerate(texts):
-        x = tok.encode(t, add_special_tokens=False)
-        if not x: raise ScoringError(f"perplexity: document {d} has no tokens")
-        ntok.append(len(x))
-        for c in range(0, len(x), L - n_special):
-            blk = x[c:c + L - n_special]
-            ids = pre + blk + post
-            for p in range(len(pre), len(pre) + len(blk)):
-                m = list(ids); m[p] = mid
-                jobs.append((m, p, ids[p])); owner.append(d)
-    lp = _masked_logprobs(lm, jobs, max(1, batch_size), progress, "pseudo-perplexity")
-    nll = np.zeros(len(texts)); np.add.at(nll, np.asarray(owner), -lp)
-    return nll, np.array(ntok)

@@ -42,14 +42,14 @@ def test_audit_catches_a_factory_without_device():
 
 
 def _score_all(lm_c, lm_m, lm_e):
-    from dike import scoring as S
+    from dike import scoring as S, perplexity as P
     S.loglik(lm_c, [("the man said", " yes"), ("", "the woman is a doctor")], batch_size=2)
     S.loglik(lm_c, [("the man said", " yes"), ("the man said", " no")], batch_size=2, share_prefix=False)
     S.bias_bench_causal_scores(lm_c, ["the man is a doctor", "she said no"], batch_size=2)
-    S.causal_nll(lm_c, ["the river was long and the city was old"] * 3, window=8, stride=4, batch_size=2, progress=False)
+    P.causal_nll(lm_c, ["the river was long and the city was old"] * 3, window=8, stride=4, batch_size=2, progress=False)
     S.mlm_pair_scores(lm_m, ["the man is a doctor"], ["the woman is a doctor"], batch_size=4)
     S.mlm_candidate_scores(lm_m, "the BLANK is a doctor", ["man", "woman"], batch_size=4)
-    S.mlm_nll(lm_m, ["the river was long and the city was old"], window=None, batch_size=2, progress=False)
+    P.mlm_nll(lm_m, ["the river was long and the city was old"], window=None, batch_size=2, progress=False)
     S.embed(lm_e, ["the man is a doctor", "she said no"], batch_size=2)
 
 

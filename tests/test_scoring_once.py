@@ -29,18 +29,18 @@ def _names(fn) -> set:
 
 
 def _callers():
-    from dike import scoring, selfdebias, teach, heads, debias
+    from dike import scoring, selfdebias, teach, heads, debias, perplexity, corpora
     from dike.bench import gap, crows_pairs, stereoset
-    return scoring, selfdebias, teach, heads, debias, gap, crows_pairs, stereoset
+    return scoring, selfdebias, teach, heads, debias, gap, crows_pairs, stereoset, perplexity, corpora
 
 
 def test_each_caller_uses_the_one_definition():
-    scoring, selfdebias, teach, heads, debias, gap, crows_pairs, stereoset = _callers()
+    scoring, selfdebias, teach, heads, debias, gap, crows_pairs, stereoset, perplexity, corpora = _callers()
     uses = {  # the one definition -> the functions that call it
         "sequence_logprob": [teach.teach_loss, debias.cda_loss, heads.bias_gap],
-        "encode_sentences": [teach.hidden_features, heads.bias_gap, heads.head_shift, scoring.causal_nll],
+        "encode_sentences": [teach.hidden_features, heads.bias_gap, heads.head_shift, perplexity.causal_nll, corpora.fair_pairs],
         "pad_id": [teach.hidden_features, teach._teach_adapter, debias.cda_method, heads.head_shift, heads.bias_gap,
-                   gap.span_embeddings, scoring.embed, scoring.causal_nll, scoring._masked_logprobs,
+                   gap.span_embeddings, scoring.embed, perplexity.causal_nll, scoring._masked_logprobs,
                    selfdebias._next_token_logprobs],
         "masked_mean": [scoring.embed, teach.hidden_features, gap.span_embeddings],
         "used_rows": [heads.run_heads],

@@ -60,7 +60,8 @@ SCORERS = {"perplexity": ("causal",), "pseudo-perplexity": ("mlm",)}
 def score(lm, rows: pd.DataFrame, scorer: str = "perplexity", batch_size: int = 4, progress: bool = True,
           window: int | None = None, stride: int | None = None) -> pd.DataFrame:
     "Per-document nll (nats, summed) and token count: item_id, title, nll, n_tokens, n_words, n_bytes."
-    from dike.scoring import _check_kind, causal_nll, mlm_nll
+    from dike.scoring import _check_kind
+    from dike.perplexity import causal_nll, mlm_nll
     from dike.core import set_threads
     if scorer not in SCORERS: raise SpecError(f"unknown wikitext2 scorer {scorer!r}; valid: {', '.join(SCORERS)}")
     _check_kind(lm, SCORERS[scorer], f"wikitext2 scorer {scorer!r}")
