@@ -8,6 +8,7 @@ import hashlib, json, os, shutil, subprocess, sys
 from pathlib import Path
 
 import pytest
+from recipe import notebook, tree, project_copy
 
 ROOT = Path(__file__).resolve().parent.parent
 NBDEV_EXPORT = Path(sys.executable).with_name("nbdev-export")
@@ -47,28 +48,11 @@ ITEMS = [{"id": f"t{k}", "a": f"The doctor said {w}.", "b": f"The nurse said {w}
          enumerate(["hello", "goodbye", "yes", "no", "thanks", "maybe"])]
 
 
-def _notebook() -> dict:
-    cells = [{"cell_type": t, "id": f"c{i}", "metadata": {}, "source": s.splitlines(keepends=True),
-              **({"execution_count": None, "outputs": []} if t == "code" else {})} for i, (t, s) in enumerate(CELLS)]
-    return {"cells": cells, "metadata": {"kernelspec": {"display_name": "python3", "language": "python", "name": "python3"}},
-            "nbformat": 4, "nbformat_minor": 5}
-
-
-def _tree(root: Path, parts=("nbs", "data", "tests", "experiments")) -> dict:
-    out = {}
-    for part in parts:
-        for p in sorted((root / part).rglob("*")):
-            if p.is_file(): out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
-
-
 @pytest.mark.skipif(not NBDEV_EXPORT.exists(), reason="nbdev-export is not installed next to this python")
 def test_one_notebook_and_manifest_rows_add_a_benchmark(tmp_path):
     copy = tmp_path / "proj"
-    for part in ("nbs", "dike", "data", "tests", "experiments"):
-        shutil.copytree(ROOT / part, copy / part, ignore=shutil.ignore_patterns("raw", "__pycache__", ".ipynb_checkpoints"))
-    shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
-    before = _tree(copy)
+    project_copy(copy, ("nbs", "dike", "data", "tests", "experiments"))
+    before = tree(copy)
 
     data = tmp_path / "data"; (data / "toybench").mkdir(parents=True)
     f = data / "toybench" / "items.jsonl"
@@ -76,14 +60,14 @@ def test_one_notebook_and_manifest_rows_add_a_benchmark(tmp_path):
     row = ["toybench", "toybench/items.jsonl", "https://example.org/toybench/items.jsonl",
            hashlib.sha256(f.read_bytes()).hexdigest(), str(f.stat().st_size), "CC0-1.0", "Toy 2026", "", "0"]
     with open(copy / "data" / "manifest.csv", "a", encoding="utf-8") as m: m.write(",".join(row) + "\n")
-    (copy / "nbs" / "90_toybench.ipynb").write_text(json.dumps(_notebook(), indent=1))
+    (copy / "nbs" / "90_toybench.ipynb").write_text(json.dumps(notebook(CELLS), indent=1))
 
     env = {**os.environ, "PYTHONPATH": str(copy), "DIKE_DATA_DIR": str(data), "DIKE_ROOT": str(copy),
            "DIKE_MANIFEST": str(copy / "data" / "manifest.csv"), "DIKE_RESULTS_DIR": str(tmp_path / "results")}
     r = subprocess.run([str(NBDEV_EXPORT)], cwd=copy, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert (copy / "dike" / "bench" / "toybench.py").exists()
-    changed = {k for k in set(before) | set(_tree(copy)) if before.get(k) != _tree(copy).get(k)}
+    changed = {k for k in set(before) | set(tree(copy)) if before.get(k) != tree(copy).get(k)}
     assert changed == {"nbs/90_toybench.ipynb", "data/manifest.csv"}, changed
 
     cli = [sys.executable, "-m", "dike.cli"]

@@ -10,6 +10,7 @@ import hashlib, json, os, shutil, subprocess, sys
 from pathlib import Path
 
 import pytest
+from recipe import notebook, tree, project_copy
 
 ROOT = Path(__file__).resolve().parent.parent
 NBDEV_EXPORT = Path(sys.executable).with_name("nbdev-export")
@@ -62,21 +63,6 @@ print(json.dumps(out))
 '''
 
 
-def _notebook() -> dict:
-    cells = [{"cell_type": t, "id": f"c{i}", "metadata": {}, "source": s.splitlines(keepends=True),
-              **({"execution_count": None, "outputs": []} if t == "code" else {})} for i, (t, s) in enumerate(CELLS)]
-    return {"cells": cells, "metadata": {"kernelspec": {"display_name": "python3", "language": "python", "name": "python3"}},
-            "nbformat": 4, "nbformat_minor": 5}
-
-
-def _tree(root: Path, parts=("nbs", "data", "tests", "experiments")) -> dict:
-    out = {}
-    for part in parts:
-        for p in sorted((root / part).rglob("*")):
-            if p.is_file(): out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
-
-
 def _plugin(where: Path) -> None:
     "A distribution `toyplugin` on the path with a `dike.methods` entry point, as `pip install` would leave it."
     where.mkdir(parents=True)
@@ -89,11 +75,9 @@ def _plugin(where: Path) -> None:
 @pytest.mark.skipif(not NBDEV_EXPORT.exists(), reason="nbdev-export is not installed next to this python")
 def test_one_notebook_adds_a_compression_method(tmp_path):
     copy = tmp_path / "proj"
-    for part in ("nbs", "dike", "data", "tests", "experiments"):
-        shutil.copytree(ROOT / part, copy / part, ignore=shutil.ignore_patterns("raw", "__pycache__", ".ipynb_checkpoints"))
-    shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
-    before = _tree(copy)
-    (copy / "nbs" / "29_shrink.ipynb").write_text(json.dumps(_notebook(), indent=1))
+    project_copy(copy, ("nbs", "dike", "data", "tests", "experiments"))
+    before = tree(copy)
+    (copy / "nbs" / "29_shrink.ipynb").write_text(json.dumps(notebook(CELLS), indent=1))
     _plugin(tmp_path / "plugin")
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(copy), str(tmp_path / "plugin")]), "DIKE_ROOT": str(copy),
@@ -101,7 +85,7 @@ def test_one_notebook_adds_a_compression_method(tmp_path):
     r = subprocess.run([str(NBDEV_EXPORT)], cwd=copy, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert (copy / "dike" / "compress" / "shrink.py").exists()
-    changed = {k for k in set(before) | set(_tree(copy)) if before.get(k) != _tree(copy).get(k)}
+    changed = {k for k in set(before) | set(tree(copy)) if before.get(k) != tree(copy).get(k)}
     assert changed == {"nbs/29_shrink.ipynb"}, changed
 
     r = subprocess.run([sys.executable, "-c", CHECK], cwd=copy, env=env, capture_output=True, text=True, timeout=600)

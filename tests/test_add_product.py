@@ -10,6 +10,7 @@ import hashlib, json, os, shutil, subprocess, sys
 from pathlib import Path
 
 import pytest
+from recipe import notebook, tree, project_copy
 
 ROOT = Path(__file__).resolve().parent.parent
 NBDEV_EXPORT = Path(sys.executable).with_name("nbdev-export")
@@ -55,30 +56,13 @@ print(json.dumps([[c["run_id"] for c in g.runs], [c["run_id"] for c in twin.runs
 """
 
 
-def _notebook() -> dict:
-    cells = [{"cell_type": t, "id": f"c{i}", "metadata": {}, "source": s.splitlines(keepends=True),
-              **({"execution_count": None, "outputs": []} if t == "code" else {})} for i, (t, s) in enumerate(CELLS)]
-    return {"cells": cells, "metadata": {"kernelspec": {"display_name": "python3", "language": "python", "name": "python3"}},
-            "nbformat": 4, "nbformat_minor": 5}
-
-
-def _tree(root: Path, parts=("nbs", "data", "tests", "experiments")) -> dict:
-    out = {}
-    for part in parts:
-        for p in sorted((root / part).rglob("*")):
-            if p.is_file(): out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
-
-
 @pytest.mark.skipif(not NBDEV_EXPORT.exists(), reason="nbdev-export is not installed next to this python")
 def test_one_notebook_and_a_grid_key_add_a_figure(tmp_path):
     copy = tmp_path / "proj"
-    for part in ("nbs", "dike", "data", "tests", "experiments", "paper"):
-        shutil.copytree(ROOT / part, copy / part, ignore=shutil.ignore_patterns("raw", "__pycache__", ".ipynb_checkpoints"))
-    shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
-    before = _tree(copy)
+    project_copy(copy, ("nbs", "dike", "data", "tests", "experiments", "paper"))
+    before = tree(copy)
 
-    (copy / "nbs" / "90_toyfig.ipynb").write_text(json.dumps(_notebook(), indent=1))
+    (copy / "nbs" / "90_toyfig.ipynb").write_text(json.dumps(notebook(CELLS), indent=1))
     grid = copy / "experiments" / "grids" / "toyfig.yaml"
     grid.write_text(GRID.format(products="products: [toy_runs]\n"))
 
@@ -87,7 +71,7 @@ def test_one_notebook_and_a_grid_key_add_a_figure(tmp_path):
     r = subprocess.run([str(NBDEV_EXPORT)], cwd=copy, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert (copy / "dike" / "toyfig.py").exists()
-    changed = {k for k in set(before) | set(_tree(copy)) if before.get(k) != _tree(copy).get(k)}
+    changed = {k for k in set(before) | set(tree(copy)) if before.get(k) != tree(copy).get(k)}
     assert changed == {"nbs/90_toyfig.ipynb", "experiments/grids/toyfig.yaml"}, changed
 
     twin = tmp_path / "twin.yaml"; twin.write_text(GRID.format(products=""))
