@@ -536,6 +536,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'dike.heads.head_shift': ('heads.html#head_shift', 'dike/heads.py'),
                             'dike.heads.run_heads': ('heads.html#run_heads', 'dike/heads.py')},
             'dike.inference': { 'dike.inference._swap_masks': ('inference.html#_swap_masks', 'dike/inference.py'),
+                                'dike.inference._swap_result': ('inference.html#_swap_result', 'dike/inference.py'),
                                 'dike.inference._unit_codes': ('inference.html#_unit_codes', 'dike/inference.py'),
                                 'dike.inference.additivity': ('inference.html#additivity', 'dike/inference.py'),
                                 'dike.inference.distance_change': ('inference.html#distance_change', 'dike/inference.py'),

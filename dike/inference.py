@@ -33,19 +33,27 @@ def _unit_codes(units, n: int) -> np.ndarray:
     if units is None: return np.arange(n)
     return pd.factorize(np.asarray(units), sort=True)[0]
 
-def _swap_masks(k: int, B: int, rng) -> tuple[np.ndarray, bool]:
-    "(masks [B', k] of swapped units, exact): every one of the 2^k swaps when 2^k <= B, else B random ones."
+def _swap_masks(k: int, n_resamples: int | None, alpha: float, m: int, seed: int) -> tuple[np.ndarray, bool]:
+    "(masks [B', k] of swapped units, exact): all 2^k swaps when 2^k <= B, else B random ones; B defaults to `resamples_for(alpha, m)`."
+    B = int(n_resamples) if n_resamples is not None else resamples_for(alpha, m)
     if k <= 20 and 2 ** k <= B:
         return ((np.arange(2 ** k)[:, None] >> np.arange(k)) & 1).astype(bool), True
-    return rng.random((B, k)) < 0.5, False
+    return np.random.default_rng(seed).random((B, k)) < 0.5, False
+
+def _swap_result(obs: float, null: np.ndarray, exact: bool, k: int) -> dict:
+    "Two-sided p of `obs` against the swap distribution `null` (exact: its share; sampled: (1 + k)/(1 + B)) and the test's floor."
+    hit = np.abs(null) >= abs(obs) - 1e-12 * max(1.0, abs(obs))
+    p = float(hit.mean()) if exact else float((1 + hit.sum()) / (1 + len(null)))
+    floor = float(np.mean(np.abs(null) >= np.abs(null).max() - 1e-12)) if exact else min_p_resampling(len(null))
+    return {"delta": obs, "p_value": p, "min_p": floor, "n_resamples": len(null), "exact": exact, "n_units": k}
 
 def paired_swap_test(cols_a: dict, cols_b: dict, stat: Callable, units=None, n_resamples: int | None = None,
                      alpha: float = 0.05, m: int = 1, seed: int = 0) -> dict:
     "Label-swap test of Δ = stat(b) − stat(a) over units (see above); `n_resamples` defaults to `resamples_for(alpha, m)`."
     n = len(next(iter(cols_a.values())))
     u = _unit_codes(units, n)
-    B = int(n_resamples) if n_resamples is not None else resamples_for(alpha, m)
-    masks, exact = _swap_masks(int(u.max()) + 1 if n else 0, B, np.random.default_rng(seed))
+    k = int(u.max()) + 1 if n else 0
+    masks, exact = _swap_masks(k, n_resamples, alpha, m, seed)
     obs = float(stat(cols_b) - stat(cols_a))
     null = np.empty(len(masks))
     for i, mk in enumerate(masks):
@@ -53,10 +61,7 @@ def paired_swap_test(cols_a: dict, cols_b: dict, stat: Callable, units=None, n_r
         a = {c: np.where(sw, cols_b[c], cols_a[c]) for c in cols_a}
         b = {c: np.where(sw, cols_a[c], cols_b[c]) for c in cols_a}
         null[i] = stat(b) - stat(a)
-    hit = np.abs(null) >= abs(obs) - 1e-12 * max(1.0, abs(obs))
-    p = float(hit.mean()) if exact else float((1 + hit.sum()) / (1 + len(null)))
-    floor = float(np.mean(np.abs(null) >= np.abs(null).max() - 1e-12)) if exact else min_p_resampling(len(null))
-    return {"delta": obs, "p_value": p, "min_p": floor, "n_resamples": len(null), "exact": exact, "n_units": int(u.max()) + 1}
+    return _swap_result(obs, null, exact, k)
 
 # %% ../nbs/09_inference.ipynb #d92b563d
 def sign_flip_test(diffs, units=None, n_resamples: int | None = None, alpha: float = 0.05, m: int = 1,
@@ -66,14 +71,9 @@ def sign_flip_test(diffs, units=None, n_resamples: int | None = None, alpha: flo
     u = _unit_codes(units, len(d))
     k = int(u.max()) + 1 if len(d) else 0
     du = np.bincount(u, weights=d, minlength=k) / np.bincount(u, minlength=k)
-    B = int(n_resamples) if n_resamples is not None else resamples_for(alpha, m)
-    masks, exact = _swap_masks(k, B, np.random.default_rng(seed))
-    obs = float(du.mean())
+    masks, exact = _swap_masks(k, n_resamples, alpha, m, seed)
     null = np.concatenate([(1 - 2 * masks[i:i + 4096].astype(float)) @ du / k for i in range(0, len(masks), 4096)])
-    hit = np.abs(null) >= abs(obs) - 1e-12 * max(1.0, abs(obs))
-    p = float(hit.mean()) if exact else float((1 + hit.sum()) / (1 + len(null)))
-    return {"delta": obs, "p_value": p, "min_p": (2 / 2 ** k if exact else min_p_resampling(len(null))),
-            "n_resamples": len(null), "exact": exact, "n_units": k}
+    return _swap_result(float(du.mean()), null, exact, k)
 
 # %% ../nbs/09_inference.ipynb #016ac018
 def distance_change(x_a: float, x_b: float, ideal: float) -> dict:

@@ -47,7 +47,7 @@ def calib_nll(lm, batches) -> float:
     return tot / max(n, 1)
 
 def _bisect_sigma(rise, target: float, tol: float = 0.02, steps: int = 40) -> tuple[float, float]:
-    "(σ, rise(σ)) with |rise − target| <= tol·target, by doubling then bisection; rise must grow with σ."
+    "(σ, rise(σ)) with |rise − target| <= tol·target, by doubling then bisection (rise must grow with σ); the last call of `rise` is at σ."
     lo, hi = 0.0, 1e-3
     for _ in range(steps):
         if rise(hi) >= target: break
@@ -72,8 +72,7 @@ def add_noise(lm, step, calib):
     def rise(sigma: float) -> float:
         for n, l in lins.items(): l.weight.copy_(w0[n] + sigma * eps[n])
         return calib_nll(lm, batches) - base
-    sigma, r = _bisect_sigma(rise, step["nats"])
-    r = rise(sigma)
+    sigma, r = _bisect_sigma(rise, step["nats"])          # the weights are left at sigma: its rise was the last computed
     if abs(r - step["nats"]) > 0.1 * step["nats"]:
         raise SpecError(f"{step.text}: the noise reached a calibration NLL rise of {r:.3f} nats, not {step['nats']} within 10 %")
     return lm, {"method": "noise", "sigma": sigma, "target_nats": step["nats"], "calib_rise_nats": round(r, 4),
