@@ -29,3 +29,5 @@ def project_copy(dest: Path, parts=("nbs", "dike", "data", "tests", "experiments
         shutil.copytree(ROOT / part, dest / part, ignore=shutil.ignore_patterns("raw", "__pycache__", ".ipynb_checkpoints"))
     shutil.copy(ROOT / "pyproject.toml", dest / "pyproject.toml")
     return dest
+
+NBDEV_EXPORT = Path(__import__("sys").executable).with_name("nbdev-export")   # the exporter beside this python

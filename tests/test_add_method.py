@@ -10,10 +10,8 @@ import hashlib, json, os, shutil, subprocess, sys
 from pathlib import Path
 
 import pytest
-from recipe import notebook, tree, project_copy
+from recipe import ROOT, NBDEV_EXPORT, notebook, tree, project_copy
 
-ROOT = Path(__file__).resolve().parent.parent
-NBDEV_EXPORT = Path(sys.executable).with_name("nbdev-export")
 
 CELLS = [
     ("code", "#| default_exp compress.shrink"),
