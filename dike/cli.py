@@ -11,7 +11,8 @@ from .core import DikeError
 # %% auto #0
 __all__ = ['cmd_data_check', 'cmd_data_fetch', 'cmd_models_list', 'cmd_models_show', 'cmd_eval', 'cmd_compress', 'cmd_run',
            'cmd_status', 'cmd_collect', 'cmd_origins', 'cmd_heads', 'cmd_analyze', 'cmd_figures', 'cmd_cache_prune',
-           'cmd_paper_check', 'cmd_paper_readme', 'build_parser', 'main']
+           'cmd_paper_check', 'cmd_paper_readme', 'cmd_archive_add', 'cmd_archive_status', 'cmd_archive_verify',
+           'cmd_archive_prune', 'cmd_archive_rekey', 'cmd_paper_build', 'build_parser', 'main']
 
 # %% ../nbs/39_cli.ipynb #882fa416
 def _print_json(obj):
@@ -214,6 +215,64 @@ def cmd_paper_readme(a):
     print(readme_headline(a.readme, a.paper))
     return 0
 
+# %% ../nbs/39_cli.ipynb #dff3768d
+def _grids(paths) -> list:
+    from dike.runner import load_grid
+    from dike.paper import paper_grids
+    return [load_grid(p, validate=False) for p in (paths or paper_grids())]
+
+def cmd_archive_add(a):
+    from dike.archive import Archive, add_grid
+    from dike.runner import grid_store
+    ar, runs = Archive(), grid_store(a.results).runs
+    for g in _grids(a.grids):
+        r = add_grid(ar, g, runs)
+        print(f"{g.name}: {len(r['added'])} run(s) archived, {len(r['replaced'])} stale record(s) replaced, "
+              f"{r['missing']} run(s) of the grid still missing -> {ar.root}")
+    return 0
+
+def cmd_archive_status(a):
+    from dike.archive import Archive, status
+    ar = Archive(); tab = status(ar, _grids(a.grids))
+    rows = tab.assign(MB=(tab.bytes / 1e6).round(2)).drop(columns="bytes").to_dict("records")
+    print(_fmt_table(rows, ["grid", "runs", "archived", "stale", "missing", "MB"]))
+    print(f"\narchive {ar.root}: {len(ar.ids())} runs, {ar.size() / 1e6:.2f} MB")
+    return 0
+
+def cmd_archive_verify(a):
+    from dike.archive import Archive, grid_state
+    ar = Archive(); problems = ar.verify(joins=not a.no_joins)
+    for p in problems: print(f"error: {p}")
+    stale = {g.name: grid_state(ar, g)["stale"] for g in _grids(a.grids)}
+    for name, st in stale.items():
+        for c, old in st:
+            print(f"stale: {name} {c['model']} {c['compress']} {c['benchmark']} seed={c['seed']}: archived run(s) "
+                  f"{', '.join(old)} of older code (never used; `dike archive rekey` or `dike run`)")
+    n_stale = sum(map(len, stale.values()))
+    print(f"archive {ar.root}: {len(ar.ids())} runs, {len(problems)} problem(s), {n_stale} stale run(s)")
+    return 1 if problems or (a.strict and n_stale) else 0
+
+def cmd_archive_prune(a):
+    from dike.archive import Archive, prune
+    ar = Archive(); before = ar.size(); drop = prune(ar, _grids(a.grids), dry_run=a.dry_run)
+    for r in drop: print(f"{'would remove' if a.dry_run else 'removed'} {r}")
+    print(f"{len(drop)} run(s) {'would be ' if a.dry_run else ''}removed; archive {before / 1e6:.2f} MB"
+          + ("" if a.dry_run else f" -> {ar.size() / 1e6:.2f} MB"))
+    return 0
+
+def cmd_archive_rekey(a):
+    from dike.rekey import rekey
+    out = [r for g in _grids(a.grids) for r in rekey(g, sample=a.sample, tol=a.tol, dry_run=a.dry_run)]
+    print(f"{sum(r['verdict'] == 'kept' for r in out)} stale run(s) {'would be ' if a.dry_run else ''}kept under the current "
+          f"code, {sum(r['verdict'] == 'recompute' for r in out)} to recompute (`dike run`)")
+    return 0
+
+def cmd_paper_build(a):
+    from dike.paper import build_paper
+    r = build_paper(a.grids or None, results=a.results, paper=a.paper, strict=a.strict)
+    print(f"rebuilt: {', '.join(r['built']) or 'none'}" + (f"; not rebuilt: {', '.join(r['skipped'])}" if r["skipped"] else ""))
+    return 0
+
 # %% ../nbs/39_cli.ipynb #5a5b4bd9
 def _device_args(p, what: str, default="auto"):
     p.add_argument("--device", default=default, metavar="auto|cpu|cuda[:N]|mps",
@@ -362,6 +421,31 @@ def _add_paper_parsers(sub):
     pr.add_argument("--readme", default="README.md", help="the README to update (default README.md)")
     pr.add_argument("--paper", default="paper", help="the paper folder holding macros/ (default paper)")
     pr.set_defaults(fn=cmd_paper_readme)
+    pb = pa.add_parser("build", help="regenerate the products of every paper grid whose runs are all finished (archive or store)")
+    pb.add_argument("grids", nargs="*", help="grid YAML files (default: the paper grids)")
+    pb.add_argument("--strict", action="store_true", help="fail when a grid cannot be rebuilt (runs missing or stale)")
+    pb.add_argument("--results", default=None, help="results store"); pb.add_argument("--paper", default=None, help="paper folder")
+    pb.set_defaults(fn=cmd_paper_build)
+
+# %% ../nbs/39_cli.ipynb #086a9869
+def _add_archive_parsers(sub):
+    "The sub-commands of the committed archive of finished runs (`archive/`, `$DIKE_ARCHIVE_DIR`)."
+    ar = sub.add_parser("archive", help="the committed archive of the paper grids' finished runs").add_subparsers(dest="sub", required=True)
+    grids = lambda p: p.add_argument("grids", nargs="*", help="grid YAML files (default: the paper grids, experiments/grids/*.yaml with paper: true)")
+    ad = ar.add_parser("add", help="archive the finished current-code runs of grids from the results store")
+    grids(ad); ad.add_argument("--results", default=None, help="results store (default results/)"); ad.set_defaults(fn=cmd_archive_add)
+    st = ar.add_parser("status", help="per grid: runs archived, stale (older code), missing; size")
+    grids(st); st.set_defaults(fn=cmd_archive_status)
+    ve = ar.add_parser("verify", help="checksums and content of every archived table and file; stale runs listed")
+    grids(ve); ve.add_argument("--no-joins", action="store_true", help="skip re-joining text columns from the benchmark data")
+    ve.add_argument("--strict", action="store_true", help="also fail when a grid has stale archived runs")
+    ve.set_defaults(fn=cmd_archive_verify)
+    pr = ar.add_parser("prune", help="remove archived runs that no given grid names with the current code")
+    grids(pr); pr.add_argument("--dry-run", action="store_true", help="only list what would be removed"); pr.set_defaults(fn=cmd_archive_prune)
+    rk = ar.add_parser("rekey", help="score a fixed sample of each stale run's items with the current code; keep it under the current key if equal")
+    grids(rk); rk.add_argument("--sample", type=int, default=20, help="items rescored per run (0: all; default 20)")
+    rk.add_argument("--tol", type=float, default=1e-6, help="largest |difference| / max(1, |value|) accepted (default 1e-6)")
+    rk.add_argument("--dry-run", action="store_true", help="check, but change nothing"); rk.set_defaults(fn=cmd_archive_rekey)
 
 # %% ../nbs/39_cli.ipynb #ffadffdf
 def build_parser() -> argparse.ArgumentParser:
@@ -374,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_grid_parsers(sub)
     _add_study_parsers(sub)
     _add_paper_parsers(sub)
+    _add_archive_parsers(sub)
     _describe(p)
     return p
 

@@ -14,7 +14,8 @@ from .core import Registry, ConfigError, DataError, DikeError, atomic_write, wri
 __all__ = ['PRODUCTS', 'PRODUCT_GROUP', 'GENERATED', 'DEFAULT_PRODUCTS', 'README_TEMPLATE', 'HEADLINE_START', 'HEADLINE_END',
            'Figure', 'tex_escape', 'latex_table', 'macro_name', 'tex_value', 'write_macros', 'Product',
            'register_product', 'discover_products', 'get_product', 'Build', 'source_file', 'record_generated',
-           'build_products', 'grid_prefix', 'make_figures', 'check_paper', 'macro_values', 'readme_headline']
+           'build_products', 'grid_prefix', 'make_figures', 'paper_grids', 'build_paper', 'check_paper', 'macro_values',
+           'readme_headline']
 
 # %% ../nbs/34_paper.ipynb #33ab51e9
 class Figure:
@@ -222,6 +223,36 @@ def make_figures(grid, results=None, paper=None, include_stale: bool = False, n_
     info = {"grid_file": gf, "command": command, "runs": int(raw.run_id.nunique()),
             "stale_runs": int(raw.drop_duplicates("run_id").stale.sum()), "git_commit": git_state().get("commit")}
     return build_products(b, products, mac, command, {"NumRuns": raw.run_id.nunique()}, paper, info)
+
+# %% ../nbs/34_paper.ipynb #858efeef
+def paper_grids(folder=None) -> list[Path]:
+    "The paper's grid files: `experiments/grids/*.yaml` that say `paper: true` and hold `experiments` (studies have their own command)."
+    import yaml
+    folder = Path(folder) if folder else project_root() / "experiments" / "grids"
+    out = []
+    for p in sorted(folder.glob("*.yaml")):
+        d = yaml.safe_load(p.read_text()) or {}
+        if isinstance(d, dict) and d.get("paper") is True and "experiments" in d: out.append(p)
+    return out
+
+def build_paper(grids=None, results=None, paper=None, strict: bool = False, progress: bool = True, **kw) -> dict:
+    """Regenerate the products of every paper grid whose runs are all finished with the current code (in the archive or
+    the store); list the others (their committed products stay), or with `strict` fail naming them."""
+    from dike.runner import load_grid, grid_store
+    import time
+    built, skipped = [], {}
+    for path in (grids if grids is not None else paper_grids()):
+        g = load_grid(path, validate=False); store = grid_store(results)
+        done = sum(store.is_done(c["run_id"]) for c in g.runs)
+        if done < len(g.runs):
+            skipped[g.name] = f"{done} of {len(g.runs)} runs finished with the current code"
+            if progress: print(f"{g.name}: not rebuilt, {skipped[g.name]} (`dike archive status`)", flush=True)
+            continue
+        t0 = time.time(); make_figures(g, results, paper, **kw); built.append(g.name)
+        if progress: print(f"{g.name}: {len(g.runs)} runs, products rebuilt in {time.time() - t0:.0f} s", flush=True)
+    if strict and skipped:
+        raise DikeError("paper grids not rebuilt: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()))
+    return {"built": built, "skipped": skipped}
 
 # %% ../nbs/34_paper.ipynb #9d7db6b8
 def check_paper(tex="paper/main.tex") -> dict:

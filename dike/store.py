@@ -4,11 +4,12 @@
 
 # %% ../nbs/33_store.ipynb #c8cc88fd
 from __future__ import annotations
-import io, json, os, re, shutil, socket, time
+import calendar, io, json, os, re, shutil, socket, time
 from pathlib import Path
 from typing import Callable
 import pandas as pd
 from .core import results_dir, atomic_write, DikeError
+from .archive import Archive
 
 # %% auto #0
 __all__ = ['SUMMARY_COLUMNS', 'Store', 'collect_runs', 'fake_run', 'write_parquet', 'grid_dir', 'collect']
@@ -72,28 +73,9 @@ class _Locks:
 # %% ../nbs/33_store.ipynb #f0a3f6c5
 def _recorded_key(cfg: dict) -> str | None: return cfg.get("config_key")
 
-class Store(_Locks):
-    "The results store: finished runs, failed attempts, in-progress locks; `key(cfg)` is the config key of a run's record."
-    def __init__(self, root=None, key: Callable[[dict], str | None] | None = None):
-        self.root = Path(root) if root is not None else results_dir()
-        self.key = key or _recorded_key
-        self.runs, self.failed, self.locks = self.root / "runs", self.root / "failed", self.root / "locks"
-        for p in (self.runs, self.failed, self.locks): p.mkdir(parents=True, exist_ok=True)
-
-    def run_dir(self, run_id: str) -> Path: return self.runs / run_id
-    def is_done(self, run_id: str) -> bool: return (self.runs / run_id / "config.json").is_file()
-    def is_failed(self, run_id: str) -> bool: return (self.failed / run_id / "error.json").is_file()
-    def done_ids(self) -> set[str]:
-        return {p.name for p in self.runs.iterdir() if not p.name.startswith(".") and (p / "config.json").is_file()}
-    def finished(self) -> list[Path]:
-        "Every finished run folder, sorted."
-        return sorted(self.runs / r for r in self.done_ids())
-
-    def state(self, run_id: str) -> str:
-        if self.is_done(run_id): return "done"
-        if self.is_locked(run_id): return "running"
-        return "failed" if self.is_failed(run_id) else "pending"
-
+# %% ../nbs/33_store.ipynb #0359a5c7
+class _Index:
+    "The index of a store's finished runs by config key, and the classification of a grid's runs it allows (needs `runs`, `archive`, `key`, `is_done`, `open`)."
     def index(self) -> dict[str, list[dict]]:
         "Finished runs by config key: `[{run_id, code_key, dir, mtime}]` (runs recorded before code keys included)."
         out: dict[str, list[dict]] = {}
@@ -104,6 +86,12 @@ class Store(_Locks):
             except (OSError, ValueError): continue
             out.setdefault(self.key(c), []).append({"run_id": p.name, "code_key": c.get("code_key"), "dir": p,
                                                     "mtime": f.stat().st_mtime})
+        local = {r["run_id"] for rs in out.values() for r in rs}
+        for rid, rec in (self.archive.records.items() if self.archive is not None else ()):
+            if rid in local: continue
+            t = calendar.timegm(time.strptime(rec["archived"], "%Y-%m-%dT%H:%M:%SZ"))
+            out.setdefault(self.key(rec["config"]), []).append({"run_id": rid, "code_key": rec["config"].get("code_key"),
+                                                                "dir": self.runs / rid, "mtime": t, "archived": True})
         return out
 
     def stale_of(self, cfg: dict, index: dict | None = None) -> Path | None:
@@ -116,12 +104,46 @@ class Store(_Locks):
         "Run configurations as finished run folders (`done`), runs with only older-code results (`stale`: (cfg, old folder)), the rest (`pending`)."
         out, idx = {"done": [], "stale": [], "pending": []}, None
         for c in cfgs:
-            if self.is_done(c["run_id"]): out["done"].append(self.run_dir(c["run_id"])); continue
+            if self.is_done(c["run_id"]): out["done"].append(self.open(c["run_id"])); continue
             idx = self.index() if idx is None else idx
             old = self.stale_of(c, idx)
-            if old is not None: out["stale"].append((c, old))
+            if old is not None: out["stale"].append((c, self.open(old.name)))
             else: out["pending"].append(c)
         return out
+
+# %% ../nbs/33_store.ipynb #6daef14f
+class Store(_Locks, _Index):
+    """The results store: finished runs, failed attempts, in-progress locks; `key(cfg)` is the config key of a run's
+    record. `archive` (default `dike.archive.Archive()`, the committed archive; False: none): its runs count as finished
+    and are unpacked into `runs/` when first read (`open`)."""
+    def __init__(self, root=None, key: Callable[[dict], str | None] | None = None, archive=None):
+        self.root = Path(root) if root is not None else results_dir()
+        self.key = key or _recorded_key
+        self.runs, self.failed, self.locks = self.root / "runs", self.root / "failed", self.root / "locks"
+        for p in (self.runs, self.failed, self.locks): p.mkdir(parents=True, exist_ok=True)
+        self.archive = (Archive() if archive is None else archive) or None
+
+    def run_dir(self, run_id: str) -> Path: return self.runs / run_id
+    def archived(self, run_id: str) -> bool: return self.archive is not None and self.archive.has(run_id)
+    def is_done(self, run_id: str) -> bool: return (self.runs / run_id / "config.json").is_file() or self.archived(run_id)
+    def is_failed(self, run_id: str) -> bool: return (self.failed / run_id / "error.json").is_file()
+    def done_ids(self) -> set[str]:
+        local = {p.name for p in self.runs.iterdir() if not p.name.startswith(".") and (p / "config.json").is_file()}
+        return local | (self.archive.ids() if self.archive is not None else set())
+    def open(self, run_id: str) -> Path:
+        "The folder of a finished run; an archived run is unpacked into `runs/` first."
+        d = self.runs / run_id
+        if not (d / "config.json").is_file() and self.archived(run_id): self.archive.unpack(run_id, self.runs)
+        return d
+    def finished(self) -> list[Path]:
+        "Every finished run folder (archived ones unpacked), sorted."
+        return sorted(self.open(r) for r in self.done_ids())
+
+    def state(self, run_id: str) -> str:
+        if self.is_done(run_id): return "done"
+        if self.is_locked(run_id): return "running"
+        return "failed" if self.is_failed(run_id) else "pending"
+
 
 # %% ../nbs/33_store.ipynb #24347f3e
 from .compress.spec import spec_method_level   # the one parser of spec strings

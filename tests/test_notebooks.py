@@ -22,8 +22,7 @@ def test_no_machine_path(nb):
 @pytest.mark.parametrize("nb", NBS, ids=lambda p: p.name)
 def test_export_cells_hold_one_idea(nb):
     long = [(len(src.splitlines()), src.splitlines()[1][:60]) for src, kind in cells(nb)
-            if kind == "code" and src.startswith("#| export") and len(src.splitlines()) > MAX_EXPORT_LINES
-            and not any(nb.name == n and key in src for n, key in LONG_ON_PURPOSE)]
+            if kind == "code" and src.startswith("#| export") and len(src.splitlines()) > MAX_EXPORT_LINES]
     assert not long, f"{nb.name}: export cells over {MAX_EXPORT_LINES} lines: {long}"
 
 

@@ -1,0 +1,92 @@
+"""The committed archive end to end on a tiny grid: archived runs count as finished with results/ deleted, the products
+regenerate identically from the archive alone, a changed byte is named, and rekey keeps only what the current code
+reproduces."""
+import json, os, shutil, subprocess, sys
+from pathlib import Path
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DIKE = [sys.executable, "-m", "dike.cli"]
+GRID = """name: arch
+defaults: {n_boot: 50, limit: 8}
+experiments:
+  - models: [tiny-llama]
+    compress: [none, "magnitude:0.5"]
+    benchmarks: [crows_pairs]
+"""
+
+
+@pytest.fixture
+def env(tmp_path, data_dir):
+    return dict(os.environ, DIKE_RESULTS_DIR=str(tmp_path / "results"), DIKE_ARCHIVE_DIR=str(tmp_path / "archive"),
+                DIKE_DATA_DIR=str(data_dir), DIKE_THREADS="1", OMP_NUM_THREADS="1")
+
+
+def dike(args, env):
+    return subprocess.run(DIKE + args, env=env, cwd=ROOT, capture_output=True, text=True)
+
+
+def ok(r):
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def products(results: Path) -> dict:
+    "The macros and LaTeX tables of the grid (the text the paper reads), by path."
+    d = results / "grids" / "arch"
+    return {p.relative_to(d).as_posix(): p.read_text() for p in sorted(d.rglob("*.tex"))}
+
+
+def test_archive_round_trip(tmp_path, env):
+    g = tmp_path / "arch.yaml"; g.write_text(GRID)
+    res = tmp_path / "results"
+    ok(dike(["run", str(g)], env))
+    ok(dike(["figures", str(g)], env))
+    before = products(res)
+    assert "macros.tex" in before and any(k.startswith("tables/") for k in before)
+    assert "2 run(s) archived" in ok(dike(["archive", "add", str(g)], env))
+    shutil.rmtree(res)                                              # a fresh clone: the archive only
+    assert "2 done, 0 to run" in ok(dike(["run", str(g), "--dry-run"], env))
+    ok(dike(["figures", str(g)], env))
+    after = products(res)
+    assert after == before, [k for k in before if before[k] != after.get(k)]
+    st = ok(dike(["archive", "status", str(g)], env))
+    assert "arch" in st and " 2 " in st.splitlines()[2]
+    assert "0 problem(s)" in ok(dike(["archive", "verify", str(g)], env))
+    # one byte of an archived item table
+    obj = sorted((tmp_path / "archive" / "objects").rglob("*.parquet"))[0]
+    b = bytearray(obj.read_bytes()); b[len(b) // 3] ^= 0x01; obj.write_bytes(bytes(b))
+    r = dike(["archive", "verify", str(g)], env)
+    assert r.returncode == 1 and str(obj) in r.stdout and "1 problem(s)" in r.stdout, r.stdout + r.stderr
+
+
+def test_rekey_keeps_only_what_the_current_code_reproduces(tmp_path, env, monkeypatch):
+    g = tmp_path / "arch.yaml"; g.write_text(GRID)
+    ok(dike(["run", str(g)], env))
+    ok(dike(["archive", "add", str(g)], env))
+    for k, v in env.items(): monkeypatch.setenv(k, v)
+    from dike.archive import Archive, grid_state
+    from dike.runner import load_grid
+    from dike.rekey import rekey
+    ar, grid = Archive(tmp_path / "archive"), load_grid(g, validate=False)
+    base, comp = (next(c for c in grid.runs if c["compress"] == s) for s in ("none", "magnitude:0.5"))
+    def make_stale(c, old_id, shift):
+        "Pretend `c` was archived by older code (another code key) with its scores moved by `shift`."
+        run = ar.unpack(c["run_id"], tmp_path / "old"); d = tmp_path / "old" / old_id; run.rename(d)
+        cfg = json.loads((d / "config.json").read_text()) | {"run_id": old_id, "code_key": "0" * 16}
+        (d / "config.json").write_text(json.dumps(cfg))
+        it = pd.read_parquet(d / "crows_pairs" / "items.parquet"); it["score_more"] += shift
+        it.to_parquet(d / "crows_pairs" / "items.parquet", index=False)
+        ar.add(d); ar.remove(c["run_id"])
+    make_stale(base, "a" * 16, 0.0)
+    make_stale(comp, "b" * 16, 0.01)
+    st = grid_state(ar, grid)
+    assert (st["archived"], sorted(o for _, olds in st["stale"] for o in olds)) == ([], ["a" * 16, "b" * 16])
+    out = {r["old"]: r for r in rekey(grid, ar, sample=5, progress=False)}
+    assert out["a" * 16]["verdict"] == "kept", out
+    assert out["a" * 16]["max_diff"] <= 1e-6
+    assert out["b" * 16]["verdict"] == "recompute" and out["b" * 16]["max_diff"] > 1e-6
+    assert sorted(ar.ids()) == sorted([base["run_id"], "b" * 16])
+    assert ar.records[base["run_id"]]["rekeyed_from"]["run_id"] == "a" * 16
+    assert ar.records[base["run_id"]]["config"]["code_key"] == base["code_key"]
