@@ -57,12 +57,17 @@ test-fast: install ## pytest without the slow (real model) tests
 
 GRID ?= experiments/grids/default.yaml
 JOBS ?= 1
+# The committed archive (archive/) counts as finished runs, so on a fresh clone `make reproduce` recomputes only what it
+# lacks. RECOMPUTE=1 ignores it (DIKE_ARCHIVE=off) and recomputes every run; the archive itself is left as it is.
+ifneq ($(RECOMPUTE),)
+export DIKE_ARCHIVE := off
+endif
 
-reproduce: install ## The main job: fetch missing data (pinned, verified), check it, run the default grid on the embedded models, collect, figures, paper PDF
+reproduce: install ## The main job: fetch missing data (pinned, verified), check it, run the default grid on the embedded models (archived runs are not recomputed), archive its runs, collect, figures, paper PDF
 	@start=$$(date +%s); \
 	$(BIN)/dike data fetch --optional && $(BIN)/dike data check && \
 	$(BIN)/dike models show smollm2-135m && $(BIN)/dike models show minilm-l6 && \
-	$(BIN)/dike run $(GRID) --jobs $(JOBS) && \
+	$(BIN)/dike run $(GRID) --jobs $(JOBS) && $(BIN)/dike archive add $(GRID) && \
 	$(BIN)/dike collect $(GRID) && $(BIN)/dike figures $(GRID) && \
 	$(MAKE) --no-print-directory paper && \
 	echo "make reproduce: done in $$(( $$(date +%s) - start )) s"
@@ -72,17 +77,19 @@ reproduce: install ## The main job: fetch missing data (pinned, verified), check
 PAPER_GRIDS := experiments/grids/default.yaml experiments/grids/fair.yaml experiments/grids/teach.yaml
 reproduce-all: install ## Every paper grid (default, fair, teach) and the origins study, their figures, then the paper PDF
 	@start=$$(date +%s); \
-	for g in $(PAPER_GRIDS); do $(BIN)/dike run $$g --jobs $(JOBS) && $(BIN)/dike figures $$g || exit 1; done && \
+	for g in $(PAPER_GRIDS); do $(BIN)/dike run $$g --jobs $(JOBS) && $(BIN)/dike archive add $$g && $(BIN)/dike figures $$g || exit 1; done && \
 	$(BIN)/dike origins experiments/grids/origins.yaml && \
 	$(MAKE) --no-print-directory paper && \
 	echo "make reproduce-all: done in $$(( $$(date +%s) - start )) s"
 
-paper: ## Build paper/main.pdf with latexmk (installs texlive with apt-get when missing and run as root)
+paper: ## From the committed archive (no model): regenerate the paper grids' figures, tables and macros, check, build paper/main.pdf (installs texlive with apt-get when missing and run as root)
 	@command -v latexmk >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends latexmk texlive-latex-base \
 	  texlive-latex-recommended texlive-fonts-recommended >/dev/null; else \
 	  echo "error: latexmk not found; install latexmk and texlive (e.g. sudo apt-get install latexmk texlive-latex-recommended)"; exit 1; fi; }
 	@test -x $(BIN)/dike || { echo "error: $(BIN)/dike not found; run 'make install' first"; exit 1; }
+	$(BIN)/dike data fetch --optional
+	$(BIN)/dike paper build
 	$(BIN)/dike paper check paper/main.tex
 	$(BIN)/dike paper readme
 	cd paper && latexmk -pdf -interaction=nonstopmode -halt-on-error -quiet main.tex

@@ -14,8 +14,10 @@ from .stats import (Estimate, align_items, paired_cluster_bootstrap, adjust_fami
                         flip_binary, flip_sign, exceeds_noise, cie_population)
 
 # %% auto #0
-__all__ = ['GROUP_COLUMNS', 'point_stat', 'unit_labels', 'decisions', 'group_of', 'find_benchmark', 'headline_metric', 'ideal_of',
-           'compare_items', 'unseeded', 'comparison_pairs', 'analysis_dir', 'cie_table', 'analyze']
+__all__ = ['GROUP_COLUMNS', 'DIST', 'DEFAULT_QUESTIONS', 'NULL_OF', 'point_stat', 'unit_labels', 'decisions', 'group_of',
+           'find_benchmark', 'headline_metric', 'ideal_of', 'bench_ideal', 'compare_items', 'headline_tests',
+           'unseeded', 'comparison_pairs', 'analysis_dir', 'cie_table', 'question_families', 'mde_columns', 'null_sets',
+           'beyond_null', 'null_table', 'largest_family', 'noise_columns', 'analyze']
 
 # %% ../nbs/32_compare.ipynb #c14f0fc9
 GROUP_COLUMNS = ("bias_type", "category", "domain", "stereotype_gender", "occupation")
@@ -62,13 +64,42 @@ def headline_metric(benchmark: str, metrics) -> str:
 
 def ideal_of(benchmark: str, metric: str):
     "The declared ideal value of `metric` (a `m/sub` metric takes the ideal of `m`), or None."
-    ideal = getattr(find_benchmark(benchmark), "ideal", None) or {}
+    return bench_ideal(find_benchmark(benchmark), metric)
+
+def bench_ideal(bench, metric: str):
+    "The ideal value `bench` declares for `metric` (or for `m` of a `m/sub` metric), or None."
+    ideal = getattr(bench, "ideal", None) or {}
     return ideal.get(metric, ideal.get(metric.split("/")[0]))
+
+# %% ../nbs/32_compare.ipynb #a8c2a179
+DIST = "|distance"            # the pseudo-metric |x − ideal| of a metric x, resampled with it
+
+def _with_distance(stat, bench) -> tuple:
+    "(stat adding `m|distance` for every metric m with an ideal, the ideals found)."
+    ideals: dict = {}
+    def stat2(t):
+        r = _metric_dict(stat(t))
+        for k, v in list(r.items()):
+            i = ideals[k] if k in ideals else ideals.setdefault(k, bench_ideal(bench, k))
+            if i is not None: r[k + DIST] = abs(v - i)
+        return r
+    return stat2, ideals
+
+def _fold_distance(d: pd.DataFrame, ideals: dict) -> pd.DataFrame:
+    "The `m|distance` rows of `d` as columns of row m: Δ distance and its CI, and whether m crossed its ideal."
+    is_d = d.metric.str.endswith(DIST)
+    dd = d[is_d].assign(metric=lambda x: x.metric.str[:-len(DIST)])[["metric", "delta", "ci_low", "ci_high"]]
+    d = d[~is_d].merge(dd.rename(columns={"delta": "delta_distance", "ci_low": "dist_ci_low", "ci_high": "dist_ci_high"}),
+                       on="metric", how="left")
+    ideal = np.array([np.nan if ideals.get(m) is None else ideals[m] for m in d.metric], dtype=float)
+    d["crossed"] = pd.array(np.where(np.isnan(ideal), None, (d.a - ideal) * (d.b - ideal) < 0), dtype="boolean")
+    return d
 
 # %% ../nbs/32_compare.ipynb #1833c8ac
 def compare_items(bench, items_a: pd.DataFrame, items_b: pd.DataFrame, n_boot: int = 1000, n_sim: int = 500,
-                  seed: int = 0) -> tuple[pd.DataFrame, dict]:
-    "Paired Δ of every metric (with the noise floor of each) and the flips of run b against run a."
+                  seed: int = 0, n_resamples: int = 0) -> tuple[pd.DataFrame, dict]:
+    """Paired Δ of every metric (with the noise floor of each, and for a metric with an ideal the Δ of its distance to
+    it) and the flips of run b against run a; with `n_resamples`, the headline's `headline_tests` as columns of its row."""
     a, b = align_items(items_a, items_b)
     a.attrs, b.attrs = {}, {}                      # provenance only; pandas would deep-copy it in every operation
     stat, arrays = point_stat(bench), getattr(bench, "point", None) is not None    # a `point` reads numpy columns
@@ -76,8 +107,9 @@ def compare_items(bench, items_a: pd.DataFrame, items_b: pd.DataFrame, n_boot: i
     ua, ub = a.copy(), b.copy()
     if units is not None: ua["_unit"] = units; ub["_unit"] = units
     relabel = bench.units if isinstance(getattr(bench, "units", None), str) else None   # the metric averages over it
-    d = paired_cluster_bootstrap(ua, ub, stat, unit_col="_unit" if units is not None else None, n_boot=n_boot, seed=seed,
-                                 arrays=arrays, relabel=relabel)
+    stat2, ideals = _with_distance(stat, bench)
+    d = _fold_distance(paired_cluster_bootstrap(ua, ub, stat2, unit_col="_unit" if units is not None else None,
+                                                n_boot=n_boot, seed=seed, arrays=arrays, relabel=relabel), ideals)
     da, flip_fn = decisions(bench, a)
     db, _ = decisions(bench, b)
     if da is not None:
@@ -96,7 +128,45 @@ def compare_items(bench, items_a: pd.DataFrame, items_b: pd.DataFrame, n_boot: i
         fl = {"n": n, "n_flips": changed, "flip_rate": changed / n if n and changed is not None else np.nan,
               "mcnemar_p": np.nan}
         d = d.assign(floor_low=np.nan, floor_high=np.nan, outside_floor=np.nan)
+    if n_resamples:
+        h = headline_metric(bench.name, d.metric)
+        t = headline_tests(bench, a, b, h, ideals.get(h), units, n_resamples, seed)
+        d = d.assign(**{k: [v if m == h else None for m in d.metric] for k, v in t.items()})
     return d, fl
+
+# %% ../nbs/32_compare.ipynb #9e4057ab
+from .inference import paired_swap_tests, min_p_mcnemar, mde_mcnemar, resamples_for
+from .stats import Columns, adjust_pvalues, _metric_dict, _unit_bounds, _cluster_rows
+
+def _share_scale(value: float, dec) -> float | None:
+    "100 or 1 when `value` is that multiple of the share of True in `dec` (the metric is a proportion of these decisions), else None."
+    s = float(np.mean(dec)) if len(dec) else np.nan
+    return next((k for k in (100.0, 1.0) if abs(value - k * s) <= 1e-9 * max(1.0, abs(value))), None)
+
+def headline_tests(bench, a: pd.DataFrame, b: pd.DataFrame, metric: str, ideal=None, units=None,
+                   n_resamples: int = 10_000, seed: int = 0) -> dict:
+    """Tests of the paired change of `metric` between aligned items `a` and `b`: its distance to `ideal` by a label-swap
+    test over units; its signed change by exact McNemar when the metric is the share of a binary decision of independent
+    items (checked on both runs), else by the same label swap. Each p comes with the smallest p its test can give."""
+    stat, arrays = point_stat(bench), getattr(bench, "point", None) is not None
+    ca, cb = ({str(c): t[c].to_numpy() for c in t.columns} for t in (a, b))
+    def vec(cols):
+        v = stat(Columns(cols) if arrays else pd.DataFrame(cols)).get(metric, np.nan)
+        return [v, abs(v - ideal) if ideal is not None else np.nan]
+    sg, ds = paired_swap_tests(ca, cb, vec, units, n_resamples=n_resamples, seed=seed)
+    out = {"test": "swap", "p_test": sg["p_value"], "min_p_test": sg["min_p"], "n_resamples": sg["n_resamples"],
+           "p_dist": ds["p_value"] if ideal is not None else np.nan, "min_p_dist": ds["min_p"] if ideal is not None else np.nan,
+           "share_scale": np.nan, "n_pairs": len(a), "n_discordant": np.nan}
+    da, db = decisions(bench, a)[0], decisions(bench, b)[0]
+    if units is None and da is not None:
+        k = _share_scale(vec(ca)[0], da)
+        if k is not None and k == _share_scale(vec(cb)[0], db):
+            from scipy.stats import binomtest
+            up, down = int((~da & db).sum()), int((da & ~db).sum())
+            p = float(binomtest(up, up + down, 0.5).pvalue) if up + down else 1.0
+            out |= {"test": "mcnemar", "p_test": p, "min_p_test": min_p_mcnemar(up + down), "share_scale": k,
+                    "n_discordant": up + down}
+    return out
 
 # %% ../nbs/32_compare.ipynb #07a56a7f
 _MATCH = ["model", "benchmark", "scorer", "limit", "seed"]
@@ -177,10 +247,135 @@ def cie_table(summ: pd.DataFrame, root: Path, n_boot: int = 1000, seed: int = 0)
                                           n_items_total=res.n_items, group_column=gcol))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
+# %% ../nbs/32_compare.ipynb #f781ad81
+DEFAULT_QUESTIONS = (
+    {"name": "compression", "text": "Does compression move a bias headline away from (or toward) its ideal?",
+     "kinds": ["effect"], "test": "distance"},
+    {"name": "fair-vs-plain", "text": "Is a fairness-aware variant closer to the ideal than its plain twin?",
+     "kinds": ["twin"], "test": "distance"},
+)
+
+def question_families(c: pd.DataFrame, questions=DEFAULT_QUESTIONS) -> pd.DataFrame:
+    """`c` with `question`, `m_q`, `p_q`, `p_holm_q`, `p_bh_q`, `min_p_holm_q` (the smallest adjusted p the family can
+    reach): each question's family is the bias headline rows (headline with an ideal; quality never enters) of the
+    comparison kinds, specs and benchmarks it names; a row belongs to the first question that names it."""
+    c = c.assign(question=None, m_q=np.nan, p_q=np.nan, p_holm_q=np.nan, p_bh_q=np.nan, min_p_holm_q=np.nan)
+    free = c.headline.astype(bool) & c.ideal.notna()
+    for q in questions:
+        sel = free & c.kind.isin(q.get("kinds", ["effect"]))
+        if q.get("specs"): sel &= c.spec_b.isin(q["specs"])
+        if q.get("benchmarks"): sel &= c.benchmark.isin(q["benchmarks"])
+        if not sel.any(): continue
+        dist = q.get("test", "distance") == "distance"
+        p = c.loc[sel, "p_dist" if dist else "p_test"].astype(float)
+        floor = c.loc[sel, "min_p_dist" if dist else "min_p_test"].astype(float)
+        m = int(sel.sum())
+        c.loc[sel, "question"], c.loc[sel, "m_q"], c.loc[sel, "p_q"] = q["name"], m, p
+        c.loc[sel, "p_holm_q"], c.loc[sel, "p_bh_q"] = adjust_pvalues(p, "holm"), adjust_pvalues(p, "fdr_bh")
+        c.loc[sel, "min_p_holm_q"] = min(1.0, m * float(floor.min()))
+        free &= ~sel
+    return c
+
+def mde_columns(c: pd.DataFrame, alpha: float = 0.05, power: float = 0.8) -> pd.DataFrame:
+    """`mde` and `mde_q`: the smallest signed change each headline test detects with `power` at α and at α/m (Holm's
+    first threshold in its family): exact for McNemar (`mde_mcnemar` at the observed discordance), else (z₁₋α/₂ + z_power)
+    × the bootstrap standard error (CI width / 3.92), an approximation for the swap test."""
+    from scipy.stats import norm
+    def one(r, a):
+        if not isinstance(r.test, str) or not np.isfinite(a): return np.nan
+        if r.test == "mcnemar":
+            return r.share_scale * mde_mcnemar(int(r.n_pairs), float(r.n_discordant) / r.n_pairs, a, power) if r.n_discordant else np.nan
+        return (norm.ppf(1 - a / 2) + norm.ppf(power)) * (r.ci_high - r.ci_low) / (2 * norm.ppf(0.975))
+    c = c.copy()
+    c["mde"] = [one(r, alpha) for r in c.itertuples()]
+    c["mde_q"] = [one(r, alpha / r.m_q if r.m_q == r.m_q else np.nan) for r in c.itertuples()]
+    return c
+
+# %% ../nbs/32_compare.ipynb #1e35720f
+NULL_OF = {"random": ("magnitude", "wanda")}   # a null method -> the methods whose per-layer sparsity it matches
+
+def null_sets(summ: pd.DataFrame, reference: str = "none") -> list[dict]:
+    "Per match keys and arm: the base run, the arm's run and the runs of its matched null (random pruning at its level, every seed)."
+    r, out = _runs(summ), []
+    for key, g in r.groupby(_MATCH, dropna=False):
+        base = g[g.compress == reference]
+        if base.empty: continue
+        for null_method, arms in NULL_OF.items():
+            for a in g[g.method.isin(arms)].itertuples():
+                nl = g[(g.method == null_method) & (g.level == a.level)].sort_values("compress")
+                if len(nl): out.append({**dict(zip(_MATCH, key)), "run_base": base.run_id.iloc[0], "run_arm": a.run_id,
+                                        "spec_arm": a.compress, "runs_null": list(nl.run_id), "specs_null": list(nl.compress)})
+    return out
+
+def beyond_null(bench, base, arm, nulls: list, metric: str, ideal=None, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Δ(arm) − mean Δ(null seeds) of `metric` and of its distance to `ideal` (the change beyond equal damage), with
+    percentile CIs from one resample of units shared by every run, and the null seeds' range."""
+    tabs = [base] + [align_items(base, t)[1] for t in (arm, *nulls)]
+    stat, arrays = point_stat(bench), getattr(bench, "point", None) is not None
+    units = unit_labels(bench, base)
+    cols = [Columns.of(t) if arrays else t.reset_index(drop=True) for t in tabs]
+    def est(ts):
+        v = np.array([_metric_dict(stat(t)).get(metric, np.nan) for t in ts])
+        dv = np.abs(v - ideal) if ideal is not None else np.full(len(v), np.nan)
+        return np.array([v[1] - v[0] - (v[2:] - v[0]).mean(), dv[1] - dv[0] - (dv[2:] - dv[0]).mean()]), v
+    (obs, v) = est(cols)
+    order, bounds = _unit_bounds(units if units is not None else np.arange(len(base)))
+    rng, boots = np.random.default_rng(seed), np.empty((n_boot, 2))
+    for i in range(n_boot):
+        idx = _cluster_rows(order, bounds, rng.integers(0, len(bounds) - 1, len(bounds) - 1))
+        boots[i] = est([t.take(idx) if arrays else t.take(idx).reset_index(drop=True) for t in cols])[0]
+    lo, hi = np.nanpercentile(boots, [2.5, 97.5], axis=0)
+    dn = v[2:] - v[0]
+    return {"metric": metric, "ideal": ideal, "delta_arm": v[1] - v[0], "delta_null_mean": float(dn.mean()),
+            "delta_null_min": float(dn.min()), "delta_null_max": float(dn.max()), "k_null": len(dn),
+            "beyond": obs[0], "ci_low": lo[0], "ci_high": hi[0],
+            "beyond_distance": obs[1], "dist_ci_low": lo[1], "dist_ci_high": hi[1], "n_boot": n_boot}
+
+def null_table(summ: pd.DataFrame, root, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    "`beyond_null` of every arm with a matched null in the grid, on its benchmark's headline metric (and perplexity)."
+    from dike.evaluate import get_benchmark
+    rows = []
+    for s in null_sets(summ):
+        bench = get_benchmark(s["benchmark"])
+        load = lambda rid: pd.read_parquet(Path(root) / "runs" / rid / s["benchmark"] / "items.parquet")
+        base = load(s["run_base"])
+        h = headline_metric(bench.name, _metric_dict(point_stat(bench)(base)))
+        r = beyond_null(bench, base, load(s["run_arm"]), [load(x) for x in s["runs_null"]], h, ideal_of(bench.name, h),
+                        n_boot=n_boot, seed=seed)
+        rows.append({**{k: v for k, v in s.items() if k not in ("runs_null",)}, **r})
+    return pd.DataFrame(rows)
+
+# %% ../nbs/32_compare.ipynb #88d86fb3
+def largest_family(pairs: pd.DataFrame, questions=DEFAULT_QUESTIONS) -> int:
+    "The size of the largest question family the comparisons of `pairs` can form (one bias headline per pair)."
+    if pairs is None or not len(pairs): return 1
+    ok = pairs.benchmark.map(lambda b: bool(getattr(find_benchmark(b), "ideal", None)) and getattr(find_benchmark(b), "compare", True))
+    sizes = []
+    for q in questions:
+        sel = ok & pairs.kind.isin(q.get("kinds", ["effect"]))
+        if q.get("specs"): sel &= pairs.spec_b.isin(q["specs"])
+        if q.get("benchmarks"): sel &= pairs.benchmark.isin(q["benchmarks"])
+        sizes.append(int(sel.sum()))
+    return max([1, *sizes])
+
+def noise_columns(c: pd.DataFrame) -> pd.DataFrame:
+    "`null_cast`, `null_seed` (the largest |Δ| of the grid's numerical and calibration-seed nulls) and `exceeds_noise`."
+    nulls = (c[c.kind.isin(["null-cast", "null-seed"])].assign(absd=lambda x: x.delta.abs())
+             .groupby(["model", "benchmark", "metric", "kind"]).absd.max().unstack("kind"))
+    for k in ("null-cast", "null-seed"):
+        col = {"null-cast": "null_cast", "null-seed": "null_seed"}[k]
+        c[col] = [nulls[k].get((m, b, mt), np.nan) if k in nulls else np.nan for m, b, mt in zip(c.model, c.benchmark, c.metric)]
+    c["exceeds_noise"] = pd.array([(bool(o) and exceeds_noise(d, lo, hi, (n1, n2))) if pd.notna(o) else pd.NA   # NA: no floor
+                                   for d, lo, hi, o, n1, n2 in zip(c.delta, c.floor_low, c.floor_high, c.outside_floor,
+                                                                   c.null_cast, c.null_seed)], dtype="boolean")
+    c["outside_floor"] = c.outside_floor.astype("boolean")
+    return c
+
+
 # %% ../nbs/32_compare.ipynb #06565876
 def analyze(grid, results=None, reference: str = "none", n_boot: int = 4000, n_sim: int = 500, seed: int = 0,
-            include_stale: bool = False, progress: bool = False) -> dict[str, pd.DataFrame]:
-    "Every comparison of a grid's runs; writes and returns `comparisons`, `flips` and `cie` tables."
+            include_stale: bool = False, progress: bool = False, alpha: float = 0.05) -> dict[str, pd.DataFrame]:
+    "Every comparison of a grid's runs; writes and returns `comparisons`, `flips`, `cie` and `nulls` tables."
     from dike.runner import load_grid, grid_store
     from dike.evaluate import get_benchmark
     import time
@@ -191,7 +386,9 @@ def analyze(grid, results=None, reference: str = "none", n_boot: int = 4000, n_s
     if summ.empty: raise DataError(f"grid {g.name}: no finished runs to analyse; run `dike run {g.path}` first")
     out, cache = analysis_dir(g, root), analysis_dir(g, root) / "cache"
     pairs = comparison_pairs(summ, reference)
-    settings = {"n_boot": n_boot, "n_sim": n_sim, "seed": seed, "code": code_hash(compare_items)}
+    questions = list(getattr(g, "questions", None) or DEFAULT_QUESTIONS)
+    B = resamples_for(alpha, largest_family(pairs, questions))       # the swap tests' floor 10x below alpha/m
+    settings = {"n_boot": n_boot, "n_sim": n_sim, "seed": seed, "n_resamples": B, "code": code_hash(compare_items)}
     comps, flips = [], []
     for p in pairs.itertuples():
         bench = get_benchmark(p.benchmark)
@@ -200,7 +397,7 @@ def analyze(grid, results=None, reference: str = "none", n_boot: int = 4000, n_s
         t0 = time.time()
         def run():
             load = lambda rid: pd.read_parquet(root / "runs" / rid / p.benchmark / "items.parquet")
-            return compare_items(bench, load(p.run_a), load(p.run_b), n_boot=n_boot, n_sim=n_sim, seed=seed)
+            return compare_items(bench, load(p.run_a), load(p.run_b), n_boot=n_boot, n_sim=n_sim, seed=seed, n_resamples=B)
         d, fl = _cached(cache / f"{key}.parquet", run)
         if progress: print(f"{p.benchmark} {p.spec_a} -> {p.spec_b}: {time.time() - t0:.1f} s", flush=True)
         info = {k: getattr(p, k) for k in ("model", "benchmark", "scorer", "limit", "seed", "run_a", "run_b", "spec_a",
@@ -212,23 +409,15 @@ def analyze(grid, results=None, reference: str = "none", n_boot: int = 4000, n_s
     if not comps: raise DataError(f"grid {g.name}: no pair of runs to compare (a compressed run and its `{reference}` run)")
     c = pd.concat(comps, ignore_index=True)
     c = c[c.group.notna() | c.headline | ~c.metric.str.contains("/", regex=False)].reset_index(drop=True)
-    # families: the groups of one headline measure in one comparison; the headline rows of the whole grid
+    # families: the groups of one headline measure in one comparison (bootstrap p); the bias headlines of each question
     grp = c[c.group.notna()].copy()
     grp = adjust_families(grp, ["run_a", "run_b", "measure"]) if len(grp) else grp.assign(p_holm=np.nan, p_fdr_bh=np.nan)
-    head = c[c.headline & c.kind.isin(["effect", "twin"])]           # two grid families: effects, and fair vs plain
-    head = (adjust_families(head, ["kind"]) if len(head) else head.assign(p_holm=np.nan, p_fdr_bh=np.nan)
-            ).rename(columns={"p_holm": "p_holm_grid", "p_fdr_bh": "p_fdr_bh_grid"})
-    c = c.join(grp[["p_holm", "p_fdr_bh"]]).join(head[["p_holm_grid", "p_fdr_bh_grid"]])
-    nulls = (c[c.kind.isin(["null-cast", "null-seed"])].assign(absd=lambda x: x.delta.abs())
-             .groupby(["model", "benchmark", "metric", "kind"]).absd.max().unstack("kind"))
-    for k in ("null-cast", "null-seed"):
-        col = {"null-cast": "null_cast", "null-seed": "null_seed"}[k]
-        c[col] = [nulls[k].get((m, b, mt), np.nan) if k in nulls else np.nan for m, b, mt in zip(c.model, c.benchmark, c.metric)]
-    c["exceeds_noise"] = pd.array([(bool(o) and exceeds_noise(d, lo, hi, (n1, n2))) if pd.notna(o) else pd.NA   # NA: no floor
-                                   for d, lo, hi, o, n1, n2 in zip(c.delta, c.floor_low, c.floor_high, c.outside_floor,
-                                                                   c.null_cast, c.null_seed)], dtype="boolean")
-    c["outside_floor"] = c.outside_floor.astype("boolean")
+    c = mde_columns(question_families(c.join(grp[["p_holm", "p_fdr_bh"]]), questions), alpha)
+    c["p_holm_grid"], c["p_fdr_bh_grid"] = c.p_holm_q, c.p_bh_q      # what the products call the grid family
+    c = noise_columns(c)
     fl = pd.DataFrame(flips)
     cie = cie_table(summ, root, n_boot=n_boot, seed=seed)
-    for name, df in (("comparisons", c), ("flips", fl), ("cie", cie)): write_parquet(df, out / f"{name}.parquet")
-    return {"comparisons": c, "flips": fl, "cie": cie}
+    nulls = null_table(summ, root, n_boot=n_boot, seed=seed)
+    tabs = {"comparisons": c, "flips": fl, "cie": cie, "nulls": nulls}
+    for name, df in tabs.items(): write_parquet(df, out / f"{name}.parquet")
+    return tabs

@@ -11,8 +11,9 @@ import pandas as pd
 from .core import SpecError
 
 # %% auto #0
-__all__ = ['min_p_mcnemar', 'min_p_resampling', 'resamples_for', 'paired_swap_test', 'sign_flip_test', 'distance_change',
-           'distance_stat', 'mcnemar_power', 'mde_mcnemar', 'item_slopes', 'dose_response', 'additivity']
+__all__ = ['min_p_mcnemar', 'min_p_resampling', 'resamples_for', 'paired_swap_tests', 'paired_swap_test', 'sign_flip_test',
+           'distance_change', 'distance_stat', 'mcnemar_power', 'mde_mcnemar', 'item_slopes', 'dose_response',
+           'additivity']
 
 # %% ../nbs/09_inference.ipynb #38b0d11f
 def min_p_mcnemar(n_discordant: int) -> float:
@@ -29,6 +30,11 @@ def resamples_for(alpha: float = 0.05, m: int = 1, margin: float = 10.0) -> int:
     return int(np.ceil(margin * m / alpha)) - 1
 
 # %% ../nbs/09_inference.ipynb #7cf0e7c3
+def _same(x, y) -> bool:
+    "Whether two columns hold the same values (NaN equal to NaN in float columns)."
+    x, y = np.asarray(x), np.asarray(y)
+    return x.shape == y.shape and bool(np.array_equal(x, y, equal_nan=x.dtype.kind == "f" and y.dtype.kind == "f"))
+
 def _unit_codes(units, n: int) -> np.ndarray:
     if units is None: return np.arange(n)
     return pd.factorize(np.asarray(units), sort=True)[0]
@@ -47,21 +53,27 @@ def _swap_result(obs: float, null: np.ndarray, exact: bool, k: int) -> dict:
     floor = float(np.mean(np.abs(null) >= np.abs(null).max() - 1e-12)) if exact else min_p_resampling(len(null))
     return {"delta": obs, "p_value": p, "min_p": floor, "n_resamples": len(null), "exact": exact, "n_units": k}
 
-def paired_swap_test(cols_a: dict, cols_b: dict, stat: Callable, units=None, n_resamples: int | None = None,
-                     alpha: float = 0.05, m: int = 1, seed: int = 0) -> dict:
-    "Label-swap test of Δ = stat(b) − stat(a) over units (see above); `n_resamples` defaults to `resamples_for(alpha, m)`."
+def paired_swap_tests(cols_a: dict, cols_b: dict, stat: Callable, units=None, n_resamples: int | None = None,
+                      alpha: float = 0.05, m: int = 1, seed: int = 0) -> list[dict]:
+    "`paired_swap_test` of each component of a vector statistic, on the same swaps (one result per component)."
     n = len(next(iter(cols_a.values())))
     u = _unit_codes(units, n)
     k = int(u.max()) + 1 if n else 0
     masks, exact = _swap_masks(k, n_resamples, alpha, m, seed)
-    obs = float(stat(cols_b) - stat(cols_a))
-    null = np.empty(len(masks))
+    obs = np.atleast_1d(np.asarray(stat(cols_b), float) - np.asarray(stat(cols_a), float))
+    diff = [c for c in cols_a if not _same(cols_a[c], cols_b[c])]      # equal columns (ids, texts, groups) are not swapped
+    null = np.empty((len(masks), len(obs)))
     for i, mk in enumerate(masks):
         sw = mk[u]
-        a = {c: np.where(sw, cols_b[c], cols_a[c]) for c in cols_a}
-        b = {c: np.where(sw, cols_a[c], cols_b[c]) for c in cols_a}
-        null[i] = stat(b) - stat(a)
-    return _swap_result(obs, null, exact, k)
+        a = {**cols_a, **{c: np.where(sw, cols_b[c], cols_a[c]) for c in diff}}
+        b = {**cols_b, **{c: np.where(sw, cols_a[c], cols_b[c]) for c in diff}}
+        null[i] = np.asarray(stat(b), float) - np.asarray(stat(a), float)
+    return [_swap_result(float(obs[j]), null[:, j], exact, k) for j in range(len(obs))]
+
+def paired_swap_test(cols_a: dict, cols_b: dict, stat: Callable, units=None, n_resamples: int | None = None,
+                     alpha: float = 0.05, m: int = 1, seed: int = 0) -> dict:
+    "Label-swap test of Δ = stat(b) − stat(a) over units (see above); `n_resamples` defaults to `resamples_for(alpha, m)`."
+    return paired_swap_tests(cols_a, cols_b, stat, units, n_resamples, alpha, m, seed)[0]
 
 # %% ../nbs/09_inference.ipynb #d92b563d
 def sign_flip_test(diffs, units=None, n_resamples: int | None = None, alpha: float = 0.05, m: int = 1,

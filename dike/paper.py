@@ -11,8 +11,8 @@ from typing import Callable
 from .core import Registry, ConfigError, DataError, DikeError, atomic_write, write_json, project_root, caller_module
 
 # %% auto #0
-__all__ = ['PRODUCTS', 'PRODUCT_GROUP', 'GENERATED', 'DEFAULT_PRODUCTS', 'README_TEMPLATE', 'HEADLINE_START', 'HEADLINE_END',
-           'Figure', 'tex_escape', 'latex_table', 'macro_name', 'tex_value', 'write_macros', 'Product',
+__all__ = ['PRODUCTS', 'PRODUCT_GROUP', 'GENERATED', 'ANALYSIS_TABLES', 'DEFAULT_PRODUCTS', 'README_TEMPLATE', 'HEADLINE_START',
+           'HEADLINE_END', 'Figure', 'tex_escape', 'latex_table', 'macro_name', 'tex_value', 'write_macros', 'Product',
            'register_product', 'discover_products', 'get_product', 'Build', 'source_file', 'record_generated',
            'build_products', 'grid_prefix', 'make_figures', 'paper_grids', 'build_paper', 'check_paper', 'macro_values',
            'readme_headline']
@@ -188,6 +188,7 @@ def build_products(b: Build, products, macro_file, command: str, macros: dict | 
     return files
 
 # %% ../nbs/34_paper.ipynb #d187baa9
+ANALYSIS_TABLES = ("comparisons", "flips", "cie", "nulls")   # what `dike.analysis.analyze` returns
 DEFAULT_PRODUCTS = ("summary", "comparisons")      # dike.report: what a grid without `products:` gets
 
 def grid_prefix(name: str) -> str:
@@ -209,7 +210,7 @@ def make_figures(grid, results=None, paper=None, include_stale: bool = False, n_
     def analysis():
         from dike.analysis import analyze
         an = analyze(g, store, n_boot=n_boot_pairs, n_sim=n_sim, include_stale=include_stale)
-        return {k: an[k] for k in ("comparisons", "flips", "cie")}
+        return {k: an[k] for k in ANALYSIS_TABLES}
     if g.paper:
         paper = Path(paper) if paper else project_root() / "paper"
         figs, tabs, mac, tdir = paper / "figures" / g.name, paper / "tables" / g.name, paper / "macros" / f"{g.name}.tex", f"tables/{g.name}"
@@ -217,7 +218,7 @@ def make_figures(grid, results=None, paper=None, include_stale: bool = False, n_
         base = grid_dir(g, store)
         figs, tabs, mac, tdir, paper = base / "figures", base / "tables", base / "macros.tex", "tables", None
     b = Build(g.name, figs, tabs, tdir, grid_prefix(g.name), {"summary": raw, "results": store.root, "grid": g},
-              {k: analysis for k in ("comparisons", "flips", "cie")})
+              {k: analysis for k in ANALYSIS_TABLES})
     gf = source_file(g.path)
     command = f"dike figures {gf}" + (" --include-stale" if include_stale else "")
     info = {"grid_file": gf, "command": command, "runs": int(raw.run_id.nunique()),

@@ -15,7 +15,7 @@ from .paper import Figure, latex_table, tex_escape, register_product
 __all__ = ['SLICES', 'GOAL_PPL', 'panel_metrics', 'not_interpretable', 'table_metrics', 'label_scorers',
            'fig_bias_vs_compression', 'fig_group_change', 'fig_flip_rate', 'pareto_front', 'fig_tradeoff',
            'fig_group_forest', 'fig_flip_direction', 'fig_cie_groups', 'latex_tables', 'fair_vs_plain',
-           'fair_plain_table', 'summary_products', 'comparison_products']
+           'fair_plain_table', 'tests_table', 'nulls_table', 'summary_products', 'comparison_products']
 
 # %% ../nbs/31_report.ipynb #7d2e11a0
 def panel_metrics(summ: pd.DataFrame) -> list[tuple[str, str]]:
@@ -313,9 +313,9 @@ def fair_vs_plain(comp: pd.DataFrame, ppl_budget: float = GOAL_PPL) -> pd.DataFr
     ppl = t[(t.benchmark == "wikitext2") & (t.metric == "perplexity")]
     rel = {(r.model, r.spec_b): r.b / r.a - 1 for r in ppl.itertuples()}
     h = t[t.headline & (t.benchmark != "wikitext2") & t.ideal.notna()].copy()
-    h["closer"] = (h.b - h.ideal).abs() < (h.a - h.ideal).abs()
+    h["closer"] = h.delta_distance < 0             # closer to the ideal: the paired change of the distance, not the sign
     h["ppl_rel"] = [rel.get((m, s), np.nan) for m, s in zip(h.model, h.spec_b)]
-    sig = (h.p_holm_grid < 0.05) & ((h.ci_low > 0) | (h.ci_high < 0)) & h.closer
+    sig = (h.p_holm_grid < 0.05) & (h.dist_ci_high < 0) & h.closer
     h["goal"] = sig & (h.ppl_rel <= ppl_budget)
     return h[cols].sort_values(["model", "spec_b", "benchmark"]).reset_index(drop=True)
 
@@ -332,6 +332,49 @@ def fair_plain_table(comp: pd.DataFrame, out: Path) -> list[Path]:
                  ("" if pd.isna(r.ppl_rel) else f"{100 * r.ppl_rel:+.1f}\\%") + (" \\checkmark" if r.goal else "")]
         rows.append([c if "\\" in c else tex_escape(c) for c in cells])
     return [latex_table(Path(out) / "fair_vs_plain.tex", "llllrrrrl", [head], rows)]
+
+# %% ../nbs/31_report.ipynb #7b1ed934
+def tests_table(comp: pd.DataFrame, out: Path) -> list[Path]:
+    """`tests.tex`: the bias headlines of each question of the grid: paired Δ [CI] with its test's p (exact McNemar or
+    label swap), Δ of the distance to the ideal [CI] with its swap-test p, Holm within the question, the smallest change
+    the test detects at α/m (80 % power), and per question the smallest adjusted p its family can reach."""
+    if not len(comp) or "question" not in comp or comp.question.isna().all(): return []
+    q = comp[comp.question.notna()].sort_values(["question", "benchmark", "model", "spec_b"])
+    head = ["question", "model", "compressed", "metric (ideal)", "base", "comp.", r"$\Delta$ [95\% CI]", "test", "$p$",
+            r"$\Delta\,|x-\mathrm{ideal}|$ [95\% CI]", r"$p_{\mathrm{dist}}$", r"$p_{\mathrm{Holm}}$", r"MDE$_{\alpha/m}$"]
+    rows = []
+    for r in q.itertuples():
+        cells = [r.question, r.model, r.spec_b, f"{r.benchmark} {r.metric} ({r.ideal:g})", f"{r.a:.3g}", f"{r.b:.3g}",
+                 _fmt(r.delta, r.ci_low, r.ci_high, False), "McNemar" if r.test == "mcnemar" else "swap", f"{r.p_test:.2g}",
+                 _fmt(r.delta_distance, r.dist_ci_low, r.dist_ci_high, False) + (" (crossed)" if r.crossed is True else ""),
+                 f"{r.p_dist:.2g}", f"{r.p_holm_q:.2g}", "" if pd.isna(r.mde_q) else f"{r.mde_q:.2g}"]
+        rows.append([c if "\\" in c else tex_escape(c) for c in cells])
+    fam = q.groupby("question").agg(m=("m_q", "first"), floor=("min_p_holm_q", "first"), p=("p_holm_q", "min"))
+    note = "; ".join(f"{k}: m = {int(v.m)}, smallest attainable Holm p {v.floor:.2g}" for k, v in fam.iterrows())
+    rows.append([f"\\multicolumn{{{len(head)}}}{{l}}{{\\footnotesize {tex_escape(note)}}}"])   # the families floors
+    return [latex_table(Path(out) / "tests.tex", "llllrrrlrrrrr", [head], rows)]
+
+def nulls_table(nulls: pd.DataFrame, out: Path) -> list[Path]:
+    "`nulls.tex`: each arm's paired Δ beside the Δ of its matched null (mean and range of the seeds) and the change beyond it [CI]."
+    if nulls is None or not len(nulls): return []
+    head = ["model", "arm", "null (seeds)", "metric", r"$\Delta$ arm", r"$\Delta$ null: mean [min, max]",
+            r"beyond null [95\% CI]", r"beyond null, $|x-\mathrm{ideal}|$ [95\% CI]"]
+    rows = []
+    for r in nulls.sort_values(["benchmark", "spec_arm"]).itertuples():
+        dist = "" if pd.isna(r.beyond_distance) else _fmt(r.beyond_distance, r.dist_ci_low, r.dist_ci_high, False)
+        cells = [r.model, r.spec_arm, f"{r.specs_null[0]} ({r.k_null})", f"{r.benchmark} {r.metric}", f"{r.delta_arm:.3g}",
+                 f"{r.delta_null_mean:.3g} [{r.delta_null_min:.3g}, {r.delta_null_max:.3g}]",
+                 _fmt(r.beyond, r.ci_low, r.ci_high, False), dist]
+        rows.append([c if "\\" in c else tex_escape(c) for c in cells])
+    return [latex_table(Path(out) / "nulls.tex", "llllrrrr", [head], rows)]
+
+def _null_macros(b, nulls: pd.DataFrame):
+    for r in nulls.itertuples() if nulls is not None and len(nulls) else []:
+        base = (r.benchmark, r.model, r.spec_arm, r.metric, "BeyondNull")
+        for suffix, v in (("", r.beyond), ("Low", r.ci_low), ("High", r.ci_high), ("Dist", r.beyond_distance),
+                          ("DistLow", r.dist_ci_low), ("DistHigh", r.dist_ci_high), ("NullMean", r.delta_null_mean),
+                          ("NullMin", r.delta_null_min), ("NullMax", r.delta_null_max), ("Seeds", r.k_null)):
+            if pd.notna(v): b.macro(*base, suffix, value=float(v))
 
 # %% ../nbs/31_report.ipynb #cbece894
 def summary_products(b) -> list[Path]:
@@ -354,9 +397,15 @@ def _comparison_macros(b, fr: pd.DataFrame, comp: pd.DataFrame):
         if len(comp) else comp
     for r in rows.itertuples():
         base = (r.benchmark, r.model, r.spec_b, r.metric, "VsPlain" if r.kind == "twin" else "Delta")
-        for suffix, v in (("", r.delta), ("Low", r.ci_low), ("High", r.ci_high), ("PHolm", r.p_holm_grid)):
-            if pd.notna(v): b.macro(*base, suffix, value=float(v))
+        for suffix, v in (("", r.delta), ("Low", r.ci_low), ("High", r.ci_high), ("PHolm", r.p_holm_grid),
+                          ("Dist", getattr(r, "delta_distance", None)), ("DistLow", getattr(r, "dist_ci_low", None)),
+                          ("DistHigh", getattr(r, "dist_ci_high", None)), ("PTest", getattr(r, "p_test", None)),
+                          ("PDist", getattr(r, "p_dist", None)), ("Mde", getattr(r, "mde", None)), ("MdeQ", getattr(r, "mde_q", None)),
+                          ("MinPHolm", getattr(r, "min_p_holm_q", None)), ("FamilySize", getattr(r, "m_q", None))):
+            if v is not None and pd.notna(v): b.macro(*base, suffix, value=float(v))
         if pd.notna(r.exceeds_noise): b.macro(*base, "Exceeds", value="yes" if r.exceeds_noise else "no")
+        if isinstance(getattr(r, "test", None), str): b.macro(*base, "Test", value="McNemar" if r.test == "mcnemar" else "label swap")
+        if pd.notna(getattr(r, "crossed", None)): b.macro(*base, "Crossed", value="yes" if r.crossed else "no")
     fp = fair_vs_plain(comp) if len(comp) else pd.DataFrame()
     if len(fp):
         b.macro("FairRows", value=len(fp)); b.macro("FairGoalMet", value=int(fp.goal.sum()))
@@ -368,8 +417,9 @@ def comparison_products(b) -> list[Path]:
     fr = flips[flips.kind == "effect"] if len(flips) else flips
     paths = fig_flip_rate(fr, b.figures) + fig_tradeoff(comp, b.figures) + fig_group_forest(comp, b.figures)
     paths += fig_flip_direction(flips, b.figures) + fig_cie_groups(cie, b.figures)
-    paths += fair_plain_table(comp, b.tables)
-    _comparison_macros(b, fr, comp)
+    nulls = b["nulls"] if "nulls" in b.inputs else None            # builds of older analyses have no null table
+    paths += fair_plain_table(comp, b.tables) + tests_table(comp, b.tables) + nulls_table(nulls, b.tables)
+    _comparison_macros(b, fr, comp); _null_macros(b, nulls)
     return paths
 
 register_product("summary", summary_products, "figures, tables and estimate macros of a grid's summary")

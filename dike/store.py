@@ -114,14 +114,16 @@ class _Index:
 # %% ../nbs/33_store.ipynb #6daef14f
 class Store(_Locks, _Index):
     """The results store: finished runs, failed attempts, in-progress locks; `key(cfg)` is the config key of a run's
-    record. `archive` (default `dike.archive.Archive()`, the committed archive; False: none): its runs count as finished
-    and are unpacked into `runs/` when first read (`open`)."""
+    record. `archive`: a `dike.archive.Archive` whose runs count as finished and are unpacked into `runs/` when first read
+    (`open`); by default the committed archive for the configured store (`root` None: `$DIKE_RESULTS_DIR` or `results/`)
+    unless `DIKE_ARCHIVE=off`, and none for a store at an explicit folder (tests, `--results`); False: none."""
     def __init__(self, root=None, key: Callable[[dict], str | None] | None = None, archive=None):
         self.root = Path(root) if root is not None else results_dir()
         self.key = key or _recorded_key
         self.runs, self.failed, self.locks = self.root / "runs", self.root / "failed", self.root / "locks"
         for p in (self.runs, self.failed, self.locks): p.mkdir(parents=True, exist_ok=True)
-        self.archive = (Archive() if archive is None else archive) or None
+        if archive is None: archive = root is None and os.environ.get("DIKE_ARCHIVE", "on") != "off" and Archive()
+        self.archive = archive or None
 
     def run_dir(self, run_id: str) -> Path: return self.runs / run_id
     def archived(self, run_id: str) -> bool: return self.archive is not None and self.archive.has(run_id)
