@@ -11,11 +11,11 @@ import yaml
 from .core import (ConfigError, DikeError, config_hash, project_root, set_threads, usable_cores,
                        write_json, provenance, source_hash, code_hash, code_closure)
 from .store import Store
+from .gridspec import _as_list, _check_keys, check_questions, check_power, power_report
 
 # %% auto #0
-__all__ = ['GRID_KEYS', 'SLURM_KEYS', 'EXPERIMENT_KEYS', 'DEFAULTS', 'TEMPLATE', 'RUN_PARAMETERS', 'CONFIG_FIELDS',
-           'QUESTION_KEYS', 'QUESTION_KINDS', 'POWER_KEYS', 'BACKENDS', 'Grid', 'read_yaml', 'benchmark_code',
-           'config_key', 'run_config', 'checked_spec', 'load_grid', 'check_questions', 'check_power', 'power_report',
+__all__ = ['GRID_KEYS', 'SLURM_KEYS', 'EXPERIMENT_KEYS', 'DEFAULTS', 'TEMPLATE', 'RUN_PARAMETERS', 'CONFIG_FIELDS', 'BACKENDS',
+           'Grid', 'read_yaml', 'benchmark_code', 'config_key', 'run_config', 'checked_spec', 'load_grid',
            'template_parameters', 'check_template', 'grid_store', 'execute_run', 'load_run_model', 'evaluate_run',
            'run_groups', 'SharedKernel', 'iter_group', 'execute_group', 'slurm_resources', 'slurm_executor', 'run_grid',
            'grid_results', 'grid_status']
@@ -48,12 +48,6 @@ class Grid:
     products: list[str] | None = None   # what `dike figures` makes (`products:`; None: dike.paper.DEFAULT_PRODUCTS)
     questions: list[dict] | None = None  # the hypothesis families of the analysis (`questions:`; None: dike.analysis.DEFAULT_QUESTIONS)
     power: dict | None = None            # the effect its limits must detect (`power:`; see `power_report`)
-
-def _as_list(v, where: str, key: str) -> list:
-    if v is None: return []
-    if isinstance(v, (str, int, float)): return [v]
-    if isinstance(v, list): return v
-    raise ConfigError(f"{where}: `{key}` must be a value or a list, got {type(v).__name__}")
 
 def _limit_for(limit, bench: str, where: str):
     if limit is None or isinstance(limit, int) and not isinstance(limit, bool): return limit
@@ -116,10 +110,6 @@ def run_config(model: str, compress: str, benchmark: str, scorer, limit, seed: i
             "config_key": ck, "code_key": kk, "code": code}
 
 # %% ../nbs/30_runner.ipynb #1ef6f62b
-def _check_keys(d: dict, allowed: set, where: str):
-    bad = sorted(set(d) - allowed)
-    if bad: raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, bad))}; allowed: {', '.join(sorted(allowed))}")
-
 def _import_all(mods, where: str):
     import importlib
     for m in mods:
@@ -244,74 +234,6 @@ def load_grid(path, validate: bool = True, device: str | None = None, dtype: str
     grid.questions, grid.power = check_questions(grid, g.get("questions")), check_power(grid, g.get("power"))
     if validate: check_template(grid.template)
     return grid
-
-# %% ../nbs/30_runner.ipynb #48672210
-QUESTION_KEYS = {"name", "text", "kinds", "specs", "benchmarks", "test"}
-QUESTION_KINDS = ("effect", "twin", "null-cast", "null-seed")
-
-def check_questions(grid: Grid, qs) -> list[dict] | None:
-    """A grid's `questions:` (the hypothesis families of its analysis, written before its runs), checked against the
-    runs it holds: each a mapping with a unique `name`, its `text`, the comparison `kinds` (default effect), optional
-    `specs` and `benchmarks` (each one the grid runs), and `test` (distance to the ideal, the default, or signed)."""
-    if qs is None: return None
-    where = f"{grid.path}: questions"
-    if not isinstance(qs, list) or not qs: raise ConfigError(f"{where} must be a non-empty list of mappings")
-    specs, benches, names = {c["compress"] for c in grid.runs}, {c["benchmark"] for c in grid.runs}, set()
-    out = []
-    for i, q in enumerate(qs):
-        w = f"{where}[{i}]"
-        if not isinstance(q, dict): raise ConfigError(f"{w} must be a mapping")
-        _check_keys(q, QUESTION_KEYS, w)
-        name = q.get("name")
-        if not isinstance(name, str) or not name or name in names: raise ConfigError(f"{w}: `name` must be a new non-empty string, got {name!r}")
-        names.add(name)
-        q = {"name": name, "text": str(q.get("text", "")), "kinds": _as_list(q.get("kinds", ["effect"]), w, "kinds"),
-             "specs": [str(s) for s in _as_list(q.get("specs"), w, "specs")],
-             "benchmarks": [str(b) for b in _as_list(q.get("benchmarks"), w, "benchmarks")], "test": q.get("test", "distance")}
-        bad = [k for k in q["kinds"] if k not in QUESTION_KINDS]
-        if bad: raise ConfigError(f"{w}: unknown kind(s) {bad}; valid: {', '.join(QUESTION_KINDS)}")
-        if q["test"] not in ("distance", "signed"): raise ConfigError(f"{w}: `test` must be distance or signed, got {q['test']!r}")
-        for key, have in (("specs", specs), ("benchmarks", benches)):
-            miss = [s for s in q[key] if s not in have]
-            if miss: raise ConfigError(f"{w}: {key} {miss} are not run by this grid (it runs: {', '.join(sorted(have))})")
-        out.append(q)
-    return out
-
-# %% ../nbs/30_runner.ipynb #8cbb71e6
-POWER_KEYS = {"effect", "discordance", "alpha", "m", "benchmarks"}
-
-def check_power(grid: Grid, p) -> dict | None:
-    "A grid's `power:` mapping, checked: `effect` (points), `discordance` (default 0.25), `alpha` (0.05), `m` (family size, 1), `benchmarks`."
-    if p is None: return None
-    w = f"{grid.path}: power"
-    if not isinstance(p, dict): raise ConfigError(f"{w} must be a mapping")
-    _check_keys(p, POWER_KEYS, w)
-    out = {"effect": p.get("effect"), "discordance": p.get("discordance", 0.25), "alpha": p.get("alpha", 0.05), "m": p.get("m", 1)}
-    for k, ok in (("effect", lambda v: v > 0), ("discordance", lambda v: 0 < v <= 1), ("alpha", lambda v: 0 < v < 1), ("m", lambda v: v >= 1)):
-        if not isinstance(out[k], (int, float)) or isinstance(out[k], bool) or not ok(out[k]):
-            raise ConfigError(f"{w}.{k}: got {out[k]!r}")
-    benches = {c["benchmark"] for c in grid.runs}
-    out["benchmarks"] = [str(b) for b in _as_list(p.get("benchmarks"), w, "benchmarks")] or sorted(benches)
-    miss = [b for b in out["benchmarks"] if b not in benches]
-    if miss: raise ConfigError(f"{w}.benchmarks: {miss} are not run by this grid")
-    return out
-
-def power_report(grid: Grid) -> list[dict]:
-    """Per benchmark and limit of the grid's `power:` benchmarks: the items its limit gives and the smallest change of a
-    share of paired binary decisions the exact McNemar test detects with 80 % power at α/m (`dike.inference.mde_mcnemar`,
-    in points), and whether it reaches the declared `effect`. Exact for a headline that is such a share (CrowS-Pairs);
-    a guide for the others."""
-    from dike.evaluate import get_benchmark
-    from dike.inference import mde_mcnemar
-    p = grid.power
-    if not p: return []
-    rows = []
-    for b, limit, ss in sorted({(c["benchmark"], c["limit"], c.get("sample_seed", 0)) for c in grid.runs if c["benchmark"] in p["benchmarks"]}, key=str):
-        n = len(get_benchmark(b).load(limit=limit, seed=ss))
-        mde = 100 * mde_mcnemar(n, p["discordance"], p["alpha"] / p["m"])
-        rows.append({"benchmark": b, "limit": limit, "n": n, "mde_points": mde, "effect": p["effect"],
-                     "reaches": bool(mde <= p["effect"])})
-    return rows
 
 # %% ../nbs/30_runner.ipynb #6cd623e1
 def template_parameters(template) -> set[str]:
