@@ -12,9 +12,10 @@ from .core import SpecError, DikeError, config_hash, write_json
 from .paper import Figure, register_product
 
 # %% auto #0
-__all__ = ['STUDY_KEYS', 'SWEEP_KEYS', 'HEADS_KEYS', 'FLIPS_KEYS', 'FAMILIES', 'layer_bands', 'model_module_types', 'sweep_cells',
-           'additivity', 'run_origins', 'sweep_dir', 'load_study', 'sweep_products', 'heads_products',
-           'flip_model_products', 'fig_origins', 'run_study']
+__all__ = ['TEST_COLS', 'MARGINS', 'STUDY_KEYS', 'SWEEP_KEYS', 'HEADS_KEYS', 'FLIPS_KEYS', 'FAMILIES', 'layer_bands',
+           'model_module_types', 'sweep_cells', 'additivity', 'items_path', 'item_additivity', 'run_origins',
+           'sweep_dir', 'load_study', 'sweep_products', 'heads_products', 'flip_model_products', 'fig_origins',
+           'run_study']
 
 # %% ../nbs/40_origins.ipynb #a3081bab
 def layer_bands(n_layers: int, n_bands: int) -> list[tuple[int, int]]:
@@ -62,22 +63,68 @@ def additivity(cells: pd.DataFrame) -> pd.DataFrame:
                             interaction=w - s, interaction_share=(w - s) / w if w != 0 else np.nan))
     return pd.DataFrame(out)
 
-# %% ../nbs/40_origins.ipynb #7f3ee82e
+# %% ../nbs/40_origins.ipynb #d47ee568
+TEST_COLS = ["test", "p_test", "min_p_test", "delta_distance", "dist_ci_low", "dist_ci_high", "p_dist", "min_p_dist"]
+
 def _cell_rows(cell: dict, bench, d: pd.DataFrame) -> pd.DataFrame:
     from dike.analysis import headline_metric
     h = headline_metric(bench.name, d.metric)
-    keep = d[["metric", "delta", "ci_low", "ci_high", "p_value"]].copy()
+    keep = d[["metric", "delta", "ci_low", "ci_high", "p_value", *[c for c in TEST_COLS if c in d]]].copy()
     return keep.assign(**{k: cell[k] for k in ("cell", "family", "band", "layers", "module", "spec")},
                        benchmark=bench.name, headline=keep.metric == h)
 
+def items_path(out, cell: str, bench: str) -> Path:
+    "Where a sweep keeps the per-item scores of one cell (`base`: the uncompressed model) on one benchmark."
+    return Path(out) / "items" / cell / f"{bench}.parquet"
+
+def _family_table(table: pd.DataFrame, n_boot: int) -> pd.DataFrame:
+    """Holm/BH within (benchmark, metric, family) on each row's test: the headline's exact McNemar or label-swap p
+    (`dike.analysis.headline_tests`), the bootstrap p elsewhere; `min_p_holm`: the smallest adjusted p the family can give."""
+    from dike.stats import adjust_families
+    t = table.assign(p_use=table.p_test.astype(float).fillna(table.p_value) if "p_test" in table else table.p_value,
+                     floor=table.min_p_test.astype(float).fillna(2 / (n_boot + 1)) if "min_p_test" in table else 2 / (n_boot + 1))
+    t = adjust_families(t, ["benchmark", "metric", "family"], p_col="p_use")
+    g = t.groupby(["benchmark", "metric", "family"])
+    t["min_p_holm"] = (g.floor.transform("min") * g.floor.transform("size")).clip(upper=1)
+    return t.drop(columns="floor")
+
+# %% ../nbs/40_origins.ipynb #0eccdab2
+MARGINS = {"crows_pairs": lambda t: t["likelihood_diff"], "crows_pairs_revised": lambda t: t["likelihood_diff"],
+           "winobias": lambda t: t["diff"], "winobias_test": lambda t: t["diff"],
+           "wikitext2": lambda t: t["nll"] / t["n_tokens"]}     # per item: its log-likelihood margin, or NLL per token
+
+def item_additivity(out, cells: pd.DataFrame, bench: str, family: str, n_boot: int = 2000, seed: int = 0) -> dict | None:
+    """`dike.inference.additivity` of the per-item change of `bench`'s margin (`MARGINS`): the whole model against the
+    sum of `family`'s cells, from the items a sweep stored; None without a margin, the whole model or the family."""
+    from dike.inference import additivity as item_add
+    from dike.stats import align_items
+    from dike.analysis import unit_labels
+    from dike.evaluate import get_benchmark
+    f, w, fam = MARGINS.get(bench), cells[cells.family == "whole"].cell, cells[cells.family == family].cell
+    paths = [items_path(out, c, bench) for c in ([*w.iloc[:1], *fam])]
+    if f is None or w.empty or fam.empty or not all(p.is_file() for p in paths): return None
+    base = pd.read_parquet(items_path(out, "base", bench))
+    ch = []
+    for p in paths:
+        a, b = align_items(base, pd.read_parquet(p)); ch.append((f(b) - f(a)).to_numpy(float))
+    r = item_add(ch[0], np.vstack(ch[1:]), units=unit_labels(get_benchmark(bench), a), n_boot=n_boot, seed=seed)
+    flat = {k: v for k, v in r.items() if not isinstance(v, tuple)}
+    for k in ("whole_ci", "interaction_ci", "share_ci"):
+        lo, hi = r[k] if r[k] is not None else (np.nan, np.nan)
+        flat[k.replace("_ci", "_low")], flat[k.replace("_ci", "_high")] = lo, hi
+    return {"benchmark": bench, "family": family, "n_cells": len(fam), **flat}
+
+# %% ../nbs/40_origins.ipynb #8846006d
 def run_origins(model, spec: str, benchmarks, out, limits: dict | None = None, n_bands: int = 6, modules=None,
                 families=("whole", "band", "module", "cell"), n_boot: int = 1000, seed: int = 0, sample_seed: int = 0,
                 batch_size: int = 16, progress: bool = False) -> pd.DataFrame:
-    "Sweep `spec` over layer bands × module types of `model`; writes `out/cells/*.parquet` and `out/origins.parquet`."
+    """Sweep `spec` over layer bands × module types of `model`; writes each cell's per-item scores (`items_path`), its
+    comparisons (`out/cells/*.parquet`), `out/origins.parquet` and the item-level `out/additivity.parquet`."""
     from dike.models import load_model
     from dike.compress.apply import compress
     from dike.evaluate import evaluate, get_benchmark
     from dike.analysis import compare_items
+    from dike.inference import resamples_for
     from dike.anatomy import transformer_blocks
     from dike.store import write_parquet
     base = load_model(model) if isinstance(model, str) else model
@@ -88,39 +135,35 @@ def run_origins(model, spec: str, benchmarks, out, limits: dict | None = None, n
     cells = sweep_cells(spec, n_layers, types, n_bands)
     cells = cells[cells.family.isin(families)].reset_index(drop=True)
     benches = [get_benchmark(b) for b in benchmarks]
+    B = resamples_for(0.05, int(cells.family.value_counts().max()))     # the tests' floor 10x below alpha / family size
     meta = {"model": getattr(base, "name", str(model)), "checksum": getattr(base, "checksum", None), "spec": spec,
             "benchmarks": list(benchmarks), "limits": limits, "n_bands": n_bands, "modules": types, "n_boot": n_boot,
-            "seed": seed, "sample_seed": sample_seed}
+            "seed": seed, "sample_seed": sample_seed, "n_resamples": B, "version": 2}
     mfile = out / "sweep.json"
     if mfile.is_file() and json.loads(mfile.read_text()) != json.loads(json.dumps(meta)):
         raise DikeError(f"{out} holds a sweep with other settings ({mfile}); choose another --out")
     write_json(mfile, meta)
-    base_items = {}                     # scored on the first cell that needs it (a finished sweep is only read back)
-    def base_of(b):
-        if b.name not in base_items:
-            base_items[b.name] = evaluate(base, b.name, limit=limits.get(b.name), sample_seed=sample_seed, n_boot=1,
-                                          batch_size=batch_size, progress=False)[0]
-        return base_items[b.name]
+    def scored(lm, cell, b):                      # per-item scores, kept: a finished cell is only read back
+        f = items_path(out, cell, b.name)
+        if f.is_file(): return pd.read_parquet(f)
+        items = evaluate(lm, b.name, limit=limits.get(b.name), sample_seed=sample_seed, n_boot=1, batch_size=batch_size,
+                         progress=False)[0]
+        write_parquet(items, f); return items
     parts = []
     for i, c in enumerate(cells.to_dict("records")):
         f = out / "cells" / f"{c['cell']}.parquet"
         if f.is_file(): parts.append(pd.read_parquet(f)); continue
         t0 = time.perf_counter()
         new, _ = compress(base, c["spec"], seed=seed, progress=False, report=False)
-        rows = []
-        for b in benches:
-            items = evaluate(new, b.name, limit=limits.get(b.name), sample_seed=sample_seed, n_boot=1,
-                             batch_size=batch_size, progress=False)[0]
-            d, _ = compare_items(b, base_of(b), items, n_boot=n_boot, n_sim=1, seed=seed)
-            rows.append(_cell_rows(c, b, d))
+        rows = [_cell_rows(c, b, compare_items(b, scored(base, "base", b), scored(new, c["cell"], b), n_boot=n_boot,
+                                               n_sim=1, seed=seed, n_resamples=B)[0]) for b in benches]
         res = pd.concat(rows, ignore_index=True).assign(seconds=round(time.perf_counter() - t0, 1))
-        write_parquet(res, f)
-        parts.append(res)
+        write_parquet(res, f); parts.append(res)
         if progress: print(f"[{i + 1}/{len(cells)}] {c['spec']}: {res.seconds.iloc[0]} s", flush=True)
-    table = pd.concat(parts, ignore_index=True)
-    from dike.stats import adjust_families
-    table = adjust_families(table, ["benchmark", "metric", "family"])
+    table = _family_table(pd.concat(parts, ignore_index=True), n_boot)
     write_parquet(table, out / "origins.parquet")
+    add = [item_additivity(out, cells, b.name, fam, seed=seed) for b in benches for fam in ("band", "module", "cell")]
+    write_parquet(pd.DataFrame([a for a in add if a]), out / "additivity.parquet")
     return table
 
 # %% ../nbs/40_origins.ipynb #e446aa6c
@@ -191,7 +234,7 @@ def load_study(path) -> dict:
     return out
 
 # %% ../nbs/40_origins.ipynb #c78d84c7
-def _sweep_macros(b, spec: str, tab: pd.DataFrame):
+def _sweep_macros(b, spec: str, tab: pd.DataFrame, iadd: pd.DataFrame | None = None):
     t = tab[tab.headline | (tab.metric == "perplexity")]
     add = additivity(t)
     for (bn, m), g in t.groupby(["benchmark", "metric"], sort=True):
@@ -202,12 +245,17 @@ def _sweep_macros(b, spec: str, tab: pd.DataFrame):
                 b.macro(*base, suf, value=float(w[col].iloc[0]))
         fam = "cell" if (g.family == "cell").any() else "band"
         a = add[(add.benchmark == bn) & (add.metric == m) & (add.family == fam)]
-        if len(a):
-            b.macro(*base, "SumCells", value=float(a.sum_of_cells.iloc[0]))
-            if np.isfinite(a.interaction_share.iloc[0]): b.macro(*base, "InteractionShare", value=float(a.interaction_share.iloc[0]))
+        if len(a): b.macro(*base, "SumCells", value=float(a.sum_of_cells.iloc[0]))
+        ia = iadd[(iadd.benchmark == bn) & (iadd.family == fam)] if iadd is not None and len(iadd) else []
+        for r in (ia.itertuples() if len(ia) else []):        # on the item scale (margins, NLL), with CIs
+            for suf, v in (("Interaction", r.interaction), ("InteractionLow", r.interaction_low),
+                           ("InteractionHigh", r.interaction_high), ("Share", r.share), ("ShareLow", r.share_low),
+                           ("ShareHigh", r.share_high)):
+                if v is not None and pd.notna(v): b.macro(*base, suf, value=float(v))
         c = g[g.family == fam]
         if len(c):
             b.macro(*base, "SigCells", value=int((c.p_holm < 0.05).sum())); b.macro(*base, "NCells", value=len(c))
+            if "min_p_holm" in c: b.macro(*base, "MinPHolm", value=float(c.min_p_holm.min()))
             top = c.loc[c.delta.abs().idxmax()]
             where = ", ".join(x for x in (f"layers {top.layers}" if pd.notna(top.layers) else "",
                                           str(top.module) if pd.notna(top.module) else "") if x)
@@ -216,9 +264,10 @@ def _sweep_macros(b, spec: str, tab: pd.DataFrame):
 def sweep_products(b) -> list[Path]:
     "The `sweeps` product of a study (`b['sweeps']`: {folder: (spec, run_origins table)}): heat maps and macros."
     files = []
-    for slug, (spec, tab) in b["sweeps"].items():
-        files += fig_origins(tab, b.figures / slug)
-        _sweep_macros(b, spec, tab)
+    for slug, v in b["sweeps"].items():
+        spec, tab, iadd = (*v, None)[:3]                        # (spec, table[, item-level additivity])
+        files += fig_origins(tab, b.figures / slug, iadd)
+        _sweep_macros(b, spec, tab, iadd)
     return files
 
 # %% ../nbs/40_origins.ipynb #cd97696a
@@ -247,7 +296,7 @@ register_product("heads", heads_products, "the heads study's attribution figure 
 register_product("flip_models", flip_model_products, "the flip models' forest plot and margin odds-ratio macros")
 
 # %% ../nbs/40_origins.ipynb #0806f9c0
-def _origins_panel(ax, g: pd.DataFrame, add: pd.DataFrame, b: str):
+def _origins_panel(ax, g: pd.DataFrame, add: pd.DataFrame | None, b: str):
     "One benchmark's heat map: bands × module types, the band-only and module-only sweeps in the margins."
     import seaborn as sns
     cells = g[g.family == "cell"]
@@ -264,18 +313,22 @@ def _origins_panel(ax, g: pd.DataFrame, add: pd.DataFrame, b: str):
                 xticklabels=mods + ["all"], yticklabels=[f"L{lab.get(int(x), x)}" for x in bands] + ["all"],
                 cbar_kws={"label": "paired Δ vs base"})
     w = g.loc[g.family == "whole", "delta"]
-    sh = add[(add.benchmark == b) & (add.family == "cell")].interaction_share
     metric = g.metric.iloc[0]
     ax.set_title(f"{b} ({metric})\nwhole model Δ = {w.iloc[0]:.3g}" if len(w) else f"{b} ({metric})", fontsize=8)
-    if len(sh) and np.isfinite(sh.iloc[0]): ax.set_xlabel(f"module type   (interaction share of the cells: {sh.iloc[0]:.2f})", fontsize=7)
+    fam = "cell" if len(cells) else "band"
+    ia = add[(add.benchmark == b) & (add.family == fam)] if add is not None and len(add) else []
+    if len(ia):                                         # on the item scale: Σ cells − whole, 95 % CI
+        r = ia.iloc[0]
+        ax.set_xlabel(f"module type   (item-level Σ {fam}s − whole: {r.interaction:.2g} [{r.interaction_low:.2g}, "
+                      f"{r.interaction_high:.2g}])", fontsize=7)
     ax.tick_params(labelsize=6)
 
-def fig_origins(table: pd.DataFrame, out) -> list[Path]:
-    "The heat maps of a sweep (`run_origins`'s table) as `origins.pdf` / `origins.png` in `out`."
+def fig_origins(table: pd.DataFrame, out, iadd: pd.DataFrame | None = None) -> list[Path]:
+    "The heat maps of a sweep (`run_origins`'s table; `iadd`: its item-level additivity) as `origins.pdf` / `origins.png` in `out`."
     t = table[table.headline | (table.metric == "perplexity")]
     benches = list(dict.fromkeys(t.benchmark))
     if not benches: return []
-    add = additivity(t)
+    add = iadd
     f = Figure(out, "origins", 1, len(benches), style="white", figsize=(4.2 * len(benches), 3.6), squeeze=False)
     with f as (fig, axes):
         for ax, b in zip(axes[0], benches): _origins_panel(ax, t[t.benchmark == b], add, b)
@@ -310,7 +363,8 @@ def run_study(path, results=None, paper_dir=None, progress: bool = True) -> dict
         sw = dict(sw); model, spec, benches = sw.pop("model"), sw.pop("spec"), sw.pop("benchmarks")
         t0 = time.time(); out = sweep_dir(model, spec, root)
         tables[spec] = run_origins(model, spec, benches, out, progress=progress, **sw)
-        inputs["sweeps"][_slug(f"{model}__{spec}")] = (spec, tables[spec])
+        ia = out / "additivity.parquet"
+        inputs["sweeps"][_slug(f"{model}__{spec}")] = (spec, tables[spec], pd.read_parquet(ia) if ia.is_file() else None)
         if progress: print(f"{spec}: {tables[spec].cell.nunique()} cells ({time.time() - t0:.0f} s) -> {out}", flush=True)
     if st["heads"]:
         h = dict(st["heads"]); model = h.pop("model")
