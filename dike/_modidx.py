@@ -582,6 +582,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'dike.flipmodel.register_flip_features': ('flipmodel.html#register_flip_features', 'dike/flipmodel.py')},
             'dike.gridspec': { 'dike.gridspec._as_list': ('gridspec.html#_as_list', 'dike/gridspec.py'),
                                'dike.gridspec._check_keys': ('gridspec.html#_check_keys', 'dike/gridspec.py'),
+                               'dike.gridspec.check_nulls': ('gridspec.html#check_nulls', 'dike/gridspec.py'),
                                'dike.gridspec.check_power': ('gridspec.html#check_power', 'dike/gridspec.py'),
                                'dike.gridspec.check_questions': ('gridspec.html#check_questions', 'dike/gridspec.py'),
                                'dike.gridspec.power_report': ('gridspec.html#power_report', 'dike/gridspec.py')},

@@ -294,17 +294,23 @@ def mde_columns(c: pd.DataFrame, alpha: float = 0.05, power: float = 0.8) -> pd.
 # %% ../nbs/32_compare.ipynb #1e35720f
 NULL_OF = {"random": ("magnitude", "wanda")}   # a null method -> the methods whose per-layer sparsity it matches
 
-def null_sets(summ: pd.DataFrame, reference: str = "none") -> list[dict]:
-    "Per match keys and arm: the base run, the arm's run and the runs of its matched null (random pruning at its level, every seed)."
+def null_sets(summ: pd.DataFrame, declared: dict | None = None, reference: str = "none") -> list[dict]:
+    """Per match keys and arm: the base run, the arm's run and the runs of its matched null: random pruning at its level
+    (every seed; `NULL_OF`) and the null specs a grid declares for it (`nulls:`, e.g. weight noise at its NLL rise)."""
     r, out = _runs(summ), []
     for key, g in r.groupby(_MATCH, dropna=False):
         base = g[g.compress == reference]
         if base.empty: continue
+        found = []
         for null_method, arms in NULL_OF.items():
             for a in g[g.method.isin(arms)].itertuples():
-                nl = g[(g.method == null_method) & (g.level == a.level)].sort_values("compress")
-                if len(nl): out.append({**dict(zip(_MATCH, key)), "run_base": base.run_id.iloc[0], "run_arm": a.run_id,
-                                        "spec_arm": a.compress, "runs_null": list(nl.run_id), "specs_null": list(nl.compress)})
+                found.append((a, g[(g.method == null_method) & (g.level == a.level)].sort_values("compress")))
+        for arm, ns in (declared or {}).items():
+            found += [(a, g[g.compress.isin(ns)].sort_values("compress")) for a in g[g.compress == arm].itertuples()]
+        for a, nl in found:
+            if len(nl): out.append({**dict(zip(_MATCH, key)), "run_base": base.run_id.iloc[0], "run_arm": a.run_id,
+                                    "spec_arm": a.compress, "null": nl.method.iloc[0], "runs_null": list(nl.run_id),
+                                    "specs_null": list(nl.compress)})
     return out
 
 def beyond_null(bench, base, arm, nulls: list, metric: str, ideal=None, n_boot: int = 2000, seed: int = 0) -> dict:
@@ -331,11 +337,11 @@ def beyond_null(bench, base, arm, nulls: list, metric: str, ideal=None, n_boot: 
             "beyond": obs[0], "ci_low": lo[0], "ci_high": hi[0],
             "beyond_distance": obs[1], "dist_ci_low": lo[1], "dist_ci_high": hi[1], "n_boot": n_boot}
 
-def null_table(summ: pd.DataFrame, root, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+def null_table(summ: pd.DataFrame, root, n_boot: int = 2000, seed: int = 0, declared: dict | None = None) -> pd.DataFrame:
     "`beyond_null` of every arm with a matched null in the grid, on its benchmark's headline metric (and perplexity)."
     from dike.evaluate import get_benchmark
     rows = []
-    for s in null_sets(summ):
+    for s in null_sets(summ, declared):
         bench = get_benchmark(s["benchmark"])
         load = lambda rid: pd.read_parquet(Path(root) / "runs" / rid / s["benchmark"] / "items.parquet")
         base = load(s["run_base"])
@@ -417,7 +423,7 @@ def analyze(grid, results=None, reference: str = "none", n_boot: int = 4000, n_s
     c = noise_columns(c)
     fl = pd.DataFrame(flips)
     cie = cie_table(summ, root, n_boot=n_boot, seed=seed)
-    nulls = null_table(summ, root, n_boot=n_boot, seed=seed)
+    nulls = null_table(summ, root, n_boot=n_boot, seed=seed, declared=getattr(g, "nulls", None))
     tabs = {"comparisons": c, "flips": fl, "cie": cie, "nulls": nulls}
     for name, df in tabs.items(): write_parquet(df, out / f"{name}.parquet")
     return tabs

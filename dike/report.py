@@ -370,7 +370,7 @@ def nulls_table(nulls: pd.DataFrame, out: Path) -> list[Path]:
 
 def _null_macros(b, nulls: pd.DataFrame):
     for r in nulls.itertuples() if nulls is not None and len(nulls) else []:
-        base = (r.benchmark, r.model, r.spec_arm, r.metric, "BeyondNull")
+        base = (r.benchmark, r.model, r.spec_arm, r.metric, "Beyond", getattr(r, "null", "null"))   # e.g. ...BeyondRandom
         for suffix, v in (("", r.beyond), ("Low", r.ci_low), ("High", r.ci_high), ("Dist", r.beyond_distance),
                           ("DistLow", r.dist_ci_low), ("DistHigh", r.dist_ci_high), ("NullMean", r.delta_null_mean),
                           ("NullMin", r.delta_null_min), ("NullMax", r.delta_null_max), ("Seeds", r.k_null)):
