@@ -11,8 +11,8 @@ from .core import DikeError
 # %% auto #0
 __all__ = ['cmd_data_check', 'cmd_data_fetch', 'cmd_models_list', 'cmd_models_show', 'cmd_eval', 'cmd_compress', 'cmd_run',
            'cmd_status', 'cmd_collect', 'cmd_origins', 'cmd_heads', 'cmd_analyze', 'cmd_figures', 'cmd_cache_prune',
-           'cmd_paper_check', 'cmd_paper_readme', 'cmd_archive_add', 'cmd_archive_status', 'cmd_archive_verify',
-           'cmd_archive_prune', 'cmd_archive_rekey', 'cmd_paper_build', 'build_parser', 'main']
+           'cmd_paper_check', 'cmd_paper_readme', 'is_study', 'cmd_archive_add', 'cmd_archive_status',
+           'cmd_archive_verify', 'cmd_archive_prune', 'cmd_archive_rekey', 'cmd_paper_build', 'build_parser', 'main']
 
 # %% ../nbs/39_cli.ipynb #882fa416
 def _print_json(obj):
@@ -216,6 +216,12 @@ def cmd_paper_readme(a):
     return 0
 
 # %% ../nbs/39_cli.ipynb #dff3768d
+def is_study(path) -> bool:
+    "Whether a YAML file is a study (`sweeps`, `heads`, `flips`: `dike origins`) rather than a grid (`experiments`)."
+    import yaml
+    d = yaml.safe_load(Path(path).read_text()) or {}
+    return isinstance(d, dict) and "experiments" not in d and bool({"sweeps", "heads", "flips"} & set(d))
+
 def _grids(paths) -> list:
     from dike.runner import load_grid
     from dike.paper import paper_grids
@@ -224,8 +230,16 @@ def _grids(paths) -> list:
 def cmd_archive_add(a):
     from dike.archive import Archive, add_grid
     from dike.runner import grid_store
-    ar, runs = Archive(), grid_store(a.results).runs
-    for g in _grids(a.grids):
+    from dike.paper import paper_studies
+    from dike.origins import study_folders
+    ar, store = Archive(), grid_store(a.results)
+    studies = [p for p in a.grids if is_study(p)] if a.grids else paper_studies()
+    for s in studies:
+        for key, d in study_folders(s, store.root).items():
+            if d.is_dir(): r = ar.add_folder(key, d); print(f"{s}: {key}: {sum(map(len, (r['json'], r['tables'], r['files'])))} files archived")
+            else: print(f"{s}: {key}: not run yet ({d} does not exist)")
+    runs = store.runs
+    for g in _grids([p for p in a.grids if not is_study(p)] if a.grids else None):
         r = add_grid(ar, g, runs)
         print(f"{g.name}: {len(r['added'])} run(s) archived, {len(r['replaced'])} stale record(s) replaced, "
               f"{r['missing']} run(s) of the grid still missing -> {ar.root}")
@@ -260,6 +274,7 @@ def cmd_archive_prune(a):
           + ("" if a.dry_run else f" -> {ar.size() / 1e6:.2f} MB"))
     return 0
 
+# %% ../nbs/39_cli.ipynb #d6708e04
 def cmd_archive_rekey(a):
     from dike.rekey import rekey
     out = [r for g in _grids(a.grids) for r in rekey(g, sample=a.sample, tol=a.tol, dry_run=a.dry_run)]

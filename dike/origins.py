@@ -14,8 +14,8 @@ from .paper import Figure, register_product
 # %% auto #0
 __all__ = ['TEST_COLS', 'MARGINS', 'STUDY_KEYS', 'SWEEP_KEYS', 'HEADS_KEYS', 'FLIPS_KEYS', 'FAMILIES', 'layer_bands',
            'model_module_types', 'sweep_cells', 'additivity', 'items_path', 'item_additivity', 'run_origins',
-           'sweep_dir', 'load_study', 'sweep_products', 'heads_products', 'flip_model_products', 'fig_origins',
-           'run_study']
+           'sweep_dir', 'load_study', 'study_folders', 'unpack_study', 'sweep_products', 'heads_products',
+           'flip_model_products', 'fig_origins', 'run_study']
 
 # %% ../nbs/40_origins.ipynb #a3081bab
 def layer_bands(n_layers: int, n_bands: int) -> list[tuple[int, int]]:
@@ -233,6 +233,27 @@ def load_study(path) -> dict:
     if not (out["sweeps"] or out["heads"] or out["flips"]): raise ConfigError(f"{where}: nothing to run (no sweeps, heads or flips)")
     return out
 
+# %% ../nbs/40_origins.ipynb #ebd0b4c4
+def study_folders(path, results=None) -> dict[str, Path]:
+    "The result folders of a study file, by archive key (their path under the results folder): sweeps, heads, flips."
+    from dike.core import results_dir
+    st, root = load_study(path), Path(results) if results else results_dir()
+    out = {}
+    for sw in st["sweeps"]:
+        d = sweep_dir(sw["model"], sw["spec"], root); out[d.relative_to(root).as_posix()] = d
+    if st["heads"]: out[f"heads/{_slug(st['heads']['model'])}"] = root / "heads" / _slug(st["heads"]["model"])
+    if st["flips"]: out[f"origins/flips/{Path(st['flips']['grid']).stem}"] = root / "origins" / "flips" / Path(st["flips"]["grid"]).stem
+    return out
+
+def unpack_study(path, results=None) -> list[str]:
+    """Write the archived folders of a study (`dike.archive`) into the results folder, keeping files already there, so
+    a sweep resumes from the cells an earlier machine archived; the keys unpacked (none with `DIKE_ARCHIVE=off`)."""
+    import os
+    from dike.archive import Archive
+    if os.environ.get("DIKE_ARCHIVE", "on") == "off": return []
+    ar = Archive(); have = ar.folders
+    return [k for k, d in study_folders(path, results).items() if k in have and ar.unpack_folder(k, d)]
+
 # %% ../nbs/40_origins.ipynb #c78d84c7
 def _sweep_macros(b, spec: str, tab: pd.DataFrame, iadd: pd.DataFrame | None = None):
     t = tab[tab.headline | (tab.metric == "perplexity")]
@@ -358,6 +379,8 @@ def run_study(path, results=None, paper_dir=None, progress: bool = True) -> dict
     from dike.heads import run_heads
     from dike.paper import Build, build_products, source_file
     st = load_study(path); root = Path(results) if results else results_dir()
+    got = unpack_study(path, root) if results is None else []       # resume from what the archive holds
+    if progress and got: print("from the archive: " + ", ".join(got), flush=True)
     tables, inputs = {}, {"sweeps": {}}
     for sw in st["sweeps"]:
         sw = dict(sw); model, spec, benches = sw.pop("model"), sw.pop("spec"), sw.pop("benchmarks")

@@ -14,8 +14,8 @@ from .core import Registry, ConfigError, DataError, DikeError, atomic_write, wri
 __all__ = ['PRODUCTS', 'PRODUCT_GROUP', 'GENERATED', 'ANALYSIS_TABLES', 'DEFAULT_PRODUCTS', 'README_TEMPLATE', 'HEADLINE_START',
            'HEADLINE_END', 'Figure', 'tex_escape', 'latex_table', 'macro_name', 'tex_value', 'write_macros', 'Product',
            'register_product', 'discover_products', 'get_product', 'Build', 'source_file', 'record_generated',
-           'build_products', 'grid_prefix', 'make_figures', 'paper_grids', 'build_paper', 'check_paper', 'macro_values',
-           'readme_headline']
+           'build_products', 'grid_prefix', 'make_figures', 'paper_grids', 'paper_studies', 'build_paper',
+           'check_paper', 'macro_values', 'readme_headline']
 
 # %% ../nbs/34_paper.ipynb #33ab51e9
 class Figure:
@@ -234,6 +234,17 @@ def paper_grids(folder=None) -> list[Path]:
     for p in sorted(folder.glob("*.yaml")):
         d = yaml.safe_load(p.read_text()) or {}
         if isinstance(d, dict) and d.get("paper") is True and "experiments" in d: out.append(p)
+    return out
+
+def paper_studies(folder=None) -> list[Path]:
+    "The paper's study files: `experiments/grids/*.yaml` that say `paper: true` and hold `sweeps`, `heads` or `flips` (`dike origins`)."
+    import yaml
+    folder = Path(folder) if folder else project_root() / "experiments" / "grids"
+    out = []
+    for p in sorted(folder.glob("*.yaml")):
+        d = yaml.safe_load(p.read_text()) or {}
+        if isinstance(d, dict) and d.get("paper") is True and "experiments" not in d and {"sweeps", "heads", "flips"} & set(d):
+            out.append(p)
     return out
 
 def build_paper(grids=None, results=None, paper=None, strict: bool = False, progress: bool = True, **kw) -> dict:

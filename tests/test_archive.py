@@ -112,3 +112,21 @@ def test_the_committed_archive_verifies_and_rebuilds_the_paper(tmp_path, data_di
         old = {k: (ROOT / "paper" / k).read_text() if (ROOT / "paper" / k).is_file() else None for k in new}
         assert new == old, f"{g}: regenerated from the archive but differs from paper/: " \
                            f"{[k for k in new if new[k] != old[k]]} (run `make paper` and commit)"
+
+
+def test_a_study_resumes_from_the_archive(tmp_path, env):
+    "An origins sweep archived with `dike archive add STUDY`: on a machine with empty results it is unpacked, not recomputed."
+    f = tmp_path / "study.yaml"
+    f.write_text("name: t\nsweeps:\n  - {model: tiny-llama, spec: 'rtn:4', benchmarks: [crows_pairs], limit: {crows_pairs: 8},"
+                 " bands: 2, families: [whole, band], n_boot: 50}\n")
+    ok(dike(["origins", str(f)], env))
+    sweep = tmp_path / "results" / "origins" / "tiny-llama__rtn_4"
+    before = {p.relative_to(sweep).as_posix(): p.read_bytes() for p in sorted(sweep.rglob("*.parquet"))}
+    assert any(k.startswith("items/base/") for k in before) and sum(k.startswith("cells/") for k in before) == 3
+    assert "origins/tiny-llama__rtn_4: " in ok(dike(["archive", "add", str(f)], env))
+    shutil.rmtree(tmp_path / "results")
+    out = ok(dike(["origins", str(f)], env))
+    assert "from the archive: origins/tiny-llama__rtn_4" in out, out
+    assert "[1/3]" not in out                                         # no cell was computed again
+    after = pd.read_parquet(sweep / "origins.parquet")
+    assert after.equals(pd.read_parquet(pd.io.common.BytesIO(before["origins.parquet"])))
