@@ -346,7 +346,7 @@ def tests_table(comp: pd.DataFrame, out: Path) -> list[Path]:
     for r in q.itertuples():
         cells = [r.question, r.model, r.spec_b, f"{r.benchmark} {r.metric} ({r.ideal:g})", f"{r.a:.3g}", f"{r.b:.3g}",
                  _fmt(r.delta, r.ci_low, r.ci_high, False), "McNemar" if r.test == "mcnemar" else "swap", f"{r.p_test:.2g}",
-                 _fmt(r.delta_distance, r.dist_ci_low, r.dist_ci_high, False) + (" (crossed)" if r.crossed is True else ""),
+                 _fmt(r.delta_distance, r.dist_ci_low, r.dist_ci_high, False) + (" (crossed)" if pd.notna(r.crossed) and bool(r.crossed) else ""),
                  f"{r.p_dist:.2g}", f"{r.p_holm_q:.2g}", "" if pd.isna(r.mde_q) else f"{r.mde_q:.2g}"]
         rows.append([c if "\\" in c else tex_escape(c) for c in cells])
     fam = q.groupby("question").agg(m=("m_q", "first"), floor=("min_p_holm_q", "first"), p=("p_holm_q", "min"))
