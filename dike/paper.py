@@ -36,7 +36,8 @@ class Figure:
             if kind is None:
                 self.out.mkdir(parents=True, exist_ok=True)
                 pdf, png = self.out / f"{self.name}.pdf", self.out / f"{self.name}.png"
-                self.fig.savefig(pdf, bbox_inches="tight"); self.fig.savefig(png, dpi=150, bbox_inches="tight")
+                self.fig.savefig(pdf, bbox_inches="tight", metadata={"CreationDate": None})   # no date: same figure, same bytes
+                self.fig.savefig(png, dpi=150, bbox_inches="tight")
                 self.files = [pdf, png]
         finally: plt.close(self.fig)
         return False
