@@ -663,6 +663,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'dike.models.tiny_wordpiece_vocab': ('models.html#tiny_wordpiece_vocab', 'dike/models.py'),
                              'dike.models.weight_files': ('models.html#weight_files', 'dike/models.py')},
             'dike.origins': { 'dike.origins._cell_rows': ('origins.html#_cell_rows', 'dike/origins.py'),
+                              'dike.origins._family_macros': ('origins.html#_family_macros', 'dike/origins.py'),
                               'dike.origins._family_table': ('origins.html#_family_table', 'dike/origins.py'),
                               'dike.origins._origins_panel': ('origins.html#_origins_panel', 'dike/origins.py'),
                               'dike.origins._slug': ('origins.html#_slug', 'dike/origins.py'),

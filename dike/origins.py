@@ -255,6 +255,23 @@ def unpack_study(path, results=None) -> list[str]:
     return [k for k, d in study_folders(path, results).items() if k in have and ar.unpack_folder(k, d)]
 
 # %% ../nbs/40_origins.ipynb #c78d84c7
+def _family_macros(b, base: tuple, fam: str, c: pd.DataFrame, a: pd.DataFrame, ia: pd.DataFrame):
+    "The macros of one family of cells (`Band…`, `Module…`, `Cell…`): size, significant cells, largest cell, sums, item-level additivity."
+    F = fam.capitalize()
+    b.macro(*base, F, "N", value=len(c)); b.macro(*base, F, "Sig", value=int((c.p_holm < 0.05).sum()))
+    if "min_p_holm" in c: b.macro(*base, F, "MinPHolm", value=float(c.min_p_holm.min()))
+    top = c.loc[c.delta.abs().idxmax()]
+    where = ", ".join(x for x in (f"layers {top.layers}" if pd.notna(top.layers) else "",
+                                  str(top.module) if pd.notna(top.module) else "") if x)
+    b.macro(*base, F, "Top", value=where); b.macro(*base, F, "TopDelta", value=float(top.delta))
+    b.macro(*base, F, "TopPHolm", value=float(top.p_holm))
+    if len(a): b.macro(*base, F, "Sum", value=float(a.sum_of_cells.iloc[0]))
+    for r in (ia.itertuples() if len(ia) else []):            # on the item scale (margins, NLL), with CIs
+        for suf, v in (("Interaction", r.interaction), ("InteractionLow", r.interaction_low),
+                       ("InteractionHigh", r.interaction_high), ("Share", r.share), ("ShareLow", r.share_low),
+                       ("ShareHigh", r.share_high)):
+            if v is not None and pd.notna(v): b.macro(*base, F, suf, value=float(v))
+
 def _sweep_macros(b, spec: str, tab: pd.DataFrame, iadd: pd.DataFrame | None = None):
     t = tab[tab.headline | (tab.metric == "perplexity")]
     add = additivity(t)
@@ -264,24 +281,16 @@ def _sweep_macros(b, spec: str, tab: pd.DataFrame, iadd: pd.DataFrame | None = N
         if len(w):
             for suf, col in (("Whole", "delta"), ("WholeLow", "ci_low"), ("WholeHigh", "ci_high")):
                 b.macro(*base, suf, value=float(w[col].iloc[0]))
-        fam = "cell" if (g.family == "cell").any() else "band"
-        a = add[(add.benchmark == bn) & (add.metric == m) & (add.family == fam)]
-        if len(a): b.macro(*base, "SumCells", value=float(a.sum_of_cells.iloc[0]))
-        ia = iadd[(iadd.benchmark == bn) & (iadd.family == fam)] if iadd is not None and len(iadd) else []
-        for r in (ia.itertuples() if len(ia) else []):        # on the item scale (margins, NLL), with CIs
-            for suf, v in (("Interaction", r.interaction), ("InteractionLow", r.interaction_low),
-                           ("InteractionHigh", r.interaction_high), ("Share", r.share), ("ShareLow", r.share_low),
-                           ("ShareHigh", r.share_high)):
-                if v is not None and pd.notna(v): b.macro(*base, suf, value=float(v))
-        c = g[g.family == fam]
-        if len(c):
-            b.macro(*base, "SigCells", value=int((c.p_holm < 0.05).sum())); b.macro(*base, "NCells", value=len(c))
-            if "min_p_holm" in c: b.macro(*base, "MinPHolm", value=float(c.min_p_holm.min()))
-            top = c.loc[c.delta.abs().idxmax()]
-            where = ", ".join(x for x in (f"layers {top.layers}" if pd.notna(top.layers) else "",
-                                          str(top.module) if pd.notna(top.module) else "") if x)
-            b.macro(*base, "TopCell", value=where); b.macro(*base, "TopCellDelta", value=float(top.delta))
+            if "p_test" in w and pd.notna(w.p_test.iloc[0]): b.macro(*base, "WholeP", value=float(w.p_test.iloc[0]))
+        for fam in ("band", "module", "cell"):
+            c = g[g.family == fam]
+            if not len(c): continue
+            a = add[(add.benchmark == bn) & (add.metric == m) & (add.family == fam)]
+            ia = iadd[(iadd.benchmark == bn) & (iadd.family == fam)] if iadd is not None and len(iadd) else []
+            _family_macros(b, base, fam, c, a, ia)
 
+
+# %% ../nbs/40_origins.ipynb #1a4075dc
 def sweep_products(b) -> list[Path]:
     "The `sweeps` product of a study (`b['sweeps']`: {folder: (spec, run_origins table)}): heat maps and macros."
     files = []
