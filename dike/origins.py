@@ -290,7 +290,7 @@ def _sweep_macros(b, spec: str, tab: pd.DataFrame, iadd: pd.DataFrame | None = N
             _family_macros(b, base, fam, c, a, ia)
 
 
-# %% ../nbs/40_origins.ipynb #1a4075dc
+# %% ../nbs/40_origins.ipynb #6ea985ce
 def sweep_products(b) -> list[Path]:
     "The `sweeps` product of a study (`b['sweeps']`: {folder: (spec, run_origins table)}): heat maps and macros."
     files = []
@@ -368,7 +368,7 @@ def fig_origins(table: pd.DataFrame, out, iadd: pd.DataFrame | None = None) -> l
     return f.files
 
 # %% ../nbs/40_origins.ipynb #4331561d
-def _study_flips(f: dict, root: Path):
+def _study_flips(f: dict, root: Path, results=None):
     from dike.flipmodel import grid_flip_models, fig_flip_model
     from dike.models import load_model
     from dike.store import write_parquet
@@ -376,7 +376,7 @@ def _study_flips(f: dict, root: Path):
     def tok(m):
         if m not in toks: toks[m] = load_model(m).tokenizer
         return toks[m]
-    fm = grid_flip_models(f["grid"], root, tokenizer_of=tok, n_perm=f["n_perm"], include_stale=f["include_stale"])
+    fm = grid_flip_models(f["grid"], results, tokenizer_of=tok, n_perm=f["n_perm"], include_stale=f["include_stale"])  # None: the store with the archive
     out = root / "origins" / "flips" / Path(f["grid"]).stem
     for k, v in fm.items(): write_parquet(v, out / f"{k}.parquet")
     fig_flip_model(fm["models"], out)
@@ -401,7 +401,7 @@ def run_study(path, results=None, paper_dir=None, progress: bool = True) -> dict
     if st["heads"]:
         h = dict(st["heads"]); model = h.pop("model")
         inputs["heads"] = run_heads(model, h.pop("specs"), root / "heads" / _slug(model), **h)
-    if st["flips"]: inputs["flip_models"] = _study_flips(st["flips"], root)
+    if st["flips"]: inputs["flip_models"] = _study_flips(st["flips"], root, results)
     files = []
     if st["paper"]:
         paper, name = Path(paper_dir) if paper_dir else project_root() / "paper", st["name"]
