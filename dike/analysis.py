@@ -16,8 +16,8 @@ from .stats import (Estimate, align_items, paired_cluster_bootstrap, adjust_fami
 # %% auto #0
 __all__ = ['GROUP_COLUMNS', 'DIST', 'DEFAULT_QUESTIONS', 'NULL_OF', 'point_stat', 'unit_labels', 'decisions', 'group_of',
            'find_benchmark', 'headline_metric', 'ideal_of', 'bench_ideal', 'compare_items', 'headline_tests',
-           'unseeded', 'comparison_pairs', 'analysis_dir', 'cie_table', 'question_families', 'mde_columns', 'null_sets',
-           'beyond_null', 'null_table', 'largest_family', 'noise_columns', 'analyze']
+           'unseeded', 'comparison_pairs', 'analysis_dir', 'cie_table', 'in_question', 'question_families',
+           'mde_columns', 'null_sets', 'beyond_null', 'null_table', 'largest_family', 'noise_columns', 'analyze']
 
 # %% ../nbs/32_compare.ipynb #c14f0fc9
 GROUP_COLUMNS = ("bias_type", "category", "domain", "stereotype_gender", "occupation")
@@ -255,6 +255,13 @@ DEFAULT_QUESTIONS = (
      "kinds": ["twin"], "test": "distance"},
 )
 
+def in_question(df: pd.DataFrame, q: dict) -> pd.Series:
+    "The rows of `df` (comparisons or pairs) a question names: its comparison kinds, and its specs and benchmarks if it lists any."
+    sel = df.kind.isin(q.get("kinds", ["effect"]))
+    if q.get("specs"): sel &= df.spec_b.isin(q["specs"])
+    if q.get("benchmarks"): sel &= df.benchmark.isin(q["benchmarks"])
+    return sel
+
 def question_families(c: pd.DataFrame, questions=DEFAULT_QUESTIONS) -> pd.DataFrame:
     """`c` with `question`, `m_q`, `p_q`, `p_holm_q`, `p_bh_q`, `min_p_holm_q` (the smallest adjusted p the family can
     reach): each question's family is the bias headline rows (headline with an ideal; quality never enters) of the
@@ -262,9 +269,7 @@ def question_families(c: pd.DataFrame, questions=DEFAULT_QUESTIONS) -> pd.DataFr
     c = c.assign(question=None, m_q=np.nan, p_q=np.nan, p_holm_q=np.nan, p_bh_q=np.nan, min_p_holm_q=np.nan)
     free = c.headline.astype(bool) & c.ideal.notna()
     for q in questions:
-        sel = free & c.kind.isin(q.get("kinds", ["effect"]))
-        if q.get("specs"): sel &= c.spec_b.isin(q["specs"])
-        if q.get("benchmarks"): sel &= c.benchmark.isin(q["benchmarks"])
+        sel = free & in_question(c, q)
         if not sel.any(): continue
         dist = q.get("test", "distance") == "distance"
         p = c.loc[sel, "p_dist" if dist else "p_test"].astype(float)
@@ -356,13 +361,7 @@ def largest_family(pairs: pd.DataFrame, questions=DEFAULT_QUESTIONS) -> int:
     "The size of the largest question family the comparisons of `pairs` can form (one bias headline per pair)."
     if pairs is None or not len(pairs): return 1
     ok = pairs.benchmark.map(lambda b: bool(getattr(find_benchmark(b), "ideal", None)) and getattr(find_benchmark(b), "compare", True))
-    sizes = []
-    for q in questions:
-        sel = ok & pairs.kind.isin(q.get("kinds", ["effect"]))
-        if q.get("specs"): sel &= pairs.spec_b.isin(q["specs"])
-        if q.get("benchmarks"): sel &= pairs.benchmark.isin(q["benchmarks"])
-        sizes.append(int(sel.sum()))
-    return max([1, *sizes])
+    return max([1, *(int((ok & in_question(pairs, q)).sum()) for q in questions)])
 
 def noise_columns(c: pd.DataFrame) -> pd.DataFrame:
     "`null_cast`, `null_seed` (the largest |Δ| of the grid's numerical and calibration-seed nulls) and `exceeds_noise`."

@@ -11,8 +11,8 @@ from .core import DikeError
 # %% auto #0
 __all__ = ['cmd_data_check', 'cmd_data_fetch', 'cmd_models_list', 'cmd_models_show', 'cmd_eval', 'cmd_compress', 'cmd_run',
            'cmd_status', 'cmd_collect', 'cmd_origins', 'cmd_heads', 'cmd_analyze', 'cmd_figures', 'cmd_cache_prune',
-           'cmd_paper_check', 'cmd_paper_readme', 'is_study', 'cmd_archive_add', 'cmd_archive_status',
-           'cmd_archive_verify', 'cmd_archive_prune', 'cmd_archive_rekey', 'cmd_paper_build', 'build_parser', 'main']
+           'cmd_paper_check', 'cmd_paper_readme', 'cmd_archive_add', 'cmd_archive_status', 'cmd_archive_verify',
+           'cmd_archive_prune', 'cmd_archive_rekey', 'cmd_paper_build', 'build_parser', 'main']
 
 # %% ../nbs/39_cli.ipynb #882fa416
 def _print_json(obj):
@@ -216,12 +216,6 @@ def cmd_paper_readme(a):
     return 0
 
 # %% ../nbs/39_cli.ipynb #dff3768d
-def is_study(path) -> bool:
-    "Whether a YAML file is a study (`sweeps`, `heads`, `flips`: `dike origins`) rather than a grid (`experiments`)."
-    import yaml
-    d = yaml.safe_load(Path(path).read_text()) or {}
-    return isinstance(d, dict) and "experiments" not in d and bool({"sweeps", "heads", "flips"} & set(d))
-
 def _grids(paths) -> list:
     from dike.runner import load_grid
     from dike.paper import paper_grids
@@ -230,7 +224,7 @@ def _grids(paths) -> list:
 def cmd_archive_add(a):
     from dike.archive import Archive, add_grid
     from dike.runner import grid_store
-    from dike.paper import paper_studies
+    from dike.paper import paper_studies, is_study
     from dike.origins import study_folders
     ar, store = Archive(), grid_store(a.results)
     studies = [p for p in a.grids if is_study(p)] if a.grids else paper_studies()

@@ -14,8 +14,8 @@ from .core import Registry, ConfigError, DataError, DikeError, atomic_write, wri
 __all__ = ['PRODUCTS', 'PRODUCT_GROUP', 'GENERATED', 'ANALYSIS_TABLES', 'DEFAULT_PRODUCTS', 'README_TEMPLATE', 'HEADLINE_START',
            'HEADLINE_END', 'Figure', 'tex_escape', 'latex_table', 'macro_name', 'tex_value', 'write_macros', 'Product',
            'register_product', 'discover_products', 'get_product', 'Build', 'source_file', 'record_generated',
-           'build_products', 'grid_prefix', 'make_figures', 'paper_grids', 'paper_studies', 'build_paper',
-           'check_paper', 'macro_values', 'readme_headline']
+           'build_products', 'grid_prefix', 'make_figures', 'file_kind', 'is_study', 'paper_grids', 'paper_studies',
+           'build_paper', 'check_paper', 'macro_values', 'readme_headline']
 
 # %% ../nbs/34_paper.ipynb #33ab51e9
 class Figure:
@@ -227,26 +227,27 @@ def make_figures(grid, results=None, paper=None, include_stale: bool = False, n_
     return build_products(b, products, mac, command, {"NumRuns": raw.run_id.nunique()}, paper, info)
 
 # %% ../nbs/34_paper.ipynb #858efeef
-def paper_grids(folder=None) -> list[Path]:
-    "The paper's grid files: `experiments/grids/*.yaml` that say `paper: true` and hold `experiments` (studies have their own command)."
+def file_kind(path) -> tuple[str | None, bool]:
+    "(`grid` (it holds `experiments`), `study` (`sweeps`, `heads` or `flips`: `dike origins`) or None, whether it says `paper: true`) of a YAML file."
     import yaml
+    d = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(d, dict): return None, False
+    kind = "grid" if "experiments" in d else "study" if {"sweeps", "heads", "flips"} & set(d) else None
+    return kind, d.get("paper") is True
+
+def is_study(path) -> bool: return file_kind(path)[0] == "study"
+
+def _paper_files(kind: str, folder=None) -> list[Path]:
     folder = Path(folder) if folder else project_root() / "experiments" / "grids"
-    out = []
-    for p in sorted(folder.glob("*.yaml")):
-        d = yaml.safe_load(p.read_text()) or {}
-        if isinstance(d, dict) and d.get("paper") is True and "experiments" in d: out.append(p)
-    return out
+    return [p for p in sorted(folder.glob("*.yaml")) if file_kind(p) == (kind, True)]
+
+def paper_grids(folder=None) -> list[Path]:
+    "The paper's grid files: `experiments/grids/*.yaml` that say `paper: true` and hold `experiments`."
+    return _paper_files("grid", folder)
 
 def paper_studies(folder=None) -> list[Path]:
-    "The paper's study files: `experiments/grids/*.yaml` that say `paper: true` and hold `sweeps`, `heads` or `flips` (`dike origins`)."
-    import yaml
-    folder = Path(folder) if folder else project_root() / "experiments" / "grids"
-    out = []
-    for p in sorted(folder.glob("*.yaml")):
-        d = yaml.safe_load(p.read_text()) or {}
-        if isinstance(d, dict) and d.get("paper") is True and "experiments" not in d and {"sweeps", "heads", "flips"} & set(d):
-            out.append(p)
-    return out
+    "The paper's study files: `experiments/grids/*.yaml` that say `paper: true` and hold `sweeps`, `heads` or `flips`."
+    return _paper_files("study", folder)
 
 def build_paper(grids=None, results=None, paper=None, strict: bool = False, progress: bool = True, **kw) -> dict:
     """Regenerate the products of every paper grid whose runs are all finished with the current code (in the archive or

@@ -56,5 +56,5 @@ def test_power_report_matches_mde_mcnemar(tmp_path, data_dir):
 
 def test_default_grid_declares_its_questions_and_power(data_dir):
     g = load_grid(ROOT / "experiments" / "grids" / "default.yaml", validate=False)
-    assert [q["name"] for q in g.questions] == ["compression", "random-pruning"]
+    assert [q["name"] for q in g.questions] == ["compression", "nulls"] and g.nulls["magnitude:0.5"][0] == "noise:2.63"
     assert g.power["benchmarks"] == ["crows_pairs"] and g.power["m"] >= 1
