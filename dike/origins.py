@@ -13,9 +13,9 @@ from .paper import Figure, register_product
 
 # %% auto #0
 __all__ = ['TEST_COLS', 'MARGINS', 'STUDY_KEYS', 'SWEEP_KEYS', 'HEADS_KEYS', 'FLIPS_KEYS', 'FAMILIES', 'layer_bands',
-           'model_module_types', 'sweep_cells', 'additivity', 'items_path', 'item_additivity', 'run_origins',
-           'sweep_dir', 'load_study', 'study_folders', 'unpack_study', 'sweep_products', 'heads_products',
-           'flip_model_products', 'fig_origins', 'run_study']
+           'model_module_types', 'sweep_cells', 'additivity', 'finished_sweep', 'items_path', 'item_additivity',
+           'run_origins', 'sweep_dir', 'load_study', 'study_folders', 'unpack_study', 'sweep_products',
+           'heads_products', 'flip_model_products', 'fig_origins', 'run_study']
 
 # %% ../nbs/40_origins.ipynb #a3081bab
 def layer_bands(n_layers: int, n_bands: int) -> list[tuple[int, int]]:
@@ -73,6 +73,21 @@ def _cell_rows(cell: dict, bench, d: pd.DataFrame) -> pd.DataFrame:
     return keep.assign(**{k: cell[k] for k in ("cell", "family", "band", "layers", "module", "spec")},
                        benchmark=bench.name, headline=keep.metric == h)
 
+def finished_sweep(out, model: str, spec: str, benchmarks, limits, n_bands, modules, families, n_boot, seed,
+                   sample_seed) -> pd.DataFrame | None:
+    """The table of a finished sweep in `out` with these settings, read back without loading the model (its checksum
+    from `dike.models.model_fingerprint`); None when there is none (then `run_origins` computes or resumes it)."""
+    from dike.models import model_fingerprint
+    f, t = Path(out) / "sweep.json", Path(out) / "origins.parquet"
+    if not (f.is_file() and t.is_file() and (Path(out) / "additivity.parquet").is_file()): return None
+    m = json.loads(f.read_text())
+    want = {"model": model, "checksum": model_fingerprint(model)["checksum"], "spec": spec, "benchmarks": list(benchmarks),
+            "limits": dict(limits or {}), "n_bands": n_bands, "n_boot": n_boot, "seed": seed, "sample_seed": sample_seed, "version": 2}
+    if any(json.loads(json.dumps(v)) != m.get(k) for k, v in want.items()): return None
+    if modules is not None and list(modules) != m.get("modules"): return None
+    tab = pd.read_parquet(t)
+    return tab if set(families) <= set(tab.family) else None
+
 def items_path(out, cell: str, bench: str) -> Path:
     "Where a sweep keeps the per-item scores of one cell (`base`: the uncompressed model) on one benchmark."
     return Path(out) / "items" / cell / f"{bench}.parquet"
@@ -127,6 +142,9 @@ def run_origins(model, spec: str, benchmarks, out, limits: dict | None = None, n
     from dike.inference import resamples_for
     from dike.anatomy import transformer_blocks
     from dike.store import write_parquet
+    if isinstance(model, str):                      # finished (e.g. from the archive): no model is loaded
+        done = finished_sweep(out, model, spec, benchmarks, limits, n_bands, modules, families, n_boot, seed, sample_seed)
+        if done is not None: return done
     base = load_model(model) if isinstance(model, str) else model
     out = Path(out); (out / "cells").mkdir(parents=True, exist_ok=True)
     limits = dict(limits or {})
@@ -372,13 +390,19 @@ def _study_flips(f: dict, root: Path, results=None):
     from dike.flipmodel import grid_flip_models, fig_flip_model
     from dike.models import load_model
     from dike.store import write_parquet
+    from dike.runner import load_grid
+    out = root / "origins" / "flips" / Path(f["grid"]).stem
+    key = {"runs": sorted(c["run_id"] for c in load_grid(f["grid"], validate=False).runs), "n_perm": f["n_perm"],
+           "include_stale": f["include_stale"]}
+    if (out / "key.json").is_file() and json.loads((out / "key.json").read_text()) == key and (out / "models.parquet").is_file():
+        return pd.read_parquet(out / "models.parquet")     # the same runs: read back, no tokenizer loaded
     toks = {}
     def tok(m):
         if m not in toks: toks[m] = load_model(m).tokenizer
         return toks[m]
     fm = grid_flip_models(f["grid"], results, tokenizer_of=tok, n_perm=f["n_perm"], include_stale=f["include_stale"])  # None: the store with the archive
-    out = root / "origins" / "flips" / Path(f["grid"]).stem
     for k, v in fm.items(): write_parquet(v, out / f"{k}.parquet")
+    write_json(out / "key.json", key)
     fig_flip_model(fm["models"], out)
     return fm["models"]
 
