@@ -161,12 +161,17 @@ def run_origins(model, spec: str, benchmarks, out, limits: dict | None = None, n
     if mfile.is_file() and json.loads(mfile.read_text()) != json.loads(json.dumps(meta)):
         raise DikeError(f"{out} holds a sweep with other settings ({mfile}); choose another --out")
     write_json(mfile, meta)
+    base_items: dict = {}                        # the base model's items: read or scored once per benchmark
     def scored(lm, cell, b):                      # per-item scores, kept: a finished cell is only read back
+        if cell == "base" and b.name in base_items: return base_items[b.name]
         f = items_path(out, cell, b.name)
-        if f.is_file(): return pd.read_parquet(f)
-        items = evaluate(lm, b.name, limit=limits.get(b.name), sample_seed=sample_seed, n_boot=1, batch_size=batch_size,
-                         progress=False)[0]
-        write_parquet(items, f); return items
+        if f.is_file(): items = pd.read_parquet(f)
+        else:
+            items = evaluate(lm, b.name, limit=limits.get(b.name), sample_seed=sample_seed, n_boot=1, batch_size=batch_size,
+                             progress=False)[0]
+            write_parquet(items, f)
+        if cell == "base": base_items[b.name] = items
+        return items
     parts = []
     for i, c in enumerate(cells.to_dict("records")):
         f = out / "cells" / f"{c['cell']}.parquet"
