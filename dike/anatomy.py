@@ -149,23 +149,36 @@ def pair_deltas(xs: torch.Tensor, xa: torch.Tensor, ids_s, ids_a) -> torch.Tenso
     return torch.cat(rows) if rows else xs[:0]
 
 class PairRunner:
-    "The pairs' sentences through the blocks (one batch per sentence), giving each Linear's Delta rows block by block."
-    def __init__(self, lm, pairs):
+    """The pairs' sentences through the blocks, giving each Linear's inputs and Delta rows block by block. The
+    sentences go `batch_size` at a time, right-padded: a causal block's real tokens never see the pads after them
+    (equal to one sentence per batch up to float round-off, tested); the pads are cut off before any use."""
+    def __init__(self, lm, pairs, batch_size: int = 32):
         dev = next(lm.model.parameters()).device
-        self.pairs, self.runner = pairs, BlockRunner(lm, [torch.tensor([x], device=dev) for pr in pairs for x in pr])
+        seqs = [list(x) for pr in pairs for x in pr]
+        self.pairs, self.lens = pairs, [len(s) for s in seqs]
+        self.n_tokens = sum(self.lens)                  # real tokens of all the pairs' sentences
+        if lm.kind != "causal": batch_size = 1          # pads would be seen by a bidirectional block
+        chunks = [seqs[a:a + batch_size] for a in range(0, len(seqs), batch_size)]
+        batches = [torch.tensor([s + [0] * (max(map(len, c)) - len(s)) for s in c], device=dev) for c in chunks]
+        self.runner = BlockRunner(lm, batches)
     @torch.no_grad()
-    def deltas(self, i: int, lins: dict) -> dict:
-        "`{name: Delta rows}` of the Linears `lins` (name -> module) of block `i`."
+    def inputs(self, i: int, lins: dict) -> dict:
+        "`{name: [input of sentence j (tokens, in) for j = s_1, a_1, s_2, ...]}` of the Linears `lins` of block `i`."
         seen = {n: [] for n in lins}
         def grab(n):
-            def hook(mod, args): seen[n].append(args[0].detach()[0].double())
+            def hook(mod, args): seen[n].extend(args[0].detach().unbind(0))
             return hook
         hooks = [m.register_forward_pre_hook(grab(n)) for n, m in lins.items()]
         try: self.runner.run(i)
         finally:
             for h in hooks: h.remove()
-        return {n: torch.cat([pair_deltas(xs[2 * k], xs[2 * k + 1], *self.pairs[k]) for k in range(len(self.pairs))])
-                for n, xs in seen.items()}
+        return {n: [x[:L] for x, L in zip(xs, self.lens)] for n, xs in seen.items()}
+    def deltas_of(self, xs: list) -> torch.Tensor:
+        "The Delta rows (float64) of all pairs from `inputs(...)[name]`."
+        return torch.cat([pair_deltas(xs[2 * k].double(), xs[2 * k + 1].double(), *self.pairs[k]) for k in range(len(self.pairs))])
+    def deltas(self, i: int, lins: dict) -> dict:
+        "`{name: Delta rows}` of the Linears `lins` (name -> module) of block `i`."
+        return {n: self.deltas_of(xs) for n, xs in self.inputs(i, lins).items()}
     def advance(self, i: int) -> None: self.runner.advance(i)
 
 # %% ../nbs/06_anatomy.ipynb #3a360739

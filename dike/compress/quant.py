@@ -10,25 +10,30 @@ from torch import nn
 from ..core import SpecError, ModelError
 from ..corpora import fair_pairs, calib_batches
 from ..anatomy import PairRunner, prunable_linears, transformer_blocks, BlockRunner
-from .spec import Param, register_method, SCOPE_KEYS
+from .spec import Param, register_method, SCOPE_KEYS, module_type, module_set, canon_modules
 from .scopes import scoped_linears, is_scoped
 
 # %% auto #0
 __all__ = ['quant_grid', 'fake_quant', 'rtn_quantize', 'gptq_quantize', 'layer_error', 'packed_bytes', 'rtn_model', 'fair_target',
-           'gptq_model', 'Int8DynamicLinear', 'int8_dynamic_model', 'quant_rtn', 'quant_gptq', 'quant_fair_gptq',
-           'quant_int8_dynamic', 'verify_bits', 'verify_int8', 'cast_dtype', 'verify_cast']
+           'FairOpts', 'fair_gptq_layer', 'gptq_model', 'Int8DynamicLinear', 'int8_dynamic_model', 'quant_rtn',
+           'quant_gptq', 'quant_fair_gptq', 'quant_int8_dynamic', 'verify_bits', 'verify_int8', 'cast_dtype',
+           'verify_cast']
 
 # %% ../../nbs/22_quant.ipynb #5ff5a94b
-def quant_grid(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    "Per-row asymmetric min-max grid of `w` (rows, n): `(scale, zero)`, each of shape (rows,); the range contains 0."
+def quant_grid(w: torch.Tensor, bits: int, sym: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row min-max grid of `w` (rows, n): `(scale, zero)`, each of shape (rows,); the range contains 0. `sym`: the
+    reference GPTQ's symmetric grid (range ±max|w| when a row has a negative weight, zero point 2^(B-1))."""
     maxq = 2 ** bits - 1
     xmin = w.min(dim=1).values.clamp(max=0)
     xmax = w.max(dim=1).values.clamp(min=0)
+    if sym:
+        xmax = torch.maximum(xmin.abs(), xmax)
+        xmin = torch.where(xmin < 0, -xmax, xmin)
     same = xmin == xmax
     xmin = torch.where(same, -torch.ones_like(xmin), xmin)
     xmax = torch.where(same, torch.ones_like(xmax), xmax)
     scale = (xmax - xmin) / maxq
-    zero = torch.round(-xmin / scale)
+    zero = torch.full_like(scale, (maxq + 1) / 2) if sym else torch.round(-xmin / scale)
     return scale, zero
 
 def fake_quant(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int) -> torch.Tensor:
@@ -39,24 +44,24 @@ def fake_quant(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: i
     return s * (q - z)
 
 # %% ../../nbs/22_quant.ipynb #8f61c52b
-def rtn_quantize(weight: torch.Tensor, bits: int, group: int | None = None) -> torch.Tensor:
-    "Round-to-nearest `weight` (out, in) to `bits` bits, one grid per row or per `group` input columns; dequantized."
+def rtn_quantize(weight: torch.Tensor, bits: int, group: int | None = None, sym: bool = False) -> torch.Tensor:
+    "Round-to-nearest `weight` (out, in) to `bits` bits, one grid per row or per `group` input columns (`sym`: see `quant_grid`); dequantized."
     w = weight.detach().float()
     if not group or group >= w.shape[1]:
-        return fake_quant(w, *quant_grid(w, bits), bits).to(weight.dtype)
+        return fake_quant(w, *quant_grid(w, bits, sym), bits).to(weight.dtype)
     out = torch.empty_like(w)
     n_full = (w.shape[1] // group) * group
     if n_full:
         g = w[:, :n_full].reshape(-1, group)
-        out[:, :n_full] = fake_quant(g, *quant_grid(g, bits), bits).reshape(w.shape[0], n_full)
+        out[:, :n_full] = fake_quant(g, *quant_grid(g, bits, sym), bits).reshape(w.shape[0], n_full)
     if n_full < w.shape[1]:   # a last, shorter group
         t = w[:, n_full:]
-        out[:, n_full:] = fake_quant(t, *quant_grid(t, bits), bits)
+        out[:, n_full:] = fake_quant(t, *quant_grid(t, bits, sym), bits)
     return out.to(weight.dtype)
 
 # %% ../../nbs/22_quant.ipynb #12e8b6e5
 def gptq_quantize(weight: torch.Tensor, H: torch.Tensor, bits: int, group: int | None = None,
-                  blocksize: int = 128, percdamp: float = 0.01, act_order: bool = False) -> torch.Tensor:
+                  blocksize: int = 128, percdamp: float = 0.01, act_order: bool = False, sym: bool = False) -> torch.Tensor:
     "GPTQ (Frantar et al. 2022, Alg. 1) of `weight` (out, in) given `H` = 2XX^T/n (in, in); returns the dequantized weight."
     W = weight.detach().float().clone()
     H = H.detach().float().clone()
@@ -66,7 +71,7 @@ def gptq_quantize(weight: torch.Tensor, H: torch.Tensor, bits: int, group: int |
     W[:, dead] = 0.0
     static = None
     if act_order and group:   # static groups: grids from the original weights of each contiguous group
-        static = [quant_grid(W[:, i:i + group], bits) for i in range(0, ncol, group)]
+        static = [quant_grid(W[:, i:i + group], bits, sym) for i in range(0, ncol, group)]
     perm = torch.argsort(torch.diag(H), descending=True) if act_order else torch.arange(ncol, device=H.device)
     W, H = W[:, perm], H[perm][:, perm]
     damp = percdamp * torch.mean(torch.diag(H))
@@ -77,7 +82,7 @@ def gptq_quantize(weight: torch.Tensor, H: torch.Tensor, bits: int, group: int |
     else: raise ModelError("GPTQ: the calibration Hessian is not positive definite even with damping; use more calibration text")
     Hinv = torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
     Q = torch.zeros_like(W)
-    grid = quant_grid(W, bits) if not group else None
+    grid = quant_grid(W, bits, sym) if not group else None
     for i1 in range(0, ncol, blocksize):
         i2 = min(i1 + blocksize, ncol)
         W1 = W[:, i1:i2].clone(); Q1 = torch.zeros_like(W1); Err1 = torch.zeros_like(W1)
@@ -86,7 +91,7 @@ def gptq_quantize(weight: torch.Tensor, H: torch.Tensor, bits: int, group: int |
             col = i1 + i
             if group:
                 if static is not None: grid = static[int(perm[col]) // group]
-                elif col % group == 0: grid = quant_grid(torch.cat([W1[:, i:], W[:, i2:]], 1)[:, :group], bits)
+                elif col % group == 0: grid = quant_grid(torch.cat([W1[:, i:], W[:, i2:]], 1)[:, :group], bits, sym)
             w = W1[:, i]; d = Hinv1[i, i]
             q = fake_quant(w, grid[0], grid[1], bits)
             Q1[:, i] = q
@@ -129,11 +134,28 @@ def rtn_model(model: nn.Module, bits: int, group: int | None = None, names=None)
             **_size_report(lins.values(), bits, group), "time_s": round(time.perf_counter() - t0, 3)}
 
 # %% ../../nbs/22_quant.ipynb #d0bd2065
-def fair_target(W: torch.Tensor, H: torch.Tensor, HD: torch.Tensor, percdamp: float = 0.01) -> torch.Tensor:
-    "W* = W H (H + HD)^-1, the minimiser of the unquantized fair objective (H + HD damped as GPTQ damps H)."
-    Ht = (H + HD).double()
-    Ht = Ht + percdamp * torch.mean(torch.diag(Ht)) * torch.eye(len(Ht), dtype=Ht.dtype, device=Ht.device)
-    return torch.linalg.solve(Ht, (H.double() @ W.double().T)).T.float()
+def fair_target(W: torch.Tensor, H: torch.Tensor, HD: torch.Tensor, percdamp: float = 0.01, mode: str = "exact") -> torch.Tensor:
+    """Fair-GPTQ's target W - W HD (A + λI)^-1: `exact`, A = H + HD (= W (H + λI)(H + HD + λI)^-1, the minimiser of the
+    damped fair objective); `first`, A = H (the authors' first-order update); λ = `percdamp` × mean diag(A)."""
+    W, H, HD = W.double(), H.double(), HD.double()
+    A = H + HD if mode == "exact" else H
+    A = A + percdamp * torch.mean(torch.diag(A)) * torch.eye(len(A), dtype=A.dtype, device=A.device)
+    return (W - torch.linalg.solve(A, HD @ W.T).T).float()
+
+@dataclasses.dataclass(frozen=True)
+class FairOpts:
+    "Fair-GPTQ's strength and choices (see the table above): `mode` exact|first, `qh` sum|h, `hess` calib|pairs, `ignore` module types."
+    alpha: float
+    mode: str = "exact"
+    qh: str = "sum"
+    hess: str = "calib"
+    ignore: frozenset = frozenset()
+
+def fair_gptq_layer(W, H, HD, bits, group=None, opts: FairOpts = FairOpts(1.0), blocksize=128, percdamp=0.01,
+                    act_order=False, sym=False) -> torch.Tensor:
+    "One layer's Fair-GPTQ given its H and H_Δ (α already in H_Δ): GPTQ of the target under H + H_Δ (`qh=sum`) or H."
+    return gptq_quantize(fair_target(W, H, HD, percdamp, opts.mode), H + HD if opts.qh == "sum" else H, bits, group,
+                         blocksize=blocksize, percdamp=percdamp, act_order=act_order, sym=sym)
 
 # %% ../../nbs/22_quant.ipynb #142a2c19
 def _same_input_groups(Hs: dict) -> list[list[str]]:
@@ -165,24 +187,42 @@ def _block_hessians(runner, i: int, lins: dict) -> tuple[dict, dict]:
         for h in hooks: h.remove()
     return Hs, cnt
 
+def _layer_hessians(runner, pair_runner, i: int, lins: dict, fair: FairOpts | None) -> tuple[dict, dict]:
+    """`({name: H}, {name: H_Δ})` of the Linears `lins` of block `i`: H = 2XX^T/n over the calibration batches of
+    `runner` (or, with `fair.hess == "pairs"`, over the pairs' sentences); H_Δ = 4αΔΔ^T/m (m: tokens of the pairs'
+    sentences) for the Linears whose type `fair.ignore` does not list."""
+    HD, Hs = {}, {}
+    if pair_runner is not None:
+        m = pair_runner.n_tokens
+        for n, xs in pair_runner.inputs(i, lins).items():
+            if fair.hess == "pairs":
+                x = torch.cat(xs).double()
+                Hs[n] = (2 * x.T @ x / m).float()
+            if module_type(n) not in fair.ignore:
+                r = pair_runner.deltas_of(xs)
+                HD[n] = (fair.alpha * 4 * r.T @ r / m).float()
+    if runner is not None:
+        acc, cnt = _block_hessians(runner, i, lins)
+        Hs = {n: (2 * acc[n] / max(cnt[n], 1)).float() for n in lins}
+    return Hs, HD
+
 # %% ../../nbs/22_quant.ipynb #f3b9807b
 @torch.no_grad()
 def gptq_model(lm, batches: list[torch.Tensor], bits: int, group: int | None = None, act_order: bool = False,
                blocksize: int = 128, percdamp: float = 0.01, progress: bool = False, names=None,
-               pairs: list | None = None, alpha: float = 0.0) -> dict:
+               pairs: list | None = None, fair: FairOpts | None = None, sym: bool = False) -> dict:
     """GPTQ every Linear of the blocks of `lm.model` (or those in `names`) in place, block by block, on token batches
-    `batches`; with `pairs` (token-id lists `(stereo, anti)`) and `alpha > 0`, Fair-GPTQ (see below); a report."""
+    `batches`; with `pairs` (token-id lists `(stereo, anti)`) and `fair` (α > 0), Fair-GPTQ (above); a report."""
     t0 = time.perf_counter()
     _linears(lm.model)
-    runner = BlockRunner(lm, batches)
-    fair = bool(pairs) and alpha > 0
-    if fair:                                            # the pair sentences, one batch each: (s_1, a_1, s_2, a_2, ...)
-        pair_runner = PairRunner(lm, pairs)
-    prefix, _ = transformer_blocks(lm.model)
+    fair = fair if pairs and fair is not None and fair.alpha > 0 else None
+    pair_runner = PairRunner(lm, pairs) if fair else None
+    runner = None if fair and fair.hess == "pairs" else BlockRunner(lm, batches)
+    prefix, blocks = transformer_blocks(lm.model)
     layers, lins_all, n_calls = {}, [], 0
-    n_tok = int(sum(b.numel() for b in batches))
+    n_tok = int(sum(b.numel() for b in batches)) if runner else pair_runner.n_tokens
     per_block = [{n: m for n, m in b.named_modules() if isinstance(m, nn.Linear)
-                  and (names is None or f"{prefix}.{i}.{n}" in names)} for i, b in enumerate(runner.blocks)]
+                  and (names is None or f"{prefix}.{i}.{n}" in names)} for i, b in enumerate(blocks)]
     last = max((i for i, b in enumerate(per_block) if b), default=-1)   # blocks after the last scoped one never run
     it = range(last + 1)
     if progress:
@@ -190,40 +230,36 @@ def gptq_model(lm, batches: list[torch.Tensor], bits: int, group: int | None = N
         it = tqdm(it, desc="gptq", unit="block")
     for i in it:
         lins = per_block[i]
-        if not lins: runner.advance(i); continue            # outside the scope: only gives the next block its inputs
-        Hs, cnt = _block_hessians(runner, i, lins)
-        HD = {n: (alpha * 2 * r.T @ r / max(len(r), 1)).float() for n, r in pair_runner.deltas(i, lins).items()} if fair else {}
-        for names in _same_input_groups(Hs):
-            n_calls += 1
-            H = (2 * Hs[names[0]] / max(cnt[names[0]], 1)).float()
-            Ws = [lins[n].weight.detach().float() for n in names]
-            # Linears that read the same input (q/k/v, gate/up) share H; GPTQ treats rows independently, so they are
-            # quantized as one stacked matrix (same result, one column loop instead of several)
-            if fair:                                    # the fair objective's target and Hessian (below)
-                Hd = HD[names[0]]
-                Wt = fair_target(torch.cat(Ws), H, Hd, percdamp)
-                Qs = gptq_quantize(Wt, H + Hd, bits, group, blocksize=blocksize, percdamp=percdamp,
-                                   act_order=act_order).split([w.shape[0] for w in Ws])
-            else:
-                Qs = gptq_quantize(torch.cat(Ws), H, bits, group, blocksize=blocksize, percdamp=percdamp,
-                                   act_order=act_order).split([w.shape[0] for w in Ws])
-            for n, W, Q in zip(names, Ws, Qs):
-                ref = _err(W, torch.zeros_like(W), H) or 1.0
-                layers[f"{prefix}.{i}.{n}"] = {"rel_err_gptq": _err(W, Q, H) / ref,
-                                               "rel_err_rtn": _err(W, rtn_quantize(W, bits, group), H) / ref}
-                if fair:                                # the pair term after / before: < 1 = outputs of the pairs closer
-                    layers[f"{prefix}.{i}.{n}"]["pair_term_ratio"] = _err(Q, torch.zeros_like(Q), Hd) / (_err(W, torch.zeros_like(W), Hd) or 1.0)
-                lins[n].weight.copy_(Q.to(lins[n].weight.dtype)); lins_all.append(lins[n])
-        if i < last:
-            runner.advance(i)
-            if fair: pair_runner.advance(i)
+        Hs, HD = _layer_hessians(runner, pair_runner, i, lins, fair) if lins else ({}, {})
+        # Linears that read the same input (q/k/v, gate/up) share H; GPTQ treats rows independently, so they are
+        # quantized as one stacked matrix (same result, one column loop instead of several); with the pair term only
+        # Linears that all have it (or all lack it) are stacked
+        for same in _same_input_groups(Hs):
+            for grp in ([n for n in same if n in HD], [n for n in same if n not in HD]):
+                if not grp: continue
+                n_calls += 1
+                H, Ws = Hs[grp[0]], [lins[n].weight.detach().float() for n in grp]
+                W, Hd = torch.cat(Ws), HD.get(grp[0])
+                Q = (gptq_quantize(W, H, bits, group, blocksize=blocksize, percdamp=percdamp, act_order=act_order, sym=sym)
+                     if Hd is None else fair_gptq_layer(W, H, Hd, bits, group, fair, blocksize, percdamp, act_order, sym))
+                for n, W, Q in zip(grp, Ws, Q.split([w.shape[0] for w in Ws])):
+                    ref = _err(W, torch.zeros_like(W), H) or 1.0
+                    rec = layers[f"{prefix}.{i}.{n}"] = {"rel_err_gptq": _err(W, Q, H) / ref,
+                                                         "rel_err_rtn": _err(W, rtn_quantize(W, bits, group, sym), H) / ref}
+                    if Hd is not None:                  # the pair term after / before: < 1 = outputs of the pairs closer
+                        rec["pair_term_ratio"] = _err(Q, torch.zeros_like(Q), Hd) / (_err(W, torch.zeros_like(W), Hd) or 1.0)
+                    lins[n].weight.copy_(Q.to(lins[n].weight.dtype)); lins_all.append(lins[n])
+        if i < last:                                    # every runner moves on, scoped block or not
+            for r in (runner, pair_runner):
+                if r is not None: r.advance(i)
     ratio = [v["rel_err_gptq"] / v["rel_err_rtn"] for v in layers.values() if v["rel_err_rtn"] > 0]
     pr = [v["pair_term_ratio"] for v in layers.values() if "pair_term_ratio" in v]
-    fair_rep = {"alpha": alpha, "n_pairs": len(pairs), "mean_pair_term_ratio": sum(pr) / len(pr) if pr else None} if fair else {}
-    return {"method": "fair-gptq" if fair else "gptq", **fair_rep, "bits": bits, "group_size": group, "act_order": act_order, "fake_quant": True,
-            "percdamp": percdamp, "blocksize": blocksize, "calib_tokens": n_tok, **_size_report(lins_all, bits, group),
-            "mean_err_ratio_gptq_over_rtn": sum(ratio) / len(ratio) if ratio else None, "gptq_calls": n_calls,
-            "layers": layers, "time_s": round(time.perf_counter() - t0, 3)}
+    fair_rep = ({**dataclasses.asdict(fair), "ignore": sorted(fair.ignore), "n_pairs": len(pairs),
+                 "mean_pair_term_ratio": sum(pr) / len(pr) if pr else None} if fair else {})
+    return {"method": "fair-gptq" if fair else "gptq", **fair_rep, "bits": bits, "group_size": group, "sym": sym,
+            "act_order": act_order, "fake_quant": True, "percdamp": percdamp, "blocksize": blocksize, "calib_tokens": n_tok,
+            **_size_report(lins_all, bits, group), "mean_err_ratio_gptq_over_rtn": sum(ratio) / len(ratio) if ratio else None,
+            "gptq_calls": n_calls, "layers": layers, "time_s": round(time.perf_counter() - t0, 3)}
 
 # %% ../../nbs/22_quant.ipynb #b5d81b38
 class Int8DynamicLinear(nn.Module):
@@ -288,6 +324,7 @@ def int8_dynamic_model(model: nn.Module, act: str = "token", outlier: float = 6.
 # %% ../../nbs/22_quant.ipynb #46366944
 _BITS = Param("bits", int, lambda b: 2 <= b <= 8, "2<=B<=8")
 _GROUP = Param("group", int, lambda g: g >= 1, "G>=1", default=None, prefix="g")
+_SYM = Param("sym", int, lambda v: v in (0, 1), "sym=0|1", default=0, keyword=True)
 
 def _scope_names(lm, step):
     "The names of the scoped Linears of `step` (None without a scope: every block Linear)."
@@ -298,21 +335,23 @@ def quant_rtn(lm, step, calib=()):
     return lm, rtn_model(lm.model, step["bits"], step["group"], names=_scope_names(lm, step))
 
 def quant_gptq(lm, step, calib):
-    "Spec `gptq:B[:gG][:act=1][:damp=X]`: GPTQ of the block Linears on the calibration texts (fake-quant)."
+    "Spec `gptq:B[:gG][:act=1][:damp=X][:sym=1]`: GPTQ of the block Linears on the calibration texts (fake-quant)."
     if not calib: raise SpecError("gptq needs calibration text, got none")
     batches = calib_batches(lm, list(calib), seq_len=256)
     if not batches: raise SpecError("gptq: calibration text too short (fewer than 8 tokens)")
     rep = gptq_model(lm, batches, step["bits"], step["group"], act_order=bool(step["act"]), percdamp=step["damp"],
-                     names=_scope_names(lm, step))
+                     names=_scope_names(lm, step), sym=bool(step["sym"]))
     return lm, {**rep, "calib_texts": len(calib)}
 
 def quant_fair_gptq(lm, step, calib):
-    "Spec `fair-gptq:B[:gG]:alpha=A[:pairs=N]`: GPTQ with the Fair-GPTQ pair term (StereoSet training half)."
+    "Spec `fair-gptq:B[:gG]:alpha=A[:pairs=N][:mode=..][:qh=..][:hess=..][:ignore=..]`: GPTQ with the Fair-GPTQ pair term (StereoSet training half)."
     if not calib: raise SpecError("fair-gptq needs calibration text, got none")
     batches = calib_batches(lm, list(calib), seq_len=256)
     pairs, ids = fair_pairs(lm, step["pairs"], step.get("seed", 0))
     rep = gptq_model(lm, batches, step["bits"], step["group"], act_order=bool(step["act"]), percdamp=step["damp"],
-                     names=_scope_names(lm, step), pairs=pairs, alpha=step["alpha"])
+                     names=_scope_names(lm, step), pairs=pairs, sym=bool(step["sym"]),
+                     fair=FairOpts(step["alpha"], step["mode"], step["qh"], step["hess"],
+                                   frozenset(module_set(step["ignore"])) if step["ignore"] else frozenset()))
     return lm, {**rep, "calib_texts": len(calib), "fair_items": ids, "fair_source": "stereoset train half (intrasentence)"}
 
 def quant_int8_dynamic(lm, step, calib=()):
@@ -370,19 +409,24 @@ register_method("rtn", quant_rtn, _KINDS, "rtn:B[:gG] (2<=B<=8 bits, G>=1 inputs
                 params=(_BITS, _GROUP), description="weight-only round-to-nearest (fake-quant)", verify=verify_bits,
                 scope=SCOPE_KEYS)
 register_method("gptq", quant_gptq, _KINDS,
-                "gptq:B[:gG][:act=1][:damp=X] (2<=B<=8 bits, G>=1, act-order, damping 0<X<1; calibration text)",
+                "gptq:B[:gG][:act=1][:damp=X][:sym=1] (2<=B<=8 bits, G>=1, act-order, damping 0<X<1, symmetric grid; calibration text)",
                 needs_calib=True, description="GPTQ, Frantar et al. 2022 (fake-quant)", verify=verify_bits, scope=SCOPE_KEYS,
                 params=(_BITS, _GROUP, Param("act", int, lambda v: v in (0, 1), "act=0|1", default=0, keyword=True),
-                        Param("damp", float, lambda v: 0 < v < 1, "0<damp<1", default=0.01, keyword=True)))
+                        Param("damp", float, lambda v: 0 < v < 1, "0<damp<1", default=0.01, keyword=True), _SYM))
 register_method("fair-gptq", quant_fair_gptq, ("causal",),
-                "fair-gptq:B[:gG]:alpha=A[:pairs=N][:act=1][:damp=X] (GPTQ + alpha * |W_hat (x_stereo - x_anti)|^2 on N "
-                "StereoSet training-half pairs, default alpha=1, N=256; calibration text)",
+                "fair-gptq:B[:gG]:alpha=A[:pairs=N][:act=1][:damp=X][:sym=1][:mode=exact|first][:qh=sum|h][:hess=calib|pairs]"
+                "[:ignore=q,k,v,..] (GPTQ + alpha * |W_hat (x_stereo - x_anti)|^2 on N StereoSet training-half pairs, "
+                "default alpha=1, N=256; calibration text)",
                 needs_calib=True, description="Fair-GPTQ, Proskurina, Metzler & Velcin 2025 (fake-quant)", verify=verify_bits,
                 scope=SCOPE_KEYS, pairs=True,
                 params=(_BITS, _GROUP, Param("alpha", float, lambda v: v >= 0, "alpha>=0", default=1.0, keyword=True),
                         Param("pairs", int, lambda v: v >= 1, "pairs>=1", default=256, keyword=True),
                         Param("act", int, lambda v: v in (0, 1), "act=0|1", default=0, keyword=True),
-                        Param("damp", float, lambda v: 0 < v < 1, "0<damp<1", default=0.01, keyword=True)))
+                        Param("damp", float, lambda v: 0 < v < 1, "0<damp<1", default=0.01, keyword=True), _SYM,
+                        Param("mode", str, default="exact", choices=("exact", "first"), keyword=True),
+                        Param("qh", str, default="sum", choices=("sum", "h"), keyword=True),
+                        Param("hess", str, default="calib", choices=("calib", "pairs"), keyword=True),
+                        Param("ignore", str, default=None, keyword=True, canon=canon_modules)))
 register_method("int8-dynamic", quant_int8_dynamic, _KINDS,
                 "int8-dynamic[:tensor][:outlier=X] (W8A8 per-token + LLM.int8 outliers |x|>=X, default 6, 0 = off;"
                 " tensor = torch.ao per-tensor)", savable=False, validate=_int8_check,

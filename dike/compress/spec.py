@@ -282,7 +282,8 @@ SCOPE_PARAMS = {"layers": Param("layers", str, default=None, keyword=True, canon
 SCOPE_FORMS = {"layers": "0-5|0,2,5-7", "modules": "attn|mlp|q,k,v,o,gate,up,down"}
 
 # %% ../../nbs/20_compress.ipynb #6a0f1db1
-_FAIR_OPTS = re.compile(r":(?:fair=[^:+]+|alpha=[^:+]+|gamma=[^:+]+|pairs=\d+|calib=(?:balanced|wikitext-cda))")
+_FAIR_OPTS = re.compile(r":(?:fair=[^:+]+|alpha=[^:+]+|gamma=[^:+]+|pairs=\d+|calib=(?:balanced|wikitext-cda)"
+                        r"|mode=[^:+]+|qh=[^:+]+|hess=[^:+]+|ignore=[^:+]+)")     # the last four: fair-gptq's choices
 
 def spec_method_level(spec: str | None) -> tuple[str, float]:
     "Split a compression spec into (method, level); ('none', 0.0) for the base model."
@@ -294,7 +295,7 @@ def spec_method_level(spec: str | None) -> tuple[str, float]:
     return method, level
 
 def fair_options(spec: str | None) -> list[str]:
-    "The fairness options of a spec's steps (`fair=`, `alpha=`, `gamma=`, `pairs=`, a fairness calibration source)."
+    "The fairness options of a spec's steps (`fair=`, `alpha=`, `gamma=`, `pairs=`, a fairness calibration source, fair-gptq's `mode=`, `qh=`, `hess=`, `ignore=`)."
     return [m.group(0)[1:] for m in _FAIR_OPTS.finditer(spec or "")]
 
 def plain_twin(spec: str) -> str | None:
