@@ -283,3 +283,21 @@ def test_fair_gptq_alpha_to_zero_is_gptq_on_smollm2_layers(data_dir, monkeypatch
         lam = 0.01 * torch.diag(H + Hd).mean()
         old = torch.linalg.solve((H + Hd + lam * torch.eye(len(H))).double(), (H @ W.T).double()).T.float()
         assert abs(_err(W, gptq_quantize(old, H + Hd, 4, 128), H) / e0 - 1) > 0.1, n
+
+
+def test_fair_gptq_layer_scope_reads_the_scoped_blocks_pairs(data_dir, monkeypatch):
+    "layers=1: block 1 is quantized from its own calibration and pair inputs (block 0 untouched); before issue 29 the pairs stayed at block 0."
+    monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
+    from dike.anatomy import BlockRunner, PairRunner
+    from dike.corpora import calib_batches, text_sample, fair_pairs
+    from dike.compress.quant import FairOpts, fair_gptq_layer, _layer_hessians
+    lm = load_model("tiny-llama")
+    texts, _ = text_sample("calib", 4, 0)
+    out, _ = compress(lm, "fair-gptq:4:alpha=5:pairs=16:layers=1", calib=texts, progress=False, report=False)
+    pairs, _ = fair_pairs(lm, 16, 0)
+    br, pr = BlockRunner(lm, calib_batches(lm, texts, seq_len=256)), PairRunner(lm, pairs)
+    br.advance(0); pr.advance(0)
+    lin = lm.model.model.layers[1].mlp.down_proj
+    Hs, HD = _layer_hessians(br, pr, 1, {"mlp.down_proj": lin}, FairOpts(5.0))
+    want = fair_gptq_layer(lin.weight.detach().float(), Hs["mlp.down_proj"], HD["mlp.down_proj"], 4, None, FairOpts(5.0))
+    torch.testing.assert_close(out.model.model.layers[1].mlp.down_proj.weight, want, rtol=0, atol=1e-6)

@@ -149,7 +149,10 @@ def blockwise_sqnorms(lm, calib, prune_block, progress=False, names=None, pairs=
     last = max((i for i, b in enumerate(per_block) if b), default=-1)   # blocks after the last scoped one never run
     for i in range(last + 1):
         lins = per_block[i]
-        if not lins: runner.advance(i); continue       # outside the scope: only gives the next block its inputs
+        if not lins:                                   # outside the scope: only gives the next blocks their inputs
+            runner.advance(i)
+            if prs is not None: prs.advance(i)
+            continue
         sq = {n: torch.zeros(l.in_features, dtype=torch.float64, device=l.weight.device) for n, l in lins.items()}
         def mk(n):
             def hook(mod, args):
@@ -229,19 +232,10 @@ def prune_fair_magnitude(lm, step):
     for i in range(last + 1):
         lins = per_block[i]
         if lins:
-            xsq = {n: torch.zeros(l.in_features, dtype=torch.float64, device=l.weight.device) for n, l in lins.items()}; ntok = {n: 0 for n in lins}
-            def mk(n):
-                def hook(mod, args):
-                    x = args[0].detach().reshape(-1, args[0].shape[-1]).double()
-                    xsq[n] += x.pow(2).sum(0); ntok[n] += x.shape[0]
-                return hook
-            hs = [l.register_forward_pre_hook(mk(n)) for n, l in lins.items()]
-            try: d = prs.deltas(i, lins)
-            finally:
-                for h in hs: h.remove()
+            xs = prs.inputs(i, lins)                    # each sentence's real tokens (the batches' pads cut off)
             for n, l in lins.items():
-                dsq = d[n].pow(2).sum(0)
-                zero_smallest(l.weight, fair_magnitude_score(l.weight, xsq[n], ntok[n], dsq, len(d[n]), lam),
+                x, d = torch.cat(xs[n]).double(), prs.deltas_of(xs[n])
+                zero_smallest(l.weight, fair_magnitude_score(l.weight, x.pow(2).sum(0), len(x), d.pow(2).sum(0), len(d), lam),
                               n_pruned(s, l.weight.numel()))
         if i < last: prs.advance(i)
     return lm, {"method": "magnitude", "granularity": "per-layer", "fair": lam, "fair_items": ids, "n_pairs": len(pairs),
