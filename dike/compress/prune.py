@@ -189,14 +189,14 @@ def prune_wanda(lm, step, calib):
     names = set(scoped_linears(lm.model, step)) if is_scoped(step) else None
     if lam:
         if lm.kind != "causal": raise SpecError(f"{step.text}: fair= needs a causal model (pairs are scored left to right)")
-        pairs, ids = fair_pairs(lm, step["pairs"], step.get("seed", 0))
+        pairs, ids = fair_pairs(lm, step["pairs"], step.get("seed", 0), split="fit")
         def pb(i, lins, sq, dsq, n_tok):
             for n, l in lins.items():
                 zero_smallest(l.weight, fair_wanda_score(l.weight, sq[n], n_tok, dsq[n][0], dsq[n][1], lam),
                               n_pruned(s, l.in_features), per_row=True)
         info = blockwise_sqnorms(lm, calib, pb, names=names, pairs=pairs)
         return lm, {"method": "wanda", "granularity": "per-output-row", "fair": lam, "fair_items": ids,
-                    "fair_source": "stereoset train half (intrasentence)", **info}
+                    "fair_source": "stereoset train half, fit part (intrasentence)", **info}
     def pb(i, lins, sq):
         for n, l in lins.items():
             zero_smallest(l.weight, wanda_score(l.weight, sq[n]), n_pruned(s, l.in_features), per_row=True)
@@ -224,7 +224,7 @@ def prune_fair_magnitude(lm, step):
     "magnitude:S:fair=L, block by block on the counterfactual pairs of the training half."
     s, lam = step["sparsity"], step["fair"]
     if lm.kind != "causal": raise SpecError(f"{step.text}: fair= needs a causal model (pairs are scored left to right)")
-    pairs, ids = fair_pairs(lm, step["pairs"], step.get("seed", 0))
+    pairs, ids = fair_pairs(lm, step["pairs"], step.get("seed", 0), split="fit")
     prs = PairRunner(lm, pairs)
     names = set(scoped_linears(lm.model, step))
     per_block = [{n: l for n, l in _block_linears(lm.model, i).items() if n in names} for i in range(len(prs.runner.blocks))]
@@ -239,7 +239,7 @@ def prune_fair_magnitude(lm, step):
                               n_pruned(s, l.weight.numel()))
         if i < last: prs.advance(i)
     return lm, {"method": "magnitude", "granularity": "per-layer", "fair": lam, "fair_items": ids, "n_pairs": len(pairs),
-                "fair_source": "stereoset train half (intrasentence)"}
+                "fair_source": "stereoset train half, fit part (intrasentence)"}
 
 # %% ../../nbs/21_prune.ipynb #24c8df45
 def _nm_check(v):

@@ -347,12 +347,12 @@ def quant_fair_gptq(lm, step, calib):
     "Spec `fair-gptq:B[:gG]:alpha=A[:pairs=N][:mode=..][:qh=..][:hess=..][:ignore=..]`: GPTQ with the Fair-GPTQ pair term (StereoSet training half)."
     if not calib: raise SpecError("fair-gptq needs calibration text, got none")
     batches = calib_batches(lm, list(calib), seq_len=256)
-    pairs, ids = fair_pairs(lm, step["pairs"], step.get("seed", 0))
+    pairs, ids = fair_pairs(lm, step["pairs"], step.get("seed", 0), split="fit")
     rep = gptq_model(lm, batches, step["bits"], step["group"], act_order=bool(step["act"]), percdamp=step["damp"],
                      names=_scope_names(lm, step), pairs=pairs, sym=bool(step["sym"]),
                      fair=FairOpts(step["alpha"], step["mode"], step["qh"], step["hess"],
                                    frozenset(module_set(step["ignore"])) if step["ignore"] else frozenset()))
-    return lm, {**rep, "calib_texts": len(calib), "fair_items": ids, "fair_source": "stereoset train half (intrasentence)"}
+    return lm, {**rep, "calib_texts": len(calib), "fair_items": ids, "fair_source": "stereoset train half, fit part (intrasentence)"}
 
 def quant_int8_dynamic(lm, step, calib=()):
     "Spec `int8-dynamic[:tensor][:outlier=X]`: dynamic int8 of the block Linears (real int8 kernels, CPU)."
