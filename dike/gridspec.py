@@ -4,10 +4,12 @@
 
 # %% ../nbs/30b_gridspec.ipynb #f79dd6f6
 from __future__ import annotations
+import pandas as pd
 from .core import ConfigError
 
 # %% auto #0
-__all__ = ['QUESTION_KEYS', 'QUESTION_KINDS', 'POWER_KEYS', 'check_questions', 'check_power', 'power_report', 'check_nulls']
+__all__ = ['QUESTION_KEYS', 'QUESTION_KINDS', 'POWER_KEYS', 'SELECT_KEYS', 'check_questions', 'check_power', 'power_report',
+           'check_nulls', 'check_select', 'select_strengths']
 
 # %% ../nbs/30b_gridspec.ipynb #6bb77c93
 def _as_list(v, where: str, key: str) -> list:
@@ -104,3 +106,72 @@ def check_nulls(grid, nl) -> dict | None:
         if not ns: raise ConfigError(f"{w}: {arm!r} names no null spec")
         out[str(arm)] = ns
     return out
+
+# %% ../nbs/30b_gridspec.ipynb #9ef788fe
+SELECT_KEYS = {"bias", "quality", "families", "rule"}
+
+def _norm(grid, spec) -> str:
+    "`spec` as the grid's runs record it (`fair=1` -> `fair=1.0`); unchanged if it does not parse for the grid's model kinds."
+    from dike.compress.spec import normalize_spec
+    for kind in dict.fromkeys(c.get("model_kind") for c in grid.runs if c.get("model_kind")):
+        try: return normalize_spec(str(spec), kind)
+        except Exception: pass
+    return str(spec)
+
+def check_select(grid, s) -> dict | None:
+    """A grid's `select:` mapping, checked: `bias` {benchmark, metric}, `quality` {benchmark, metric, max_rise},
+    `families` [{twin, candidates}], each spec and benchmark one the grid runs; `rule` (words) is kept as written."""
+    if s is None: return None
+    w = f"{grid.path}: select"
+    if not isinstance(s, dict): raise ConfigError(f"{w} must be a mapping")
+    _check_keys(s, SELECT_KEYS, w)
+    specs, benches = {c["compress"] for c in grid.runs}, {c["benchmark"] for c in grid.runs}
+    out = {"rule": str(s.get("rule", ""))}
+    for part, keys in (("bias", {"benchmark", "metric"}), ("quality", {"benchmark", "metric", "max_rise"})):
+        p = s.get(part)
+        if not isinstance(p, dict) or set(p) != keys: raise ConfigError(f"{w}.{part} must be a mapping with exactly {sorted(keys)}, got {p!r}")
+        if p["benchmark"] not in benches: raise ConfigError(f"{w}.{part}.benchmark {p['benchmark']!r} is not run by this grid")
+        out[part] = dict(p)
+    mr = out["quality"]["max_rise"]
+    if not isinstance(mr, (int, float)) or isinstance(mr, bool) or not 0 <= mr < 10: raise ConfigError(f"{w}.quality.max_rise must be a fraction >= 0, got {mr!r}")
+    fams = _as_list(s.get("families"), w, "families")
+    if not fams: raise ConfigError(f"{w}.families must list at least one {{twin, candidates}}")
+    out["families"] = []
+    for i, f in enumerate(fams):
+        wf = f"{w}.families[{i}]"
+        if not isinstance(f, dict): raise ConfigError(f"{wf} must be a mapping {{twin, candidates}}")
+        _check_keys(f, {"twin", "candidates"}, wf)
+        fam = {"twin": _norm(grid, f.get("twin")), "candidates": [_norm(grid, c) for c in _as_list(f.get("candidates"), wf, "candidates")]}
+        if len(fam["candidates"]) < 2: raise ConfigError(f"{wf}: at least 2 candidate strengths, got {fam['candidates']}")
+        miss = [x for x in [fam["twin"], *fam["candidates"]] if x not in specs]
+        if miss: raise ConfigError(f"{wf}: {miss} are not run by this grid (it runs: {', '.join(sorted(specs))})")
+        out["families"].append(fam)
+    return out
+
+# %% ../nbs/30b_gridspec.ipynb #cd73d00f
+def select_strengths(grid, summ) -> pd.DataFrame:
+    """The grid's `select:` rule applied to its summary `summ` (`dike.store.collect`): one row per family candidate
+    (and twin) with its bias distance to the ideal, its quality, `eligible`, `chosen` and `why`."""
+    from dike.analysis import ideal_of
+    s = grid.select
+    if not s: raise ConfigError(f"{grid.path}: no `select:` block")
+    def val(spec, part):
+        b, m = s[part]["benchmark"], s[part]["metric"]
+        r = summ[(summ.compress == spec) & (summ.benchmark == b) & (summ.metric == m)]
+        if len(r) != 1: raise ConfigError(f"select: {len(r)} finished result(s) for {spec} {b} {m}; run the grid first")
+        return float(r.estimate.iat[0])
+    ideal, cap, rows = ideal_of(s["bias"]["benchmark"], s["bias"]["metric"]), 1 + s["quality"]["max_rise"], []
+    for f in s["families"]:
+        tw = {"spec": f["twin"], "dist": abs(val(f["twin"], "bias") - ideal), "quality": val(f["twin"], "quality")}
+        cs = [{"spec": c, "dist": abs(val(c, "bias") - ideal), "quality": val(c, "quality")} for c in f["candidates"]]
+        for c in cs: c["eligible"] = c["quality"] <= cap * tw["quality"]
+        ok = [c for c in cs if c["eligible"]]
+        best = min(ok, key=lambda c: c["dist"]) if ok else None      # min keeps the first (weakest) of equals
+        pick = best["spec"] if best is not None and best["dist"] < tw["dist"] else tw["spec"]
+        for c in [tw, *cs]:
+            why = ("the twin" if c is tw else f"quality {c['quality']:.4g} > {cap:g} x twin's {tw['quality']:.4g}"
+                   if not c["eligible"] else "closest eligible" if c is best else "eligible, farther from the ideal")
+            rows.append({"family": f["twin"], "spec": c["spec"], "bias_distance": c["dist"], "quality": c["quality"],
+                         "quality_ratio": c["quality"] / tw["quality"], "eligible": c is tw or c["eligible"],
+                         "chosen": c["spec"] == pick, "why": why})
+    return pd.DataFrame(rows)

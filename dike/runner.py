@@ -11,7 +11,7 @@ import yaml
 from .core import (ConfigError, DikeError, config_hash, project_root, set_threads, usable_cores,
                        write_json, provenance, source_hash, code_hash, code_closure)
 from .store import Store
-from .gridspec import _as_list, _check_keys, check_questions, check_power, check_nulls, power_report
+from .gridspec import _as_list, _check_keys, check_questions, check_power, check_nulls, check_select, power_report
 
 # %% auto #0
 __all__ = ['GRID_KEYS', 'SLURM_KEYS', 'EXPERIMENT_KEYS', 'DEFAULTS', 'TEMPLATE', 'RUN_PARAMETERS', 'CONFIG_FIELDS', 'BACKENDS',
@@ -21,7 +21,7 @@ __all__ = ['GRID_KEYS', 'SLURM_KEYS', 'EXPERIMENT_KEYS', 'DEFAULTS', 'TEMPLATE',
            'grid_results', 'grid_status']
 
 # %% ../nbs/30_runner.ipynb #3012e3a7
-GRID_KEYS = {"name", "description", "template", "imports", "defaults", "experiments", "paper", "slurm", "products", "questions", "power", "nulls"}
+GRID_KEYS = {"name", "description", "template", "imports", "defaults", "experiments", "paper", "slurm", "products", "questions", "power", "nulls", "select"}
 SLURM_KEYS = {"partition": str, "time": int, "mem_gb": (int, float), "cpus": int, "gpus": int, "constraint": str,
               "account": str, "qos": str}   # what a grid may ask SLURM for, per job (`time` in minutes)
 EXPERIMENT_KEYS = {"models", "compress", "benchmarks", "scorer", "limit", "seeds", "n_boot", "batch_size", "dtype",
@@ -49,6 +49,7 @@ class Grid:
     questions: list[dict] | None = None  # the hypothesis families of the analysis (`questions:`; None: dike.analysis.DEFAULT_QUESTIONS)
     power: dict | None = None            # the effect its limits must detect (`power:`; see `power_report`)
     nulls: dict | None = None            # arm spec -> its damage-matched null specs (`nulls:`; random pruning is automatic)
+    select: dict | None = None           # how fairness strengths are chosen (`select:`; see `dike.gridspec.select_strengths`)
 
 def _limit_for(limit, bench: str, where: str):
     if limit is None or isinstance(limit, int) and not isinstance(limit, bool): return limit
@@ -233,7 +234,7 @@ def load_grid(path, validate: bool = True, device: str | None = None, dtype: str
     grid, defaults = _grid_header(g, path)
     _expand(grid, g["experiments"], defaults, validate, device, dtype)
     grid.questions, grid.power = check_questions(grid, g.get("questions")), check_power(grid, g.get("power"))
-    grid.nulls = check_nulls(grid, g.get("nulls"))
+    grid.nulls, grid.select = check_nulls(grid, g.get("nulls")), check_select(grid, g.get("select"))
     if validate: check_template(grid.template)
     return grid
 

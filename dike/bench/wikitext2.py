@@ -63,8 +63,10 @@ def _load_valid(r, max_words: int = MAX_WORDS) -> pd.DataFrame:
     if not rows: raise DataError(f"{VALID_FILE}: no ' = Title = ' article headings; restore the file")
     return pd.DataFrame(rows)
 
+# no text_columns: these texts are what calibration draws from (dike.corpora.calib_pool), so they must not count as
+# evaluated items (dike.evaluate.leakage): a selection set measures the calibration perplexity, it evaluates nothing
 VALID_DATA = register_files(BenchmarkFiles(
-    "wikitext2_valid", ("wikitext2",), _load_valid, text_columns=("text",),
+    "wikitext2_valid", ("wikitext2",), _load_valid, text_columns=(),
     description="WikiText-2 validation articles, <= 400 words each: perplexity for choosing a strength; unit: the document"))
 
 def load_valid(limit: int | None = None, seed: int = 0, data_dir=None) -> pd.DataFrame:
