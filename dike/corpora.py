@@ -179,11 +179,15 @@ _CALIB_POOLS: dict = {}
 def calib_pool(source: str) -> pd.DataFrame:
     """The calibration paragraphs of `source` (see the table above), in file order, as rows `item_id, text`; paragraphs
     sharing a sentence with an item any registered benchmark evaluates are dropped (`dike.evaluate.without_leaks`,
-    listed in `attrs['dropped_leaks']`). Computed once per process and source."""
+    listed in `attrs['dropped_leaks']`). Computed once per process, source and set of registered benchmarks."""
     from dike.data import data_file, search_dirs
     from dike.evaluate import without_leaks
     if source not in CALIB_SOURCES: raise SpecError(f"calib={source!r}: unknown source; valid: {', '.join(CALIB_SOURCES)}")
-    key = ("bold" if source == "balanced" else "wikitext" if source == "wikitext-cda" else source, tuple(str(d) for d in search_dirs()))
+    from dike.data import discover
+    from dike.evaluate import BENCHMARKS
+    discover()                                          # the leak filter reads every registered benchmark (plugins too)
+    key = ("bold" if source == "balanced" else "wikitext" if source == "wikitext-cda" else source, tuple(str(d) for d in search_dirs()),
+           tuple(sorted(BENCHMARKS)))
     if key in _CALIB_POOLS: return _CALIB_POOLS[key]
     if source in ("bold", "balanced"):
         pool = text_pool(sources=("bold",))[["item_id", "text"]]

@@ -374,3 +374,27 @@ def test_compress_core_is_split_and_methods_are_discovered(monkeypatch):
     real = S.method_modules
     monkeypatch.setattr(S, "method_modules", lambda: real() + ["json"])             # one more discovered module file
     assert _spec_cache_key("magnitude:0.5", "causal", []) != key
+
+
+def test_a_benchmark_that_evaluates_calibration_text_changes_the_calibration_identity(data_dir, monkeypatch):
+    """Issue 33: the calibration pool drops paragraphs any registered benchmark evaluates, so registering one (a plugin,
+    or dike's own wikitext2_valid before it was declared text-free) changes calibrated weights: the method code, hence
+    the run ids and the compressed-model cache keys, must change with it."""
+    import pandas as pd
+    from dike.evaluate import Benchmark, register_benchmark, BENCHMARKS
+    from dike.corpora import calib_pool
+    from dike.compress.apply import method_code
+    monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
+    code = lambda: method_code(parse_spec("wanda:0.5", "causal"))["calib"]["pool"]
+    before, pool = code(), calib_pool("wikitext")
+    para = pool.text.iat[3]
+    register_benchmark(Benchmark(name="leaky_probe", data="wikitext2", scorers={"loglik": ("causal",)}, default_scorer={"causal": "loglik"},
+                                 load=lambda limit=None, seed=0: pd.DataFrame({"item_id": ["x"], "text": [para]}),
+                                 score=lambda *a, **k: None, metrics=lambda *a, **k: {}))
+    try:
+        after = calib_pool("wikitext")
+        assert len(after) == len(pool) - 1 and para not in set(after.text)
+        assert code() != before
+    finally:
+        BENCHMARKS.pop("leaky_probe"); BENCHMARKS.owners.pop("leaky_probe")
+    assert code() == before

@@ -55,7 +55,9 @@ def method_code(steps: list[Step]) -> dict:
                                  code_hash(_fill, module=False), code_hash(bold_group, module=False),
                                  source_hash("dike.corpora"),            # + text pools and the CDA swap
                                  source_hash("dike.evaluate")],           # + the leak filter
-                        "data": {s: data_key(CALIB_SOURCES[s]) for s in srcs}, "seq": CALIB_SEQ}
+                        "data": {s: data_key(CALIB_SOURCES[s]) for s in srcs}, "seq": CALIB_SEQ,
+                        # the paragraphs left after the leak filter: registering a benchmark (a plugin too) can remove some
+                        "pool": {s: config_hash(calib_pool(s).item_id.tolist()) for s in srcs}}
     return out
 
 def compress_key(checksum: str, spec: str, seed: int = 0, n_calib: int = 32, dtype: str = "fp32", device: str = "cpu") -> str:
