@@ -288,6 +288,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                           'dike.cli.cmd_paper_check': ('cli.html#cmd_paper_check', 'dike/cli.py'),
                           'dike.cli.cmd_paper_readme': ('cli.html#cmd_paper_readme', 'dike/cli.py'),
                           'dike.cli.cmd_run': ('cli.html#cmd_run', 'dike/cli.py'),
+                          'dike.cli.cmd_select': ('cli.html#cmd_select', 'dike/cli.py'),
                           'dike.cli.cmd_status': ('cli.html#cmd_status', 'dike/cli.py'),
                           'dike.cli.main': ('cli.html#main', 'dike/cli.py')},
             'dike.compress.apply': { 'dike.compress.apply._apply': ('compress_apply.html#_apply', 'dike/compress/apply.py'),

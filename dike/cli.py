@@ -10,9 +10,9 @@ from .core import DikeError
 
 # %% auto #0
 __all__ = ['cmd_data_check', 'cmd_data_fetch', 'cmd_models_list', 'cmd_models_show', 'cmd_eval', 'cmd_compress', 'cmd_run',
-           'cmd_status', 'cmd_collect', 'cmd_origins', 'cmd_heads', 'cmd_analyze', 'cmd_figures', 'cmd_cache_prune',
-           'cmd_paper_check', 'cmd_paper_readme', 'cmd_archive_add', 'cmd_archive_status', 'cmd_archive_verify',
-           'cmd_archive_prune', 'cmd_archive_rekey', 'cmd_paper_build', 'build_parser', 'main']
+           'cmd_status', 'cmd_collect', 'cmd_origins', 'cmd_heads', 'cmd_analyze', 'cmd_select', 'cmd_figures',
+           'cmd_cache_prune', 'cmd_paper_check', 'cmd_paper_readme', 'cmd_archive_add', 'cmd_archive_status',
+           'cmd_archive_verify', 'cmd_archive_prune', 'cmd_archive_rekey', 'cmd_paper_build', 'build_parser', 'main']
 
 # %% ../nbs/39_cli.ipynb #882fa416
 def _print_json(obj):
@@ -187,6 +187,17 @@ def cmd_analyze(a):
                      ["benchmark", "spec_b", "metric", "a", "b", "delta", "ci_low", "ci_high", "p_holm_grid", "exceeds"]))
     print(f"\n{len(c)} rows, {len(res['flips'])} comparisons, {len(res['cie'])} CIE group rows in {time.time() - t0:.1f} s "
           f"-> {analysis_dir(g, a.results)}")
+    return 0
+
+def cmd_select(a):
+    from dike.gridspec import select_strengths
+    from dike.runner import load_grid
+    from dike.store import collect, grid_dir, write_parquet
+    g = load_grid(a.grid, validate=False)
+    t = select_strengths(g, collect(g, a.results, write=False))
+    print(_fmt_table(t.to_dict("records"), ["family", "spec", "bias_distance", "quality", "quality_ratio", "eligible", "chosen", "why"]))
+    out = write_parquet(t, grid_dir(g, a.results) / "selection.parquet")
+    print(f"\nrule: {g.select['rule']}\nchosen: {', '.join(t[t.chosen].spec)} -> {out}")
     return 0
 
 def cmd_figures(a):
@@ -397,6 +408,10 @@ def _add_grid_parsers(sub):
 # %% ../nbs/39_cli.ipynb #125abee4
 def _add_study_parsers(sub):
     "The sub-commands of studies of where a change comes from: origins, heads."
+    se = sub.add_parser("select", help="apply a grid's select: rule to its finished runs: the chosen strength per family")
+    se.add_argument("grid", help="grid YAML file with a select: block")
+    se.add_argument("--results", default=None, help="results store")
+    se.set_defaults(fn=cmd_select)
     o = sub.add_parser("origins", help="where a compression effect comes from: compress layer bands, module types and their cells one at a time")
     o.add_argument("model", help="alias, Hugging Face hub id or local model folder; or a study file (experiments/grids/origins.yaml)")
     o.add_argument("spec", nargs="?", default=None, help="one unscoped compression step, e.g. magnitude:0.5 or rtn:4:g128")
