@@ -56,7 +56,14 @@ def rekey(grid, archive: Archive | None = None, sample: int = 20, tol: float = 1
                         "why": f"{bench.name}'s data rows are not addressed by its items' ids"}); continue
         seed_everything(c.get("seed", 0))
         lm, _, _ = load_run_model(c["model"], c.get("compress"), c.get("dtype", "fp32"), c.get("device", "cpu"))
-        new = bench.score(lm, sub, c["scorer"], batch_size=c.get("batch_size", 16), progress=False)
+        new, err = None, None
+        for part in (sub, rows) if len(sub) < len(rows) else (rows,):   # a scorer that needs whole tests (SEAT): all items
+            try: new = bench.score(lm, part, c["scorer"], batch_size=c.get("batch_size", 16), progress=False); break
+            except DikeError as e: err = e
+        if new is None:                                 # not scorable: recompute it, check the other runs
+            out.append({"run_id": c["run_id"], "old": old, "verdict": "recompute", "why": f"its items could not be scored ({err})"})
+            if progress: print(f"{c['model']} {c['compress']} {c['benchmark']}: recompute ({err})", flush=True)
+            continue
         d = _numeric_diff(items, new)
         ok = d <= tol
         r = {"run_id": c["run_id"], "old": old, "verdict": "kept" if ok else "recompute", "items": len(new),

@@ -228,6 +228,9 @@ def test_fair_gptq_tiny_llama(data_dir, monkeypatch):
     assert all(v["rel_err_gptq"] > 0 for v in st["layers"].values())
     train = D.load("stereoset", split="train").set_index("item_id")
     assert set(st["fair_items"]) <= set(train.index)
+    from dike.corpora import fit_select_split
+    ss = D.load("stereoset")
+    assert set(st["fair_items"]) <= set(ss.item_id[fit_select_split(ss) == "fit"])   # never a select item
     used = train.loc[st["fair_items"]]
     rows = pd.concat([pd.DataFrame({"dataset": "stereoset", "item_id": used.index, "text": used[c]})
                       for c in ("stereotype", "anti_stereotype")], ignore_index=True)
