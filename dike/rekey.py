@@ -10,7 +10,7 @@ from .core import DikeError, write_json
 from .archive import Archive, grid_state
 
 # %% auto #0
-__all__ = ['rekey']
+__all__ = ['rekey', 'recompute_check']
 
 # %% ../nbs/36_rekey.ipynb #0c3b74e3
 def _numeric_diff(old: pd.DataFrame, new: pd.DataFrame) -> float:
@@ -32,40 +32,45 @@ def _numeric_diff(old: pd.DataFrame, new: pd.DataFrame) -> float:
     scale = np.maximum(1, np.nanmax(np.abs(a), axis=1, initial=0))[:, None]
     return float(np.nanmax(np.abs(a - b) / scale, initial=0))
 
-def rekey(grid, archive: Archive | None = None, sample: int = 20, tol: float = 1e-6, seed: int = 0,
-          dry_run: bool = False, progress: bool = True) -> list[dict]:
-    "Check each stale archived run of `grid` on `sample` of its items (0: all); keep those within `tol` under the current key."
+
+# %% ../nbs/36_rekey.ipynb #ead9a6c5
+def _rescore(archive: Archive, c: dict, rec: dict, sample: int, seed: int) -> tuple:
+    """`(archived items, items rescored by the current code, error)` of run config `c` recorded as `rec`: a seeded sample
+    of its items (all of them when its items are not data rows, e.g. WinoBias pairs, or when its scorer needs whole
+    tests, e.g. SEAT); `(None, None, why)` when nothing can be rescored."""
     from dike.evaluate import get_benchmark
     from dike.runner import load_run_model
     from dike.core import seed_everything
+    rel = f"{c['benchmark']}/items.parquet"
+    if rel not in rec["tables"]: return None, None, f"no {rel} archived"
+    items = archive.table(rec["run_id"], rel)
+    ids = items["item_id"].astype(str)
+    if sample and sample < len(ids): ids = ids.sample(sample, random_state=seed)
+    bench = get_benchmark(c["benchmark"])
+    rows = bench.load(limit=c.get("limit"), seed=c.get("sample_seed", 0))
+    sub = rows[rows["item_id"].astype(str).isin(set(ids))]
+    if sub.empty: sub = rows                       # items not addressed by data row ids (WinoBias pairs): all of them
+    seed_everything(c.get("seed", 0))
+    lm, _, _ = load_run_model(c["model"], c.get("compress"), c.get("dtype", "fp32"), c.get("device", "cpu"))
+    err = None
+    for part in (sub, rows) if len(sub) < len(rows) else (rows,):   # a scorer that needs whole tests (SEAT): all items
+        try: return items, bench.score(lm, part, c["scorer"], batch_size=c.get("batch_size", 16), progress=False), None
+        except DikeError as e: err = e
+    return None, None, f"its items could not be scored ({err})"
+
+def rekey(grid, archive: Archive | None = None, sample: int = 20, tol: float = 1e-6, seed: int = 0,
+          dry_run: bool = False, progress: bool = True) -> list[dict]:
+    "Check each stale archived run of `grid` on `sample` of its items (0: all); keep those within `tol` under the current key."
     archive = archive or Archive()
     out = []
     for c, olds in grid_state(archive, grid)["stale"]:
         old = max(olds, key=lambda r: archive.records[r]["archived"])
-        rec, rel = archive.records[old], f"{c['benchmark']}/items.parquet"
-        if rel not in rec["tables"]:
-            out.append({"run_id": c["run_id"], "old": old, "verdict": "recompute", "why": f"no {rel} archived"}); continue
-        items = archive.table(old, rel)
-        ids = items["item_id"].astype(str)
-        if sample and sample < len(ids): ids = ids.sample(sample, random_state=seed)
-        bench = get_benchmark(c["benchmark"])
-        rows = bench.load(limit=c.get("limit"), seed=c.get("sample_seed", 0))
-        sub = rows[rows["item_id"].astype(str).isin(set(ids))]
-        if sub.empty: sub = rows                       # items not addressed by data row ids (WinoBias pairs): all of them
-        seed_everything(c.get("seed", 0))
-        lm, _, _ = load_run_model(c["model"], c.get("compress"), c.get("dtype", "fp32"), c.get("device", "cpu"))
-        new, err = None, None
-        for part in (sub, rows) if len(sub) < len(rows) else (rows,):   # a scorer that needs whole tests (SEAT): all items
-            try: new = bench.score(lm, part, c["scorer"], batch_size=c.get("batch_size", 16), progress=False); break
-            except DikeError as e: err = e
-        if new is None:                                 # not scorable: recompute it, check the other runs
-            out.append({"run_id": c["run_id"], "old": old, "verdict": "recompute", "why": f"its items could not be scored ({err})"})
-            if progress: print(f"{c['model']} {c['compress']} {c['benchmark']}: recompute ({err})", flush=True)
-            continue
-        d = _numeric_diff(items, new)
+        rec = archive.records[old]
+        items, new, why = _rescore(archive, c, rec, sample, seed)
+        d = _numeric_diff(items, new) if new is not None else float("inf")
         ok = d <= tol
-        r = {"run_id": c["run_id"], "old": old, "verdict": "kept" if ok else "recompute", "items": len(new),
-             "max_diff": d, "why": "" if ok else f"the current code differs by {d:.3g} (> {tol:g}) on {len(new)} items"}
+        r = {"run_id": c["run_id"], "old": old, "verdict": "kept" if ok else "recompute", "items": 0 if new is None else len(new),
+             "max_diff": d, "why": why or ("" if ok else f"the current code differs by {d:.3g} (> {tol:g}) on {len(new)} items")}
         if ok and not dry_run:
             write_json(archive.runs / f"{c['run_id']}.json",
                        {**rec, "run_id": c["run_id"], "config": {k: v for k, v in c.items()},
@@ -73,5 +78,25 @@ def rekey(grid, archive: Archive | None = None, sample: int = 20, tol: float = 1
                                          "max_diff": d, "tol": tol, "sample_seed": seed}})
             archive.remove(old)
         if progress: print(f"{c['model']} {c['compress']} {c['benchmark']}: {r['verdict']} ({r['why'] or f'max diff {d:.2g} on {len(new)} items'})", flush=True)
+        out.append(r)
+    return out
+
+# %% ../nbs/36_rekey.ipynb #be4de55d
+def recompute_check(grids, archive: Archive | None = None, runs: int = 3, sample: int = 20, tol: float = 1e-6,
+                    seed: int = 0, progress: bool = True) -> list[dict]:
+    """`dike archive verify --recompute N`: N archived current-code runs of `grids`, drawn with `seed`, each compressed
+    again from its spec and a sample of its items scored again; `ok` when within `tol` of the archive (the checksums
+    say the bytes are intact, this says the code and data still give them)."""
+    import random
+    archive = archive or Archive()
+    cands = sorted({c["run_id"]: c for g in grids for c in g.runs if archive.has(c["run_id"])}.items())
+    out = []
+    for rid, c in random.Random(seed).sample(cands, min(runs, len(cands))):
+        items, new, why = _rescore(archive, c, archive.records[rid], sample, seed)
+        d = _numeric_diff(items, new) if new is not None else float("inf")
+        r = {"run_id": rid, "model": c["model"], "compress": c.get("compress"), "benchmark": c["benchmark"],
+             "items": 0 if new is None else len(new), "max_diff": d, "ok": d <= tol, "why": why or ""}
+        if progress: print(f"{c['model']} {c.get('compress')} {c['benchmark']}: {'ok' if r['ok'] else 'DIFFERS'} "
+                           f"({why or f'max diff {d:.2g} on {len(new)} items'})", flush=True)
         out.append(r)
     return out

@@ -1,7 +1,7 @@
 """The committed archive end to end on a tiny grid: archived runs count as finished with results/ deleted, the products
 regenerate identically from the archive alone, a changed byte is named, and rekey keeps only what the current code
 reproduces."""
-import json, os, shutil, subprocess, sys
+import dataclasses, json, os, shutil, subprocess, sys
 from pathlib import Path
 import pandas as pd
 import pytest
@@ -130,3 +130,23 @@ def test_a_study_resumes_from_the_archive(tmp_path, env):
     assert "[1/3]" not in out                                         # no cell was computed again
     after = pd.read_parquet(sweep / "origins.parquet")
     assert after.equals(pd.read_parquet(pd.io.common.BytesIO(before["origins.parquet"])))
+
+
+def test_recompute_check_recompresses_and_rescores_archived_runs(tmp_path, env, monkeypatch):
+    "archive verify --recompute (issue 33): archived current runs reproduce from code and data; a scorer that drifts is caught."
+    g = tmp_path / "arch.yaml"; g.write_text(GRID)
+    ok(dike(["run", str(g)], env))
+    ok(dike(["archive", "add", str(g)], env))
+    for k, v in env.items(): monkeypatch.setenv(k, v)
+    from dike.archive import Archive
+    from dike.runner import load_grid
+    from dike.rekey import recompute_check
+    import dike.evaluate as E
+    ar, grid = Archive(tmp_path / "archive"), load_grid(g, validate=False)
+    res = recompute_check([grid], ar, runs=10, sample=5, progress=False)
+    assert len(res) == len(ar.ids()) and all(r["ok"] for r in res), res
+    b = E.get_benchmark("crows_pairs")
+    drift = lambda *a, **k: (lambda d: d.assign(score_more=d.score_more + 1e-3))(b.score(*a, **k))
+    monkeypatch.setitem(E.BENCHMARKS, "crows_pairs", dataclasses.replace(b, score=drift))
+    res = recompute_check([grid], ar, runs=10, sample=5, progress=False)
+    assert not any(r["ok"] for r in res if r["benchmark"] == "crows_pairs")
