@@ -91,9 +91,13 @@ def cmd_compress(a):
 # %% ../nbs/39_cli.ipynb #aa3552ad
 def cmd_run(a):
     from dike.runner import run_grid
+    import signal
+    def term(*_): raise KeyboardInterrupt          # `kill PID` stops a grid as Ctrl-C does: nothing is lost
+    signal.signal(signal.SIGTERM, term)
     res = run_grid(a.grid, backend=a.backend, jobs=a.jobs, dry_run=a.dry_run, retry_failed=a.retry_failed,
                    results=a.results, device=a.device, dtype=a.dtype)
-    return 0 if a.dry_run or not res.get("failed") else 1
+    if a.dry_run: return 0
+    return 130 if res["interrupted"] else 0 if res["complete"] else 1    # an incomplete grid never looks finished
 
 def cmd_status(a):
     from dike.runner import grid_status

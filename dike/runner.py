@@ -282,26 +282,21 @@ def execute_run(cfg: dict, root=None, template=None, threads: int | None = None,
     if store.is_done(rid): return {"run_id": rid, "state": "skipped"}
     if not store.acquire(rid): return {"run_id": rid, "state": "busy"}
     tmp = store.runs / f".tmp-{rid}-{os.getpid()}"
-    t0 = time.time()
+    t0, own = time.time(), kernel is None
+    if own: kernel = SharedKernel(threads or int(os.environ.get("DIKE_THREADS", 0)) or usable_cores(), cwd=store.root)
+    stop = lambda: _abandon(kernel, tmp, store, rid); _ACTIVE.append(stop)
     try:
         if store.is_done(rid): return {"run_id": rid, "state": "skipped"}     # finished while we waited for the lock
         shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
         write_json(tmp / "config.json.partial", cfg)
         params = {k: cfg[k] for k in RUN_PARAMETERS if k in cfg} | {"out_dir": str(tmp)}
-        env_threads = str(threads or int(os.environ.get("DIKE_THREADS", 0)) or usable_cores())
-        old = {k: os.environ.get(k) for k in ("DIKE_THREADS", "OMP_NUM_THREADS")}
-        os.environ.update(DIKE_THREADS=env_threads, OMP_NUM_THREADS=env_threads)
-        try:
-            pm.execute_notebook(str(template or project_root() / TEMPLATE), str(tmp / "evaluate.ipynb"),
-                                parameters=params, kernel_name="python3", progress_bar=progress, log_output=False,
-                                cwd=str(tmp), **({"km": kernel.manager()} if kernel is not None else {}))
-        finally:
-            for k, v in old.items():
-                if v is None: os.environ.pop(k, None)
-                else: os.environ[k] = v
+        pm.execute_notebook(str(template or project_root() / TEMPLATE), str(tmp / "evaluate.ipynb"), parameters=params,
+                            kernel_name="python3", progress_bar=progress, log_output=False, cwd=str(tmp), km=kernel.manager())
         os.replace(tmp / "config.json.partial", tmp / "config.json")
         os.rename(tmp, store.run_dir(rid))
         return {"run_id": rid, "state": "done", "seconds": round(time.time() - t0, 1)}
+    except (KeyboardInterrupt, SystemExit):
+        _abandon(kernel, tmp, store, rid); raise                      # interrupted: stays pending, not failed
     except BaseException as e:
         err = {"run_id": rid, "error": type(e).__name__, "message": str(e)[:4000],
                "ename": getattr(e, "ename", None), "evalue": getattr(e, "evalue", None),
@@ -309,10 +304,22 @@ def execute_run(cfg: dict, root=None, template=None, threads: int | None = None,
         dest = store.failed / rid
         if tmp.exists():
             shutil.rmtree(dest, ignore_errors=True); write_json(tmp / "error.json", err); os.rename(tmp, dest)
-        if isinstance(e, (KeyboardInterrupt, SystemExit)): raise
         return {"run_id": rid, "state": "failed", "error": f"{err['ename'] or err['error']}: {err['evalue'] or err['message']}"[:500]}
     finally:
-        store.release(rid)
+        store.release(rid); _ACTIVE.remove(stop)
+        if own: kernel.close()
+
+_ACTIVE: list = []      # how to abandon the run this process is executing (what a pool worker's SIGTERM does)
+
+def _abandon(kernel, tmp, store, rid):
+    "An interrupted run: its kernel killed (it has a process group of its own), its folder removed, its lock released."
+    import signal, threading
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None     # a second Ctrl-C must not cut this short
+    try:
+        kernel.kill(); shutil.rmtree(tmp, ignore_errors=True); store.release(rid)
+    finally:
+        if main: signal.signal(signal.SIGINT, old)
 
 # %% ../nbs/30_runner.ipynb #64b5f42e
 _LOADED: dict = {}     # the model of the last run in this process: {key, lm, info}
@@ -387,6 +394,22 @@ class SharedKernel:
             except Exception: pass
             self.km = None
 
+    def kill(self):
+        "Stop the kernel at once: SIGKILL to its process group (a Ctrl-C of the runner does not reach it), then forget it."
+        import signal
+        prov = getattr(self.km, "provisioner", None)
+        pid, pgid = getattr(prov, "pid", None), getattr(prov, "pgid", None)
+        try:
+            if pgid and pgid != os.getpgrp(): os.killpg(pgid, signal.SIGKILL)
+            elif pid: os.kill(pid, signal.SIGKILL)
+        except OSError: pass
+        try: prov.process.wait(10)                         # reaped: no zombie left behind
+        except Exception: pass
+        if self.km is not None:
+            try: self.km.cleanup_connection_file()
+            except Exception: pass
+        self.km = None
+
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
 
@@ -407,17 +430,33 @@ def execute_group(cfgs: list[dict], root=None, template=None, threads: int | Non
 def _local(cfgs, root, template, jobs, progress, **_):
     from concurrent.futures import ProcessPoolExecutor, as_completed
     import multiprocessing as mp
-    threads = max(1, usable_cores() // jobs)
+    threads = int(os.environ.get("DIKE_THREADS", 0)) or max(1, usable_cores() // jobs)
     groups = run_groups(cfgs)
     if jobs == 1:
         for g in groups:
             for c, r in zip(g, iter_group(g, root, template, threads)):   # reported as each run finishes
                 _report(r, c, progress); yield r
         return
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as ex:
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_pool_worker) as ex:
         futs = {ex.submit(execute_group, g, root, template, threads): g for g in groups}
-        for f in as_completed(futs):
-            for r, c in zip(f.result(), futs[f]): _report(r, c, progress); yield r
+        try:
+            for f in as_completed(futs):
+                for r, c in zip(f.result(), futs[f]): _report(r, c, progress); yield r
+        except KeyboardInterrupt:          # stop the queue; each worker stops its run and its kernel
+            procs = list((ex._processes or {}).values())
+            ex.shutdown(wait=False, cancel_futures=True)
+            for p in procs: p.terminate()
+            for p in procs: p.join(60)
+            raise
+
+def _pool_worker():
+    "A pool worker ignores Ctrl-C (the runner decides); SIGTERM abandons its run (left pending, kernel killed) and exits."
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    def term(*_):
+        for stop in list(_ACTIVE): stop()
+        os._exit(130)
+    signal.signal(signal.SIGTERM, term)
 
 # %% ../nbs/30_runner.ipynb #e8bc21b9
 def slurm_resources(grid_slurm: dict | None = None) -> dict:
@@ -510,12 +549,31 @@ def run_grid(grid, backend: str = "local", jobs: int = 1, dry_run: bool = False,
                 print(f"  {r['benchmark']} limit={r['limit']}: n={r['n']}, smallest detectable change {r['mde_points']:.1f} "
                       f"points: {'reaches' if r['reaches'] else 'does NOT reach'} the declared {r['effect']:g}")
         return out
-    results_list = list(BACKENDS[backend](todo, str(store.root), str(g.template), jobs, progress, slurm=g.slurm)) if todo else []
+    results_list, out["interrupted"] = [], False
+    try:
+        for r in BACKENDS[backend](todo, str(store.root), str(g.template), jobs, progress, slurm=g.slurm) if todo else ():
+            results_list.append(r)
+    except KeyboardInterrupt: out["interrupted"] = True      # the interrupted run stays pending; its kernel is stopped
     for s in ("done", "failed", "busy", "skipped"):
         out[s] = sum(r["state"] == s for r in results_list)
     out["errors"] = [r for r in results_list if r["state"] == "failed"]
+    return _closing(out, g, store, progress)
+
+def _closing(out: dict, g, store, progress: bool) -> dict:
+    "The grid's state after a `dike run`: every run done, failed, busy (held by another runner) or pending."
+    st = [store.state(c["run_id"]) for c in g.runs]
+    out["final"] = {"done": st.count("done"), "failed": st.count("failed"), "busy": st.count("running"),
+                    "pending": st.count("pending")}
+    out["complete"] = out["final"]["done"] == len(g.runs)
+    if progress:
+        f = out["final"]
+        print(f"grid {g.name}: {f['done']} of {len(g.runs)} done, {f['failed']} failed, {f['busy']} busy (another runner), "
+              f"{f['pending']} pending" + ("; interrupted" if out["interrupted"] else "")
+              + ("" if out["complete"] else f"; not complete: `dike run {g.path}` continues"
+                 + (" (--retry-failed reruns the failed)" if f["failed"] else "")), flush=True)
     return out
 
+# %% ../nbs/30_runner.ipynb #414e599b
 def grid_results(grid, results=None) -> dict:
     "A grid's finished run folders (`done`), its runs with only older-code results (`stale`: (cfg, old folder)), the rest."
     g = grid if hasattr(grid, "runs") else load_grid(grid, validate=False)

@@ -1,5 +1,6 @@
 """First run and hard days (issue 26): the README's commands on a machine without the lab's data folder."""
 import shutil, subprocess
+import pytest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,3 +44,64 @@ def test_data_check_catches_an_edit_that_keeps_size_and_mtime_and_verify_overrul
     (tmp_path / "cache" / "checksums" / hashlib.sha1(key.encode()).hexdigest()).write_text(manifest()[rel].sha256)
     assert not run()["corrupt"]                                            # a cache entry that lies is believed ...
     assert [x["path"] for x in run("--verify")["corrupt"]] == [rel]        # ... except by --verify
+
+
+SLOW_PLUGIN = '''
+import os, time
+import pandas as pd
+from dike.evaluate import Benchmark, register_benchmark
+def _load(limit=None, seed=0):
+    return pd.DataFrame({"item_id": ["a", "b"]})
+def _score(lm, rows, scorer, batch_size=16, progress=True):
+    open(os.environ["TOY_SLOW_MARK"], "w").write(str(os.getpid()))      # the kernel computing this run
+    time.sleep(120)
+    open(os.environ["TOY_SLOW_MARK"] + ".after", "w").write("the kernel outlived the interrupt")
+    return rows.assign(x=1.0)
+register_benchmark(Benchmark(name="toy_slow", load=_load, score=_score, metrics=lambda items, **k: {},
+                             scorers={"x": ("causal",)}, default_scorer={"causal": "x"}))
+'''
+
+
+def _gone(pid) -> bool:
+    "No such process, or one that has ended (a zombie computes nothing)."
+    try: return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError: return True
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_leaves_the_interrupted_run_pending_and_stops_its_kernel(tmp_path, data_dir, jobs):
+    """Ctrl-C (SIGINT to the runner's process group, as a terminal sends it) while a run computes: the run stays pending
+    (not failed), its kernel (a process group of its own) is killed, no `.tmp-` folder or lock is left, `dike run` ends with
+    a summary and exit 130; before issue 26 the run was filed as failed and the kernel computed on."""
+    import json, os, signal, sys, time
+    (tmp_path / "toy_slow.py").write_text(SLOW_PLUGIN)
+    g = tmp_path / "g.yaml"
+    g.write_text("name: g\nimports: [toy_slow]\ndefaults: {n_boot: 50, limit: 6}\nexperiments:\n"
+                 "  - models: [tiny-llama]\n    benchmarks: [crows_pairs, toy_slow, winobias]\n"
+                 "  - models: [tiny-bert]\n    benchmarks: [crows_pairs]\n")
+    mark, res = tmp_path / "mark", tmp_path / "results"
+    env = dict(os.environ, DIKE_RESULTS_DIR=str(res), DIKE_DATA_DIR=str(data_dir), DIKE_THREADS="1", OMP_NUM_THREADS="1",
+               PYTHONPATH=str(tmp_path), TOY_SLOW_MARK=str(mark))
+    dike = [sys.executable, "-m", "dike.cli"]
+    p = subprocess.Popen(dike + ["run", str(g), "--jobs", jobs], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while not mark.exists():
+        assert p.poll() is None and time.time() < deadline, p.communicate()
+        time.sleep(0.2)
+    kernel = int(mark.read_text())
+    os.killpg(p.pid, signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, out + err
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("grid g: ") and " of 4 done, 0 failed, 0 busy (another runner), " in last and "; interrupted" in last
+    time.sleep(1)
+    assert _gone(kernel), f"the kernel {kernel} still computes"             # it was stopped with its run
+    assert not (res / "failed").exists() or not any((res / "failed").iterdir())
+    assert not list((res / "runs").glob(".tmp-*")) and not list((res / "locks").glob("*.lock"))
+    st = json.loads(subprocess.run(dike + ["status", str(g), "--json"], env=env, cwd=ROOT, capture_output=True,
+                                   text=True).stdout)
+    slow = [r for r in st["runs"] if r["benchmark"] == "toy_slow"]
+    assert [r["state"] for r in slow] == ["pending"] and st["counts"]["failed"] == 0
+    assert st["counts"]["done"] + st["counts"]["pending"] == 4 and st["counts"]["done"] == int(last.split()[2])
+    assert not (tmp_path / "mark.after").exists()
