@@ -103,10 +103,12 @@ def cmd_status(a):
     from dike.runner import grid_status
     st = grid_status(a.grid, results=a.results)
     _print_json(st) if a.json else print(_fmt_table(st["runs"], ["run_id", "model", "compress", "benchmark", "seed", "state",
-                                                                  "older_result"])
+                                                                  "older_result", "holder"])
                                           + f"\n\n{st['counts']}"
                                           + ("\nstale: a result of older code exists; `dike run` recomputes it"
-                                             if st["counts"].get("stale") else ""))
+                                             if st["counts"].get("stale") else "")
+                                          + ("\nrunning: held by host:pid for that long; a lock of a job that died on "
+                                             "another node: see README, 'Locks'" if st["counts"].get("running") else ""))
     return 0
 
 def cmd_collect(a):

@@ -588,7 +588,12 @@ def grid_status(grid, results=None) -> dict:
         st = store.state(c["run_id"])
         old = store.stale_of(c, idx) if st != "done" else None
         if old is not None and st == "pending": st = "stale"
+        h = store.holder(c["run_id"]) if st == "running" else None
         runs.append({k: c[k] for k in ("run_id", "model", "compress", "benchmark", "seed")}
-                    | {"state": st, "older_result": old.name if old is not None else None})
+                    | {"state": st, "older_result": old.name if old is not None else None,
+                       "holder": f"{h['host']}:{h['pid']}, {_age(h['age_s'])}" if h else None})
     counts = {s: sum(r["state"] == s for r in runs) for s in ("done", "stale", "failed", "running", "pending")}
     return {"grid": g.name, "runs": runs, "counts": counts}
+
+def _age(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"

@@ -105,3 +105,57 @@ def test_ctrl_c_leaves_the_interrupted_run_pending_and_stops_its_kernel(tmp_path
     assert [r["state"] for r in slow] == ["pending"] and st["counts"]["failed"] == 0
     assert st["counts"]["done"] + st["counts"]["pending"] == 4 and st["counts"]["done"] == int(last.split()[2])
     assert not (tmp_path / "mark.after").exists()
+
+
+def _racer(root, barrier, q, trials):
+    from dike.store import Store
+    st = Store(root)
+    for t in range(trials):
+        barrier.wait()
+        q.put((t, st.acquire(f"r{t}")))
+
+
+def test_eight_processes_racing_for_a_stale_lock_exactly_one_wins(tmp_path):
+    """300 trials: a stale lock (a dead pid on this host, or another host's past DIKE_LOCK_TTL), then 8 processes call
+    `acquire` at once: exactly one gets it each time (before issue 26 two took the same lock in 53 of 300 trials)."""
+    import json, multiprocessing as mp, socket, time
+    from dike.store import Store
+    st, n, trials, t0 = Store(tmp_path), 8, 300, time.time()
+    ctx = mp.get_context("fork")
+    barrier, q = ctx.Barrier(n + 1), ctx.Queue()
+    procs = [ctx.Process(target=_racer, args=(tmp_path, barrier, q, trials)) for _ in range(n)]
+    for p in procs: p.start()
+    winners = []
+    try:
+        for t in range(trials):
+            holder = ({"host": socket.gethostname(), "pid": 2**22 + 12345, "time": time.time()} if t % 2 else
+                      {"host": "node-that-died", "pid": 1, "time": time.time() - 2 * 86400})
+            (st.locks / f"r{t}.lock").write_text(json.dumps(holder))
+            barrier.wait(timeout=30)
+            got = [q.get(timeout=30) for _ in range(n)]
+            assert {g[0] for g in got} == {t}
+            winners.append(sum(g[1] for g in got))
+    finally:
+        for p in procs: p.join(5); p.kill()
+    bad = [(t, w) for t, w in enumerate(winners) if w != 1]
+    assert not bad, f"{len(bad)} of {trials} trials did not have exactly one winner: {bad[:10]}"
+    assert time.time() - t0 < 60
+    assert not [f.name for f in st.locks.iterdir() if f.name.startswith(".")]    # no candidate or breaker file left
+
+
+def test_status_names_the_holder_of_a_lock_and_the_ttl_clears_a_dead_nodes_lock(tmp_path, data_dir):
+    "`dike status` shows host, pid and age of a run's lock; `DIKE_LOCK_TTL` (README: Interrupting and locks) lets it go."
+    import json, os, sys, time
+    g = tmp_path / "g.yaml"
+    g.write_text("name: g\ndefaults: {n_boot: 50, limit: 6}\nexperiments:\n  - models: [tiny-llama]\n    benchmarks: [crows_pairs]\n")
+    env = dict(os.environ, DIKE_RESULTS_DIR=str(tmp_path / "results"), DIKE_DATA_DIR=str(data_dir))
+    dike = lambda *a, **e: subprocess.run([sys.executable, "-m", "dike.cli", *a], env=dict(env, **e), cwd=ROOT,
+                                          capture_output=True, text=True)
+    rid = dike("run", str(g), "--dry-run").stdout.splitlines()[1].split()[0]
+    (tmp_path / "results" / "locks").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "results" / "locks" / f"{rid}.lock").write_text(json.dumps({"host": "node7", "pid": 4242, "time": time.time() - 300}))
+    st = dike("status", str(g))
+    row = [l for l in st.stdout.splitlines() if l.startswith(rid)][0]
+    assert "running" in row and row.rstrip().endswith("node7:4242, 5 min"), st.stdout
+    assert json.loads(dike("status", str(g), "--json").stdout)["runs"][0]["holder"] == "node7:4242, 5 min"
+    assert json.loads(dike("status", str(g), "--json", DIKE_LOCK_TTL="60").stdout)["runs"][0]["state"] == "pending"
