@@ -7,17 +7,16 @@ from __future__ import annotations
 import json, os, re, shutil, time, traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-import yaml
 from .core import (ConfigError, DikeError, config_hash, project_root, set_threads, usable_cores,
                        write_json, provenance, source_hash, code_hash, code_closure)
 from .store import Store
-from .gridspec import _as_list, _check_keys, check_questions, check_power, check_nulls, check_select, power_report
+from .gridspec import _as_list, _check_keys, read_yaml, check_experiment, check_questions, check_power, check_nulls, check_select, power_report
 
 # %% auto #0
 __all__ = ['GRID_KEYS', 'SLURM_KEYS', 'EXPERIMENT_KEYS', 'DEFAULTS', 'TEMPLATE', 'RUN_PARAMETERS', 'CONFIG_FIELDS', 'BACKENDS',
-           'Grid', 'read_yaml', 'benchmark_code', 'config_key', 'run_config', 'checked_spec', 'load_grid',
-           'template_parameters', 'check_template', 'grid_store', 'execute_run', 'load_run_model', 'evaluate_run',
-           'run_groups', 'SharedKernel', 'iter_group', 'execute_group', 'slurm_resources', 'slurm_executor', 'run_grid',
+           'Grid', 'benchmark_code', 'config_key', 'run_config', 'checked_spec', 'load_grid', 'template_parameters',
+           'check_template', 'grid_store', 'execute_run', 'load_run_model', 'evaluate_run', 'run_groups',
+           'SharedKernel', 'iter_group', 'execute_group', 'slurm_resources', 'slurm_executor', 'run_grid',
            'grid_results', 'grid_status']
 
 # %% ../nbs/30_runner.ipynb #3012e3a7
@@ -51,19 +50,8 @@ class Grid:
     nulls: dict | None = None            # arm spec -> its damage-matched null specs (`nulls:`; random pruning is automatic)
     select: dict | None = None           # how fairness strengths are chosen (`select:`; see `dike.gridspec.select_strengths`)
 
-def _limit_for(limit, bench: str, where: str):
-    if limit is None or isinstance(limit, int) and not isinstance(limit, bool): return limit
-    if isinstance(limit, dict): return limit.get(bench, limit.get("default"))
-    raise ConfigError(f"{where}: `limit` must be an integer, null or a mapping {{benchmark: n, default: n}}, got {limit!r}")
-
-def read_yaml(path) -> dict:
-    "Parse a YAML mapping; a `ConfigError` naming the file on a syntax error or a non-mapping."
-    path = Path(path)
-    if not path.is_file(): raise ConfigError(f"grid file {path} does not exist")
-    try: data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e: raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict): raise ConfigError(f"{path}: a grid must be a YAML mapping with an `experiments` list")
-    return data
+def _limit_for(limit, bench: str, where: str):       # `limit` was checked (`check_experiment`)
+    return limit.get(bench, limit.get("default")) if isinstance(limit, dict) else limit
 
 # %% ../nbs/30_runner.ipynb #3da92402
 CONFIG_FIELDS = ("model", "model_kind", "model_checksum", "compress", "benchmark", "scorer", "limit", "sample_seed", "seed",
@@ -181,17 +169,16 @@ def _grid_header(g: dict, path: Path) -> tuple[Grid, dict]:
 
 # %% ../nbs/30_runner.ipynb #8474298d
 def _expand(grid: Grid, exps: list, defaults: dict, validate: bool, device_override, dtype_override):
-    "Append the run configurations of `exps` to `grid.runs` (deduplicated, in file order)."
+    "Append the run configurations of `exps` to `grid.runs` (in file order; a run listed twice is an error)."
     from dike.evaluate import get_benchmark, resolve_scorer
     where, imports = str(grid.path), grid.imports
-    fps, specs, seen, missing = {}, {}, set(), {}
+    fps, specs, seen, missing = {}, {}, {}, {}
     for i, e in enumerate(exps):
         w = f"{where}: experiments[{i}]"
         if not isinstance(e, dict): raise ConfigError(f"{w} must be a mapping")
         _check_keys(e, EXPERIMENT_KEYS, w)
         e = {**DEFAULTS, **defaults, **e}
-        for req in ("models", "benchmarks"):
-            if not _as_list(e.get(req), w, req): raise ConfigError(f"{w}: `{req}` is required and must not be empty")
+        check_experiment(e, w)
         from dike.models import resolve_device, resolve_dtype
         try:
             device = resolve_device(device_override or e["device"], check=validate)   # status/collect: no GPU needed
@@ -218,16 +205,16 @@ def _expand(grid: Grid, exps: list, defaults: dict, validate: bool, device_overr
                     try: scorer = resolve_scorer(get_benchmark(str(b)), fps[m]["kind"], e["scorer"])
                     except DikeError as err: raise ConfigError(f"{w}: {err}") from None
                     for s in _as_list(e["seeds"], w, "seeds"):
-                        if not isinstance(s, int): raise ConfigError(f"{w}: seeds must be integers, got {s!r}")
                         cfg = run_config(str(m), c, str(b), scorer, _limit_for(lim, str(b), w), s, e["n_boot"],
                                          e["batch_size"], dtype, fps[m], imports, compress_code=ccode,
                                          sample_seed=e["sample_seed"], device=device)
-                        if cfg["run_id"] not in seen:
-                            seen.add(cfg["run_id"]); grid.runs.append(cfg)
+                        if cfg["run_id"] in seen: raise ConfigError(f"{w}: run {m} {c} {b} seed={s} is already in "
+                                                                    f"experiments[{seen[cfg['run_id']]}]; list each run once")
+                        seen[cfg["run_id"]] = i; grid.runs.append(cfg)
     if missing: raise ConfigError("\n".join(missing.values()))
 
 def load_grid(path, validate: bool = True, device: str | None = None, dtype: str | None = None) -> Grid:
-    """Read and validate a grid YAML; expand it into run configurations (deduplicated, in file order). `device` / `dtype`
+    """Read and validate a grid YAML; expand it into run configurations (in file order; a run listed twice is an error). `device` / `dtype`
     (the CLI's `--device` / `--dtype`) override every experiment's. Models that cannot be found (e.g. hub models not in
     the cache, offline) are checked last: one `ConfigError` with a line per missing model, after the rest is validated."""
     path = Path(path); g = read_yaml(path)

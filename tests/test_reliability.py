@@ -159,3 +159,61 @@ def test_status_names_the_holder_of_a_lock_and_the_ttl_clears_a_dead_nodes_lock(
     assert "running" in row and row.rstrip().endswith("node7:4242, 5 min"), st.stdout
     assert json.loads(dike("status", str(g), "--json").stdout)["runs"][0]["holder"] == "node7:4242, 5 min"
     assert json.loads(dike("status", str(g), "--json", DIKE_LOCK_TTL="60").stdout)["runs"][0]["state"] == "pending"
+
+
+OUT_CASES = [   # (arguments, what the one line says); the model does not exist: the check must come before loading it
+    (["eval", "no-such-model", "crows_pairs", "--out", "{tmp}/afile"], "--out {tmp}/afile is a file; give a folder"),
+    (["eval", "no-such-model", "crows_pairs", "--out", "/proc/dike-out/x"], "--out /proc/dike-out/x cannot be written"),
+    (["eval", "no-such-model", "crows_pairs", "--out", "{tmp}/taken"], "{tmp}/taken/crows_pairs already holds a result"),
+    (["compress", "no-such-model", "magnitude:0.5", "--out", "{tmp}/taken"], "--out {tmp}/taken already exists"),
+    (["eval", "no-such-model", "crows_pairs", "--seed", "-1"], "dike eval: argument --seed: must be >= 0, got -1"),
+    (["eval", "no-such-model", "crows_pairs", "--n-boot", "0"], "dike eval: argument --n-boot: must be >= 1, got 0"),
+    (["eval", "no-such-model", "crows_pairs", "--batch-size", "0"], "argument --batch-size: must be >= 1, got 0"),
+    (["eval", "no-such-model", "crows_pairs", "--limit", "many"], "argument --limit: 'many' is not a whole number"),
+    (["compress", "no-such-model", "magnitude:0.5", "--out", "{tmp}/new", "--n-calib", "0"], "argument --n-calib: must be >= 1"),
+    (["run", "g.yaml", "--jobs", "0"], "dike run: argument --jobs: must be >= 1, got 0"),
+]
+
+
+@pytest.mark.parametrize("args,msg", OUT_CASES)
+def test_bad_arguments_and_output_folders_fail_before_any_work(tmp_path, args, msg):
+    "Before issue 26 these failed after scoring or compressing (several with a traceback), or not at all (--batch-size 0)."
+    import os, sys
+    (tmp_path / "afile").write_text("x"); (tmp_path / "taken" / "crows_pairs").mkdir(parents=True)
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    r = subprocess.run([sys.executable, "-m", "dike.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, DIKE_RESULTS_DIR=str(tmp_path / "results")))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert msg.replace("{tmp}", str(tmp_path)) in lines[0], lines[0]
+    assert not (tmp_path / "new").exists()
+
+
+GRID_CASES = [   # (experiments, what the one line says after the file name)
+    ("  - models: [tiny-llama]\n    benchmarks: [crows_pairs]\n    compress: []\n", ": experiments[0]: `compress` is empty"),
+    ("  - models: [tiny-llama]\n    benchmarks: [crows_pairs]\n    seeds: []\n", ": experiments[0]: `seeds` is empty"),
+    ("  - models: [tiny-llama]\n    benchmarks: [crows_pairs]\n    seeds: [0, -2]\n", ": experiments[0]: seeds[1] must be"),
+    ("  - models: [tiny-llama]\n    benchmarks: [crows_pairs]\n    limit: -3\n", ": experiments[0]: `limit` must be a whole number >= 1"),
+    ("  - models: [tiny-llama]\n    benchmarks: [crows_pairs]\n    n_boot: many\n",
+     ": experiments[0]: `n_boot` must be a whole number >= 1 (bootstrap resamples), got 'many'"),
+    ("  - models: [tiny-llama]\n    benchmarks: [crows_pairs]\n    batch_size: 0\n", ": experiments[0]: `batch_size` must be"),
+    ("  - models: [tiny-llama\n    benchmarks: [crows_pairs]\n", ":5:15: invalid YAML (while parsing a flow sequence; expected ','"),
+    ("  - models: [tiny-llama]\n    benchmarks: [crows_pairs, winobias]\n  - models: [tiny-llama]\n    benchmarks: [winobias]\n",
+     ": experiments[1]: run tiny-llama none winobias seed=0 is already in experiments[0]; list each run once"),
+    ("  - models: [tiny-llama]\n    benchmarks: [crows_pairs]\n    compress: ['magnitude:0.5', 'magnitude:.5']\n",
+     ": experiments[0]: run tiny-llama magnitude:0.5 crows_pairs seed=0 is already in experiments[0]"),
+]
+
+
+@pytest.mark.parametrize("body,msg", GRID_CASES)
+def test_bad_grid_fields_are_one_line_naming_file_and_entry_even_on_dry_run(tmp_path, data_dir, body, msg):
+    "Before issue 26: empty lists ran '0 runs' with exit 0, limit -3 passed --dry-run, n_boot 'many' gave a traceback, YAML errors lost their line, duplicates merged."
+    import os, sys
+    g = tmp_path / "g.yaml"
+    g.write_text("name: g\ndefaults: {n_boot: 50, limit: 6}\nexperiments:\n" + body)
+    r = subprocess.run([sys.executable, "-m", "dike.cli", "run", str(g), "--dry-run"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300, env=dict(os.environ, DIKE_RESULTS_DIR=str(tmp_path / "results"),
+                                                        DIKE_DATA_DIR=str(data_dir)))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stdout + r.stderr
+    assert lines[0].startswith(f"error: {g}{msg}"), lines[0]
