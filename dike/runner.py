@@ -361,6 +361,7 @@ def run_groups(cfgs) -> list[list[dict]]:
     for c in cfgs: groups.setdefault(_group_key(c), []).append(c)
     return list(groups.values())
 
+# %% ../nbs/30_runner.ipynb #714b746f
 class SharedKernel:
     "A Jupyter kernel that executes several run notebooks in turn (started on first use, restarted if it died)."
     def __init__(self, threads: int, cwd=None):
