@@ -489,7 +489,7 @@ def _slurm(cfgs, root, template, jobs, progress, slurm: dict | None = None):
     ex = slurm_executor(grid_store(root).root / "slurm", jobs, res)
     groups = run_groups(cfgs)
     n = len(groups)
-    handles = ex.map_array(_group_job_class()(), groups, [root] * n, [template] * n, [int(res["cpus"])] * n)
+    handles = ex.map_array(_group_job_class()(), groups, [root] * n, [template] * n, [int(os.environ.get("DIKE_THREADS", 0)) or int(res["cpus"])] * n)
     for g, h in zip(groups, handles):
         try: rs = h.result()
         except Exception as e:

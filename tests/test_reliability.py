@@ -217,3 +217,19 @@ def test_bad_grid_fields_are_one_line_naming_file_and_entry_even_on_dry_run(tmp_
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stdout + r.stderr
     assert lines[0].startswith(f"error: {g}{msg}"), lines[0]
+
+
+def test_local_backend_honours_dike_threads_and_provenance_records_them(tmp_path, data_dir):
+    "DIKE_THREADS = cores + 1 (a number cores // jobs cannot give): the run's torch threads, as provenance records them."
+    import json, os, sys
+    from dike.core import usable_cores
+    n = usable_cores() + 1
+    g = tmp_path / "g.yaml"
+    g.write_text("name: g\ndefaults: {n_boot: 20, limit: 4}\nexperiments:\n  - models: [tiny-llama]\n    benchmarks: [crows_pairs]\n")
+    r = subprocess.run([sys.executable, "-m", "dike.cli", "run", str(g)], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, DIKE_RESULTS_DIR=str(tmp_path / "results"), DIKE_DATA_DIR=str(data_dir),
+                                DIKE_THREADS=str(n)))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "grid g: 1 of 1 done, 0 failed, 0 busy (another runner), 0 pending"
+    (prov,) = (tmp_path / "results" / "runs").glob("*/provenance.json")
+    assert json.loads(prov.read_text())["torch"]["threads"] == n
