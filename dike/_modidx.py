@@ -285,6 +285,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                           'dike.cli.cmd_eval': ('cli.html#cmd_eval', 'dike/cli.py'),
                           'dike.cli.cmd_figures': ('cli.html#cmd_figures', 'dike/cli.py'),
                           'dike.cli.cmd_heads': ('cli.html#cmd_heads', 'dike/cli.py'),
+                          'dike.cli.cmd_list': ('cli.html#cmd_list', 'dike/cli.py'),
                           'dike.cli.cmd_models_list': ('cli.html#cmd_models_list', 'dike/cli.py'),
                           'dike.cli.cmd_models_show': ('cli.html#cmd_models_show', 'dike/cli.py'),
                           'dike.cli.cmd_origins': ('cli.html#cmd_origins', 'dike/cli.py'),

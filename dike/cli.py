@@ -9,10 +9,11 @@ from pathlib import Path
 from .core import DikeError
 
 # %% auto #0
-__all__ = ['cmd_data_check', 'cmd_data_fetch', 'cmd_models_list', 'cmd_models_show', 'cmd_eval', 'cmd_compress', 'cmd_run',
-           'cmd_status', 'cmd_collect', 'cmd_origins', 'cmd_heads', 'cmd_analyze', 'cmd_select', 'cmd_figures',
-           'cmd_cache_prune', 'cmd_paper_check', 'cmd_paper_readme', 'cmd_archive_add', 'cmd_archive_status',
-           'cmd_archive_verify', 'cmd_archive_prune', 'cmd_archive_rekey', 'cmd_paper_build', 'build_parser', 'main']
+__all__ = ['cmd_data_check', 'cmd_data_fetch', 'cmd_list', 'cmd_models_list', 'cmd_models_show', 'cmd_eval', 'cmd_compress',
+           'cmd_run', 'cmd_status', 'cmd_collect', 'cmd_origins', 'cmd_heads', 'cmd_analyze', 'cmd_select',
+           'cmd_figures', 'cmd_cache_prune', 'cmd_paper_check', 'cmd_paper_readme', 'cmd_archive_add',
+           'cmd_archive_status', 'cmd_archive_verify', 'cmd_archive_prune', 'cmd_archive_rekey', 'cmd_paper_build',
+           'build_parser', 'main']
 
 # %% ../nbs/39_cli.ipynb #882fa416
 def _print_json(obj):
@@ -35,6 +36,28 @@ def cmd_data_check(a):
 def cmd_data_fetch(a):
     from dike.data import fetch
     for path, status in fetch(a.benchmarks or None, optional=a.optional).items(): print(f"{path}: {status}")
+    return 0
+
+def cmd_list(a):
+    "What a grid or a command may name: benchmarks (scorers per model kind), scorers, compression methods (spec forms)."
+    from dike.evaluate import BENCHMARKS
+    from dike.data import discover
+    from dike.compress.spec import list_methods
+    discover()
+    bs = sorted(BENCHMARKS.items())
+    rows = ([{"method": m.prefix, "kinds": list(m.kinds), "forms": list(m.forms), "description": m.description} for m in list_methods()]
+            if a.what == "methods" else
+            [{"benchmark": n, "scorers": {s: list(k) for s, k in b.scorers.items()}, "default_scorer": b.default_scorer,
+              "description": b.description} for n, b in bs] if a.what == "benchmarks" else
+            [{"scorer": s, "kinds": sorted({k for _, b in bs for k in b.scorers.get(s, ())}),
+              "benchmarks": [n for n, b in bs if s in b.scorers]} for s in sorted({s for _, b in bs for s in b.scorers})])
+    if a.json: _print_json(rows); return 0
+    for r in rows:
+        if a.what == "methods": print(f"{r['method']} [{'/'.join(r['kinds'])}]  {r['description']}".rstrip()
+                                      + "".join(f"\n    {f}" for f in r["forms"]))
+        elif a.what == "benchmarks": print(f"{r['benchmark']}: " + ", ".join(f"{s} ({'/'.join(k)})" for s, k in r["scorers"].items())
+                                           + (f"  {r['description']}" if r["description"] else ""))
+        else: print(f"{r['scorer']} [{'/'.join(r['kinds'])}]: {', '.join(r['benchmarks'])}")
     return 0
 
 def cmd_models_list(a):
@@ -368,6 +391,9 @@ def _add_data_parsers(sub):
     fe.add_argument("--optional", action="store_true",
                     help="also the files not placed in shared/data (StereoSet dev.json, missing BBQ categories)")
     fe.set_defaults(fn=cmd_data_fetch)
+    li = sub.add_parser("list", help="what may be named: benchmarks, scorers or compression methods (one spec form a line)")
+    li.add_argument("what", choices=["benchmarks", "scorers", "methods"], help="which registry to list")
+    li.add_argument("--json", action="store_true", help="machine-readable output"); li.set_defaults(fn=cmd_list)
     m = sub.add_parser("models", help="model registry").add_subparsers(dest="sub", required=True)
     ml = m.add_parser("list", help="registered aliases")
     ml.add_argument("--json", action="store_true", help="machine-readable output")

@@ -233,3 +233,23 @@ def test_local_backend_honours_dike_threads_and_provenance_records_them(tmp_path
     assert r.stdout.strip().splitlines()[-1] == "grid g: 1 of 1 done, 0 failed, 0 busy (another runner), 0 pending"
     (prov,) = (tmp_path / "results" / "runs").glob("*/provenance.json")
     assert json.loads(prov.read_text())["torch"]["threads"] == n
+
+
+def test_dike_list_names_benchmarks_scorers_and_methods_one_form_a_line(tmp_path):
+    "Before issue 26 no command listed them; the grammar of the methods came only inside a bad spec's 4,000-character error."
+    import json, os, sys
+    run = lambda *a: subprocess.run([sys.executable, "-m", "dike.cli", "list", *a], cwd=ROOT, capture_output=True,
+                                    text=True, timeout=120, env=dict(os.environ, DIKE_RESULTS_DIR=str(tmp_path)))
+    from dike.compress.spec import list_methods
+    ms = list_methods()
+    out = run("methods")
+    assert out.returncode == 0, out.stderr
+    heads = [l for l in out.stdout.splitlines() if not l.startswith("    ")]
+    assert [h.split(" [")[0] for h in heads] == [m.prefix for m in ms]                       # one header per method ...
+    assert sum(l.startswith("    ") for l in out.stdout.splitlines()) == sum(len(m.forms) for m in ms)   # ... a line per form
+    assert any(l.startswith("    magnitude:S") for l in out.stdout.splitlines())
+    b = run("benchmarks").stdout.splitlines()
+    assert any(l.startswith("crows_pairs: ") and "nangia (mlm)" in l for l in b)
+    assert "nangia [mlm]: " in run("scorers").stdout
+    js = json.loads(run("benchmarks", "--json").stdout)
+    assert {r["benchmark"] for r in js} >= {"crows_pairs", "stereoset", "winobias", "bbq"}
