@@ -216,9 +216,14 @@ def test_seeds_mean_one_thing_each(tmp_path, data_dir):
     from dike.runner import load_grid
     from dike.evaluate import evaluate
     from dike.models import load_model
-    g = load_grid(grid_file(tmp_path, "  - models: [tiny-llama]\n    benchmarks: [crows_pairs]\n    seeds: [0, 1]\n"
-                            "    compress: [none, 'wanda:0.5', 'wanda:0.5:seed=0', 'wanda:0.5:seed=1']\n"))
-    assert sorted({c["compress"] for c in g.runs}) == ["none", "wanda:0.5", "wanda:0.5:seed=1"]   # seed=0 is the default
+    from dike.core import ConfigError
+    exp = "  - models: [tiny-llama]\n    benchmarks: [crows_pairs]\n    seeds: [0, 1]\n    compress: [{}]\n"
+    with pytest.raises(ConfigError, match=r"experiments\[0\]: run tiny-llama wanda:0.5 crows_pairs seed=0 is already in"):
+        load_grid(grid_file(tmp_path, exp.format("none, 'wanda:0.5', 'wanda:0.5:seed=0'")))   # seed=0 is the default: one run
+    g = load_grid(grid_file(tmp_path, exp.format("none, 'wanda:0.5', 'wanda:0.5:seed=1'")))
+    g0 = load_grid(grid_file(tmp_path, exp.format("'wanda:0.5:seed=0'"), name="g0"))
+    assert [c["run_id"] for c in g0.runs] == [c["run_id"] for c in g.runs if c["compress"] == "wanda:0.5"]
+    assert sorted({c["compress"] for c in g.runs}) == ["none", "wanda:0.5", "wanda:0.5:seed=1"]
     assert len(g.runs) == 3 * 2 and {c["sample_seed"] for c in g.runs} == {0}
     lm = load_model("tiny-llama")
     a, ra = evaluate(lm, "crows_pairs", limit=8, seed=0, n_boot=50, progress=False)
