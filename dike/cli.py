@@ -9,10 +9,11 @@ from pathlib import Path
 from .core import DikeError
 
 # %% auto #0
-__all__ = ['cmd_data_check', 'cmd_data_fetch', 'cmd_models_list', 'cmd_models_show', 'cmd_eval', 'cmd_compress', 'cmd_run',
-           'cmd_status', 'cmd_collect', 'cmd_origins', 'cmd_heads', 'cmd_analyze', 'cmd_select', 'cmd_figures',
-           'cmd_cache_prune', 'cmd_paper_check', 'cmd_paper_readme', 'cmd_archive_add', 'cmd_archive_status',
-           'cmd_archive_verify', 'cmd_archive_prune', 'cmd_archive_rekey', 'cmd_paper_build', 'build_parser', 'main']
+__all__ = ['cmd_data_check', 'cmd_data_fetch', 'cmd_list', 'cmd_models_list', 'cmd_models_show', 'cmd_eval', 'cmd_compress',
+           'cmd_run', 'cmd_status', 'cmd_collect', 'cmd_origins', 'cmd_heads', 'cmd_analyze', 'cmd_select',
+           'cmd_figures', 'cmd_cache_prune', 'cmd_paper_check', 'cmd_paper_readme', 'cmd_archive_add',
+           'cmd_archive_status', 'cmd_archive_verify', 'cmd_archive_prune', 'cmd_archive_rekey', 'cmd_paper_build',
+           'build_parser', 'main']
 
 # %% ../nbs/39_cli.ipynb #882fa416
 def _print_json(obj):
@@ -35,6 +36,28 @@ def cmd_data_check(a):
 def cmd_data_fetch(a):
     from dike.data import fetch
     for path, status in fetch(a.benchmarks or None, optional=a.optional).items(): print(f"{path}: {status}")
+    return 0
+
+def cmd_list(a):
+    "What a grid or a command may name: benchmarks (scorers per model kind), scorers, compression methods (spec forms)."
+    from dike.evaluate import BENCHMARKS
+    from dike.data import discover
+    from dike.compress.spec import list_methods
+    discover()
+    bs = sorted(BENCHMARKS.items())
+    rows = ([{"method": m.prefix, "kinds": list(m.kinds), "forms": list(m.forms), "description": m.description} for m in list_methods()]
+            if a.what == "methods" else
+            [{"benchmark": n, "scorers": {s: list(k) for s, k in b.scorers.items()}, "default_scorer": b.default_scorer,
+              "description": b.description} for n, b in bs] if a.what == "benchmarks" else
+            [{"scorer": s, "kinds": sorted({k for _, b in bs for k in b.scorers.get(s, ())}),
+              "benchmarks": [n for n, b in bs if s in b.scorers]} for s in sorted({s for _, b in bs for s in b.scorers})])
+    if a.json: _print_json(rows); return 0
+    for r in rows:
+        if a.what == "methods": print(f"{r['method']} [{'/'.join(r['kinds'])}]  {r['description']}".rstrip()
+                                      + "".join(f"\n    {f}" for f in r["forms"]))
+        elif a.what == "benchmarks": print(f"{r['benchmark']}: " + ", ".join(f"{s} ({'/'.join(k)})" for s, k in r["scorers"].items())
+                                           + (f"  {r['description']}" if r["description"] else ""))
+        else: print(f"{r['scorer']} [{'/'.join(r['kinds'])}]: {', '.join(r['benchmarks'])}")
     return 0
 
 def cmd_models_list(a):
@@ -62,10 +85,12 @@ def _device_dtype(a) -> tuple[str, str]:
 def cmd_eval(a):
     from dike.evaluate import evaluate, metrics_table, get_benchmark
     for b in a.benchmarks: get_benchmark(b)              # unknown names fail before the model loads
+    out = _writable(a.out) if a.out else None            # ... and so does an --out that cannot take the results
+    for b in a.benchmarks if out else ():
+        if (out / b).exists(): raise DikeError(f"--out {out}: {out / b} already holds a result; choose another --out")
     dev, dtype = _device_dtype(a)
     from dike.runner import load_run_model
     lm, _, info = load_run_model(a.model, a.compress, dtype, dev)   # a calibration seed is part of the spec (seed=K)
-    out = Path(a.out) if a.out else None
     tables = []
     for b in a.benchmarks:
         _, rec = evaluate(lm, b, scorer=a.scorer, limit=a.limit, seed=a.seed, sample_seed=a.sample_seed, batch_size=a.batch_size,
@@ -80,6 +105,7 @@ def cmd_compress(a):
     from dike.models import load_model
     from dike.compress.apply import compress
     from dike.compress.cache import save_compressed
+    _writable(a.out, new=True)                           # before the model loads, not after it is compressed
     dev, dtype = _device_dtype(a)
     lm = load_model(a.model, dtype=dtype, device=dev)
     new, report = compress(lm, a.spec, seed=a.seed, n_calib=a.n_calib, progress=not a.quiet)
@@ -91,18 +117,24 @@ def cmd_compress(a):
 # %% ../nbs/39_cli.ipynb #aa3552ad
 def cmd_run(a):
     from dike.runner import run_grid
+    import signal
+    def term(*_): raise KeyboardInterrupt          # `kill PID` stops a grid as Ctrl-C does: nothing is lost
+    signal.signal(signal.SIGTERM, term)
     res = run_grid(a.grid, backend=a.backend, jobs=a.jobs, dry_run=a.dry_run, retry_failed=a.retry_failed,
                    results=a.results, device=a.device, dtype=a.dtype)
-    return 0 if a.dry_run or not res.get("failed") else 1
+    if a.dry_run: return 0
+    return 130 if res["interrupted"] else 0 if res["complete"] else 1    # an incomplete grid never looks finished
 
 def cmd_status(a):
     from dike.runner import grid_status
     st = grid_status(a.grid, results=a.results)
     _print_json(st) if a.json else print(_fmt_table(st["runs"], ["run_id", "model", "compress", "benchmark", "seed", "state",
-                                                                  "older_result"])
+                                                                  "older_result", "holder"])
                                           + f"\n\n{st['counts']}"
                                           + ("\nstale: a result of older code exists; `dike run` recomputes it"
-                                             if st["counts"].get("stale") else ""))
+                                             if st["counts"].get("stale") else "")
+                                          + ("\nrunning: held by host:pid for that long; a lock of a job that died on "
+                                             "another node: see README, 'Locks'" if st["counts"].get("running") else ""))
     return 0
 
 def cmd_collect(a):
@@ -312,6 +344,33 @@ def cmd_paper_build(a):
     return 0
 
 # %% ../nbs/39_cli.ipynb #5a5b4bd9
+class _Parser(argparse.ArgumentParser):
+    "A usage error is one line like every other error (`error: dike eval: argument --seed: ...`), exit code 2."
+    def error(self, message): self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+def _at_least(lo: int):
+    "An argparse type: a whole number >= `lo`, checked when the command line is read (before any model loads)."
+    def whole(s: str) -> int:
+        try: v = int(s)
+        except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
+        if v < lo: raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
+        return v
+    return whole
+_count, _seed = _at_least(1), _at_least(0)
+
+def _writable(out, new: bool = False, flag: str = "--out") -> Path:
+    "`out`, once it is sure to be a folder this process can create or write (`new`: one that does not exist yet)."
+    import tempfile
+    out = Path(out)
+    if out.exists() and not out.is_dir(): raise DikeError(f"{flag} {out} is a file; give a folder")
+    if new and out.exists(): raise DikeError(f"{flag} {out} already exists and is not overwritten; choose a new folder")
+    up = out
+    while not up.exists(): up = up.parent
+    if not up.is_dir(): raise DikeError(f"{flag} {out}: {up} is a file, not a folder")
+    try: tempfile.TemporaryDirectory(dir=up).cleanup()
+    except OSError as e: raise DikeError(f"{flag} {out} cannot be written ({up}: {e.strerror})") from None
+    return out
+
 def _device_args(p, what: str, default="auto"):
     p.add_argument("--device", default=default, metavar="auto|cpu|cuda[:N]|mps",
                    help=f"device {what} (auto: the first CUDA GPU, else MPS, else the CPU)")
@@ -332,6 +391,9 @@ def _add_data_parsers(sub):
     fe.add_argument("--optional", action="store_true",
                     help="also the files not placed in shared/data (StereoSet dev.json, missing BBQ categories)")
     fe.set_defaults(fn=cmd_data_fetch)
+    li = sub.add_parser("list", help="what may be named: benchmarks, scorers or compression methods (one spec form a line)")
+    li.add_argument("what", choices=["benchmarks", "scorers", "methods"], help="which registry to list")
+    li.add_argument("--json", action="store_true", help="machine-readable output"); li.set_defaults(fn=cmd_list)
     m = sub.add_parser("models", help="model registry").add_subparsers(dest="sub", required=True)
     ml = m.add_parser("list", help="registered aliases")
     ml.add_argument("--json", action="store_true", help="machine-readable output")
@@ -347,14 +409,14 @@ def _add_model_parsers(sub):
     e.add_argument("model", help="alias, Hugging Face hub id or local model folder")
     e.add_argument("benchmarks", nargs="+", help="registered benchmark names (e.g. crows_pairs stereoset)")
     e.add_argument("--scorer", default=None, help="scorer name (default: the benchmark's default for the model kind)")
-    e.add_argument("--limit", type=int, default=None, help="score a sample of N whole units of each benchmark (default: all)")
-    e.add_argument("--sample-seed", type=int, default=0, help="which items --limit samples (default 0)")
-    e.add_argument("--batch-size", type=int, default=16, help="sentences per forward pass (speed only)")
+    e.add_argument("--limit", type=_count, default=None, help="score a sample of N whole units of each benchmark (default: all)")
+    e.add_argument("--sample-seed", type=_seed, default=0, help="which items --limit samples (default 0)")
+    e.add_argument("--batch-size", type=_count, default=16, help="sentences per forward pass (speed only)")
     _device_args(e, "the model is loaded in")
     e.add_argument("--compress", default=None, metavar="SPEC",
                    help="compress first, e.g. magnitude:0.5 or wanda:0.5:seed=1 (cached; see `dike compress`)")
-    e.add_argument("--seed", type=int, default=0, help="bootstrap seed of the confidence intervals")
-    e.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    e.add_argument("--seed", type=_seed, default=0, help="bootstrap seed of the confidence intervals")
+    e.add_argument("--n-boot", type=_count, default=2000, help="bootstrap resamples (default 2000)")
     e.add_argument("--out", default=None, help="write <out>/<benchmark>/items.parquet and metrics.json (a new folder)")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     e.set_defaults(fn=cmd_eval)
@@ -363,9 +425,9 @@ def _add_model_parsers(sub):
     k.add_argument("spec", help="compression spec, steps joined by +, e.g. wanda:0.5+rtn:4:g128; a step may be scoped with "
                                         "layers=0-5 and/or modules=attn|mlp|q,k,v,o,gate,up,down (bad specs list every form)")
     k.add_argument("--out", required=True, help="new folder for safetensors, tokenizer, spec.json and report.json")
-    k.add_argument("--seed", type=int, default=0,
+    k.add_argument("--seed", type=_seed, default=0,
                    help="seed of the steps that have no seed= of their own (a calibration seed belongs in the spec)")
-    k.add_argument("--n-calib", type=int, default=32,
+    k.add_argument("--n-calib", type=_count, default=32,
                    help="calibration windows of 256 tokens per calibrated step (default 32; the source is the spec's calib=)")
     _device_args(k, "the base model is loaded and compressed in")
     k.add_argument("--quiet", action="store_true", help="no progress messages")
@@ -377,7 +439,7 @@ def _add_grid_parsers(sub):
     r = sub.add_parser("run", help="run an experiment grid with papermill")
     r.add_argument("grid", help="grid YAML file (see experiments/grids/)")
     r.add_argument("--backend", default="local", choices=["local", "slurm"], help="where runs execute (default local)")
-    r.add_argument("--jobs", type=int, default=1, help="runs at once (local: processes sharing the cores; slurm: array parallelism)")
+    r.add_argument("--jobs", type=_count, default=1, help="runs at once (local: processes sharing the cores; slurm: array parallelism)")
     r.add_argument("--dry-run", action="store_true", help="validate the grid and list the runs to do; run nothing")
     r.add_argument("--retry-failed", action="store_true", help="also rerun runs whose last attempt failed")
     r.add_argument("--results", default=None, help="results store (default: $DIKE_RESULTS_DIR or <repo>/results)")
@@ -397,9 +459,9 @@ def _add_grid_parsers(sub):
     an = sub.add_parser("analyze", help="paired comparisons of a grid's runs: deltas, adjusted p, flips, noise floor, CIEs")
     an.add_argument("grid", help="grid YAML file")
     an.add_argument("--reference", default="none", help="the spec every other run is compared with (default: none, the base)")
-    an.add_argument("--n-boot", type=int, default=4000, help="paired bootstrap replicates (default 4000: the smallest "
+    an.add_argument("--n-boot", type=_count, default=4000, help="paired bootstrap replicates (default 4000: the smallest "
                     "p-value, 2/(B+1), must survive Holm over a grid's ~40 headline comparisons)")
-    an.add_argument("--n-sim", type=int, default=500, help="random-flip draws of the noise floor (default 500)")
+    an.add_argument("--n-sim", type=_count, default=500, help="random-flip draws of the noise floor (default 500)")
     an.add_argument("--include-stale", action="store_true", help="as for collect")
     an.add_argument("--results", default=None, help="results store")
     an.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -417,26 +479,26 @@ def _add_study_parsers(sub):
     o.add_argument("spec", nargs="?", default=None, help="one unscoped compression step, e.g. magnitude:0.5 or rtn:4:g128")
     o.add_argument("benchmarks", nargs="*", help="benchmarks to score on every cell (add wikitext2 for the quality cost)")
     o.add_argument("--families", default=None, help="cell families to sweep, comma-separated among whole,band,module,cell (default all)")
-    o.add_argument("--bands", type=int, default=6, help="contiguous layer bands (default 6)")
+    o.add_argument("--bands", type=_count, default=6, help="contiguous layer bands (default 6)")
     o.add_argument("--modules", default=None, help="module types to sweep, comma-separated (default: all the model has)")
     o.add_argument("--limit", action="append", default=None, metavar="[BENCH=]N",
                    help="whole units per benchmark: N for all, BENCH=N for one (repeatable)")
-    o.add_argument("--n-boot", type=int, default=1000, help="paired bootstrap replicates per cell (default 1000)")
-    o.add_argument("--seed", type=int, default=0, help="bootstrap seed (and compression seed)")
-    o.add_argument("--sample-seed", type=int, default=0, help="which items --limit samples (default 0)")
-    o.add_argument("--batch-size", type=int, default=16, help="sentences per forward pass (speed only)")
+    o.add_argument("--n-boot", type=_count, default=1000, help="paired bootstrap replicates per cell (default 1000)")
+    o.add_argument("--seed", type=_seed, default=0, help="bootstrap seed (and compression seed)")
+    o.add_argument("--sample-seed", type=_seed, default=0, help="which items --limit samples (default 0)")
+    o.add_argument("--batch-size", type=_count, default=16, help="sentences per forward pass (speed only)")
     o.add_argument("--out", default=None, help="sweep folder (default results/origins/<model>__<spec>); resumes there")
     o.add_argument("--quiet", action="store_true", help="no progress lines")
     o.set_defaults(fn=cmd_origins)
     h = sub.add_parser("heads", help="which attention heads carry the stereotype preference (gradient attribution, ablation check) and which a compression moves")
     h.add_argument("model", help="alias, Hugging Face hub id or local folder of a Llama-style causal LM")
     h.add_argument("--spec", action="append", default=None, help="compression spec whose head shifts to measure (repeatable)")
-    h.add_argument("--n-train", type=int, default=128, help="StereoSet training-half pairs for the attribution (default 128)")
-    h.add_argument("--n-heldout", type=int, default=100, help="held-out pairs for the ablation check and shifts (default 100)")
-    h.add_argument("--k", type=int, default=20, help="top, bottom and random heads ablated (default 20 each)")
-    h.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates of the rank correlations")
-    h.add_argument("--seed", type=int, default=0, help="pair sample, random heads and bootstrap seed")
-    h.add_argument("--batch-size", type=int, default=16, help="sentences per forward pass (speed only)")
+    h.add_argument("--n-train", type=_count, default=128, help="StereoSet training-half pairs for the attribution (default 128)")
+    h.add_argument("--n-heldout", type=_count, default=100, help="held-out pairs for the ablation check and shifts (default 100)")
+    h.add_argument("--k", type=_count, default=20, help="top, bottom and random heads ablated (default 20 each)")
+    h.add_argument("--n-boot", type=_count, default=2000, help="bootstrap replicates of the rank correlations")
+    h.add_argument("--seed", type=_seed, default=0, help="pair sample, random heads and bootstrap seed")
+    h.add_argument("--batch-size", type=_count, default=16, help="sentences per forward pass (speed only)")
     h.add_argument("--out", default=None, help="output folder (default results/heads/<model>)")
     h.set_defaults(fn=cmd_heads)
 
@@ -448,8 +510,8 @@ def _add_paper_parsers(sub):
     f.add_argument("--include-stale", action="store_true", help="as for collect")
     f.add_argument("--results", default=None, help="results store")
     f.add_argument("--paper", default=None, help="paper folder for a paper grid (default <repo>/paper)")
-    f.add_argument("--n-boot-pairs", type=int, default=4000, help="paired bootstrap replicates of the analysis (default 4000)")
-    f.add_argument("--n-sim", type=int, default=500, help="random-flip draws of the noise floor")
+    f.add_argument("--n-boot-pairs", type=_count, default=4000, help="paired bootstrap replicates of the analysis (default 4000)")
+    f.add_argument("--n-sim", type=_count, default=500, help="random-flip draws of the noise floor")
     f.set_defaults(fn=cmd_figures)
     ca = sub.add_parser("cache", help="the compressed-model cache").add_subparsers(dest="sub", required=True)
     cp = ca.add_parser("prune", help="delete cached compressed models that no current key uses (older code, unfinished)")
@@ -485,13 +547,13 @@ def _add_archive_parsers(sub):
     pr = ar.add_parser("prune", help="remove archived runs that no given grid names with the current code")
     grids(pr); pr.add_argument("--dry-run", action="store_true", help="only list what would be removed"); pr.set_defaults(fn=cmd_archive_prune)
     rk = ar.add_parser("rekey", help="score a fixed sample of each stale run's items with the current code; keep it under the current key if equal")
-    grids(rk); rk.add_argument("--sample", type=int, default=20, help="items rescored per run (0: all; default 20)")
+    grids(rk); rk.add_argument("--sample", type=_seed, default=20, help="items rescored per run (0: all; default 20)")
     rk.add_argument("--tol", type=float, default=1e-6, help="largest |difference| / max(1, |value|) accepted (default 1e-6)")
     rk.add_argument("--dry-run", action="store_true", help="check, but change nothing"); rk.set_defaults(fn=cmd_archive_rekey)
 
 # %% ../nbs/39_cli.ipynb #ffadffdf
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dike", description="Bias of compressed language models (ANR Diké).")
+    p = _Parser(prog="dike", description="Bias of compressed language models (ANR Diké).")
     from dike import __version__
     p.add_argument("--version", action="version", version=f"dike {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)

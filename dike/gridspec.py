@@ -8,8 +8,8 @@ import pandas as pd
 from .core import ConfigError
 
 # %% auto #0
-__all__ = ['QUESTION_KEYS', 'QUESTION_KINDS', 'POWER_KEYS', 'SELECT_KEYS', 'check_questions', 'check_power', 'power_report',
-           'check_nulls', 'check_select', 'select_strengths']
+__all__ = ['QUESTION_KEYS', 'QUESTION_KINDS', 'POWER_KEYS', 'SELECT_KEYS', 'read_yaml', 'check_experiment', 'check_questions',
+           'check_power', 'power_report', 'check_nulls', 'check_select', 'select_strengths']
 
 # %% ../nbs/30b_gridspec.ipynb #6bb77c93
 def _as_list(v, where: str, key: str) -> list:
@@ -21,6 +21,44 @@ def _as_list(v, where: str, key: str) -> list:
 def _check_keys(d: dict, allowed: set, where: str):
     bad = sorted(set(d) - allowed)
     if bad: raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, bad))}; allowed: {', '.join(sorted(allowed))}")
+
+# %% ../nbs/30b_gridspec.ipynb #df34e941
+def read_yaml(path) -> dict:
+    "Parse a YAML mapping; a `ConfigError` naming the file, with the line and column of a syntax error."
+    import yaml
+    from pathlib import Path
+    path = Path(path)
+    if not path.is_file(): raise ConfigError(f"grid file {path} does not exist")
+    try: data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        m = getattr(e, "problem_mark", None)
+        at = f":{m.line + 1}:{m.column + 1}" if m is not None else ""
+        what = "; ".join(str(x) for x in (getattr(e, "context", None), getattr(e, "problem", None)) if x) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}{at}: invalid YAML ({what})") from None
+    if not isinstance(data, dict): raise ConfigError(f"{path}: a grid must be a YAML mapping with an `experiments` list")
+    return data
+
+def _whole(v, lo: int) -> bool: return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+def check_experiment(e: dict, w: str) -> None:
+    """One experiment of a grid (defaults applied), checked field by field before anything is expanded: non-empty
+    `models`, `benchmarks`, `compress` and `seeds` (seeds whole numbers >= 0), `limit` null, >= 1 or a mapping of such,
+    `n_boot` and `batch_size` whole numbers >= 1, `sample_seed` >= 0, `scorer` null or a name."""
+    for k, fix in (("models", "name at least one model"), ("benchmarks", "name at least one benchmark"),
+                   ("compress", "list specs, or [none] for the uncompressed model"), ("seeds", "give at least one, e.g. [0]")):
+        if not _as_list(e.get(k), w, k): raise ConfigError(f"{w}: `{k}` is empty: {fix}")
+    for i, s in enumerate(_as_list(e["seeds"], w, "seeds")):
+        if not _whole(s, 0): raise ConfigError(f"{w}: seeds[{i}] must be a whole number >= 0, got {s!r}")
+    lim = e.get("limit")
+    for k, v in (lim.items() if isinstance(lim, dict) else [(None, lim)]):
+        if v is not None and not _whole(v, 1):
+            raise ConfigError(f"{w}: `limit{'.' + str(k) if k else ''}` must be a whole number >= 1 (items to sample) or "
+                              f"null (all), got {v!r}")
+    for k, lo, what in (("n_boot", 1, "bootstrap resamples"), ("batch_size", 1, "sentences per forward pass"),
+                        ("sample_seed", 0, "which items a limit samples")):
+        if not _whole(e.get(k), lo): raise ConfigError(f"{w}: `{k}` must be a whole number >= {lo} ({what}), got {e.get(k)!r}")
+    if e.get("scorer") is not None and not isinstance(e["scorer"], str):
+        raise ConfigError(f"{w}: `scorer` must be a scorer name or null, got {e['scorer']!r}")
 
 # %% ../nbs/30b_gridspec.ipynb #81e89c7f
 QUESTION_KEYS = {"name", "text", "kinds", "specs", "benchmarks", "test"}

@@ -7,17 +7,16 @@ from __future__ import annotations
 import json, os, re, shutil, time, traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-import yaml
 from .core import (ConfigError, DikeError, config_hash, project_root, set_threads, usable_cores,
                        write_json, provenance, source_hash, code_hash, code_closure)
 from .store import Store
-from .gridspec import _as_list, _check_keys, check_questions, check_power, check_nulls, check_select, power_report
+from .gridspec import _as_list, _check_keys, read_yaml, check_experiment, check_questions, check_power, check_nulls, check_select, power_report
 
 # %% auto #0
 __all__ = ['GRID_KEYS', 'SLURM_KEYS', 'EXPERIMENT_KEYS', 'DEFAULTS', 'TEMPLATE', 'RUN_PARAMETERS', 'CONFIG_FIELDS', 'BACKENDS',
-           'Grid', 'read_yaml', 'benchmark_code', 'config_key', 'run_config', 'checked_spec', 'load_grid',
-           'template_parameters', 'check_template', 'grid_store', 'execute_run', 'load_run_model', 'evaluate_run',
-           'run_groups', 'SharedKernel', 'iter_group', 'execute_group', 'slurm_resources', 'slurm_executor', 'run_grid',
+           'Grid', 'benchmark_code', 'config_key', 'run_config', 'checked_spec', 'load_grid', 'template_parameters',
+           'check_template', 'grid_store', 'execute_run', 'load_run_model', 'evaluate_run', 'run_groups',
+           'SharedKernel', 'iter_group', 'execute_group', 'slurm_resources', 'slurm_executor', 'run_grid',
            'grid_results', 'grid_status']
 
 # %% ../nbs/30_runner.ipynb #3012e3a7
@@ -51,19 +50,8 @@ class Grid:
     nulls: dict | None = None            # arm spec -> its damage-matched null specs (`nulls:`; random pruning is automatic)
     select: dict | None = None           # how fairness strengths are chosen (`select:`; see `dike.gridspec.select_strengths`)
 
-def _limit_for(limit, bench: str, where: str):
-    if limit is None or isinstance(limit, int) and not isinstance(limit, bool): return limit
-    if isinstance(limit, dict): return limit.get(bench, limit.get("default"))
-    raise ConfigError(f"{where}: `limit` must be an integer, null or a mapping {{benchmark: n, default: n}}, got {limit!r}")
-
-def read_yaml(path) -> dict:
-    "Parse a YAML mapping; a `ConfigError` naming the file on a syntax error or a non-mapping."
-    path = Path(path)
-    if not path.is_file(): raise ConfigError(f"grid file {path} does not exist")
-    try: data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e: raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict): raise ConfigError(f"{path}: a grid must be a YAML mapping with an `experiments` list")
-    return data
+def _limit_for(limit, bench: str, where: str):       # `limit` was checked (`check_experiment`)
+    return limit.get(bench, limit.get("default")) if isinstance(limit, dict) else limit
 
 # %% ../nbs/30_runner.ipynb #3da92402
 CONFIG_FIELDS = ("model", "model_kind", "model_checksum", "compress", "benchmark", "scorer", "limit", "sample_seed", "seed",
@@ -181,17 +169,16 @@ def _grid_header(g: dict, path: Path) -> tuple[Grid, dict]:
 
 # %% ../nbs/30_runner.ipynb #8474298d
 def _expand(grid: Grid, exps: list, defaults: dict, validate: bool, device_override, dtype_override):
-    "Append the run configurations of `exps` to `grid.runs` (deduplicated, in file order)."
+    "Append the run configurations of `exps` to `grid.runs` (in file order; a run listed twice is an error)."
     from dike.evaluate import get_benchmark, resolve_scorer
     where, imports = str(grid.path), grid.imports
-    fps, specs, seen, missing = {}, {}, set(), {}
+    fps, specs, seen, missing = {}, {}, {}, {}
     for i, e in enumerate(exps):
         w = f"{where}: experiments[{i}]"
         if not isinstance(e, dict): raise ConfigError(f"{w} must be a mapping")
         _check_keys(e, EXPERIMENT_KEYS, w)
         e = {**DEFAULTS, **defaults, **e}
-        for req in ("models", "benchmarks"):
-            if not _as_list(e.get(req), w, req): raise ConfigError(f"{w}: `{req}` is required and must not be empty")
+        check_experiment(e, w)
         from dike.models import resolve_device, resolve_dtype
         try:
             device = resolve_device(device_override or e["device"], check=validate)   # status/collect: no GPU needed
@@ -218,16 +205,16 @@ def _expand(grid: Grid, exps: list, defaults: dict, validate: bool, device_overr
                     try: scorer = resolve_scorer(get_benchmark(str(b)), fps[m]["kind"], e["scorer"])
                     except DikeError as err: raise ConfigError(f"{w}: {err}") from None
                     for s in _as_list(e["seeds"], w, "seeds"):
-                        if not isinstance(s, int): raise ConfigError(f"{w}: seeds must be integers, got {s!r}")
                         cfg = run_config(str(m), c, str(b), scorer, _limit_for(lim, str(b), w), s, e["n_boot"],
                                          e["batch_size"], dtype, fps[m], imports, compress_code=ccode,
                                          sample_seed=e["sample_seed"], device=device)
-                        if cfg["run_id"] not in seen:
-                            seen.add(cfg["run_id"]); grid.runs.append(cfg)
+                        if cfg["run_id"] in seen: raise ConfigError(f"{w}: run {m} {c} {b} seed={s} is already in "
+                                                                    f"experiments[{seen[cfg['run_id']]}]; list each run once")
+                        seen[cfg["run_id"]] = i; grid.runs.append(cfg)
     if missing: raise ConfigError("\n".join(missing.values()))
 
 def load_grid(path, validate: bool = True, device: str | None = None, dtype: str | None = None) -> Grid:
-    """Read and validate a grid YAML; expand it into run configurations (deduplicated, in file order). `device` / `dtype`
+    """Read and validate a grid YAML; expand it into run configurations (in file order; a run listed twice is an error). `device` / `dtype`
     (the CLI's `--device` / `--dtype`) override every experiment's. Models that cannot be found (e.g. hub models not in
     the cache, offline) are checked last: one `ConfigError` with a line per missing model, after the rest is validated."""
     path = Path(path); g = read_yaml(path)
@@ -282,26 +269,21 @@ def execute_run(cfg: dict, root=None, template=None, threads: int | None = None,
     if store.is_done(rid): return {"run_id": rid, "state": "skipped"}
     if not store.acquire(rid): return {"run_id": rid, "state": "busy"}
     tmp = store.runs / f".tmp-{rid}-{os.getpid()}"
-    t0 = time.time()
+    t0, own = time.time(), kernel is None
+    if own: kernel = SharedKernel(threads or int(os.environ.get("DIKE_THREADS", 0)) or usable_cores(), cwd=store.root)
+    stop = lambda: _abandon(kernel, tmp, store, rid); _ACTIVE.append(stop)
     try:
         if store.is_done(rid): return {"run_id": rid, "state": "skipped"}     # finished while we waited for the lock
         shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
         write_json(tmp / "config.json.partial", cfg)
         params = {k: cfg[k] for k in RUN_PARAMETERS if k in cfg} | {"out_dir": str(tmp)}
-        env_threads = str(threads or int(os.environ.get("DIKE_THREADS", 0)) or usable_cores())
-        old = {k: os.environ.get(k) for k in ("DIKE_THREADS", "OMP_NUM_THREADS")}
-        os.environ.update(DIKE_THREADS=env_threads, OMP_NUM_THREADS=env_threads)
-        try:
-            pm.execute_notebook(str(template or project_root() / TEMPLATE), str(tmp / "evaluate.ipynb"),
-                                parameters=params, kernel_name="python3", progress_bar=progress, log_output=False,
-                                cwd=str(tmp), **({"km": kernel.manager()} if kernel is not None else {}))
-        finally:
-            for k, v in old.items():
-                if v is None: os.environ.pop(k, None)
-                else: os.environ[k] = v
+        pm.execute_notebook(str(template or project_root() / TEMPLATE), str(tmp / "evaluate.ipynb"), parameters=params,
+                            kernel_name="python3", progress_bar=progress, log_output=False, cwd=str(tmp), km=kernel.manager())
         os.replace(tmp / "config.json.partial", tmp / "config.json")
         os.rename(tmp, store.run_dir(rid))
         return {"run_id": rid, "state": "done", "seconds": round(time.time() - t0, 1)}
+    except (KeyboardInterrupt, SystemExit):
+        _abandon(kernel, tmp, store, rid); raise                      # interrupted: stays pending, not failed
     except BaseException as e:
         err = {"run_id": rid, "error": type(e).__name__, "message": str(e)[:4000],
                "ename": getattr(e, "ename", None), "evalue": getattr(e, "evalue", None),
@@ -309,10 +291,22 @@ def execute_run(cfg: dict, root=None, template=None, threads: int | None = None,
         dest = store.failed / rid
         if tmp.exists():
             shutil.rmtree(dest, ignore_errors=True); write_json(tmp / "error.json", err); os.rename(tmp, dest)
-        if isinstance(e, (KeyboardInterrupt, SystemExit)): raise
         return {"run_id": rid, "state": "failed", "error": f"{err['ename'] or err['error']}: {err['evalue'] or err['message']}"[:500]}
     finally:
-        store.release(rid)
+        store.release(rid); _ACTIVE.remove(stop)
+        if own: kernel.close()
+
+_ACTIVE: list = []      # how to abandon the run this process is executing (what a pool worker's SIGTERM does)
+
+def _abandon(kernel, tmp, store, rid):
+    "An interrupted run: its kernel killed (it has a process group of its own), its folder removed, its lock released."
+    import signal, threading
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None     # a second Ctrl-C must not cut this short
+    try:
+        kernel.kill(); shutil.rmtree(tmp, ignore_errors=True); store.release(rid)
+    finally:
+        if main: signal.signal(signal.SIGINT, old)
 
 # %% ../nbs/30_runner.ipynb #64b5f42e
 _LOADED: dict = {}     # the model of the last run in this process: {key, lm, info}
@@ -367,6 +361,7 @@ def run_groups(cfgs) -> list[list[dict]]:
     for c in cfgs: groups.setdefault(_group_key(c), []).append(c)
     return list(groups.values())
 
+# %% ../nbs/30_runner.ipynb #714b746f
 class SharedKernel:
     "A Jupyter kernel that executes several run notebooks in turn (started on first use, restarted if it died)."
     def __init__(self, threads: int, cwd=None):
@@ -386,6 +381,22 @@ class SharedKernel:
             try: self.km.shutdown_kernel(now=True)
             except Exception: pass
             self.km = None
+
+    def kill(self):
+        "Stop the kernel at once: SIGKILL to its process group (a Ctrl-C of the runner does not reach it), then forget it."
+        import signal
+        prov = getattr(self.km, "provisioner", None)
+        pid, pgid = getattr(prov, "pid", None), getattr(prov, "pgid", None)
+        try:
+            if pgid and pgid != os.getpgrp(): os.killpg(pgid, signal.SIGKILL)
+            elif pid: os.kill(pid, signal.SIGKILL)
+        except OSError: pass
+        try: prov.process.wait(10)                         # reaped: no zombie left behind
+        except Exception: pass
+        if self.km is not None:
+            try: self.km.cleanup_connection_file()
+            except Exception: pass
+        self.km = None
 
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
@@ -407,17 +418,33 @@ def execute_group(cfgs: list[dict], root=None, template=None, threads: int | Non
 def _local(cfgs, root, template, jobs, progress, **_):
     from concurrent.futures import ProcessPoolExecutor, as_completed
     import multiprocessing as mp
-    threads = max(1, usable_cores() // jobs)
+    threads = int(os.environ.get("DIKE_THREADS", 0)) or max(1, usable_cores() // jobs)
     groups = run_groups(cfgs)
     if jobs == 1:
         for g in groups:
             for c, r in zip(g, iter_group(g, root, template, threads)):   # reported as each run finishes
                 _report(r, c, progress); yield r
         return
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as ex:
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_pool_worker) as ex:
         futs = {ex.submit(execute_group, g, root, template, threads): g for g in groups}
-        for f in as_completed(futs):
-            for r, c in zip(f.result(), futs[f]): _report(r, c, progress); yield r
+        try:
+            for f in as_completed(futs):
+                for r, c in zip(f.result(), futs[f]): _report(r, c, progress); yield r
+        except KeyboardInterrupt:          # stop the queue; each worker stops its run and its kernel
+            procs = list((ex._processes or {}).values())
+            ex.shutdown(wait=False, cancel_futures=True)
+            for p in procs: p.terminate()
+            for p in procs: p.join(60)
+            raise
+
+def _pool_worker():
+    "A pool worker ignores Ctrl-C (the runner decides); SIGTERM abandons its run (left pending, kernel killed) and exits."
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    def term(*_):
+        for stop in list(_ACTIVE): stop()
+        os._exit(130)
+    signal.signal(signal.SIGTERM, term)
 
 # %% ../nbs/30_runner.ipynb #e8bc21b9
 def slurm_resources(grid_slurm: dict | None = None) -> dict:
@@ -462,7 +489,7 @@ def _slurm(cfgs, root, template, jobs, progress, slurm: dict | None = None):
     ex = slurm_executor(grid_store(root).root / "slurm", jobs, res)
     groups = run_groups(cfgs)
     n = len(groups)
-    handles = ex.map_array(_group_job_class()(), groups, [root] * n, [template] * n, [int(res["cpus"])] * n)
+    handles = ex.map_array(_group_job_class()(), groups, [root] * n, [template] * n, [int(os.environ.get("DIKE_THREADS", 0)) or int(res["cpus"])] * n)
     for g, h in zip(groups, handles):
         try: rs = h.result()
         except Exception as e:
@@ -510,12 +537,31 @@ def run_grid(grid, backend: str = "local", jobs: int = 1, dry_run: bool = False,
                 print(f"  {r['benchmark']} limit={r['limit']}: n={r['n']}, smallest detectable change {r['mde_points']:.1f} "
                       f"points: {'reaches' if r['reaches'] else 'does NOT reach'} the declared {r['effect']:g}")
         return out
-    results_list = list(BACKENDS[backend](todo, str(store.root), str(g.template), jobs, progress, slurm=g.slurm)) if todo else []
+    results_list, out["interrupted"] = [], False
+    try:
+        for r in BACKENDS[backend](todo, str(store.root), str(g.template), jobs, progress, slurm=g.slurm) if todo else ():
+            results_list.append(r)
+    except KeyboardInterrupt: out["interrupted"] = True      # the interrupted run stays pending; its kernel is stopped
     for s in ("done", "failed", "busy", "skipped"):
         out[s] = sum(r["state"] == s for r in results_list)
     out["errors"] = [r for r in results_list if r["state"] == "failed"]
+    return _closing(out, g, store, progress)
+
+def _closing(out: dict, g, store, progress: bool) -> dict:
+    "The grid's state after a `dike run`: every run done, failed, busy (held by another runner) or pending."
+    st = [store.state(c["run_id"]) for c in g.runs]
+    out["final"] = {"done": st.count("done"), "failed": st.count("failed"), "busy": st.count("running"),
+                    "pending": st.count("pending")}
+    out["complete"] = out["final"]["done"] == len(g.runs)
+    if progress:
+        f = out["final"]
+        print(f"grid {g.name}: {f['done']} of {len(g.runs)} done, {f['failed']} failed, {f['busy']} busy (another runner), "
+              f"{f['pending']} pending" + ("; interrupted" if out["interrupted"] else "")
+              + ("" if out["complete"] else f"; not complete: `dike run {g.path}` continues"
+                 + (" (--retry-failed reruns the failed)" if f["failed"] else "")), flush=True)
     return out
 
+# %% ../nbs/30_runner.ipynb #414e599b
 def grid_results(grid, results=None) -> dict:
     "A grid's finished run folders (`done`), its runs with only older-code results (`stale`: (cfg, old folder)), the rest."
     g = grid if hasattr(grid, "runs") else load_grid(grid, validate=False)
@@ -530,7 +576,12 @@ def grid_status(grid, results=None) -> dict:
         st = store.state(c["run_id"])
         old = store.stale_of(c, idx) if st != "done" else None
         if old is not None and st == "pending": st = "stale"
+        h = store.holder(c["run_id"]) if st == "running" else None
         runs.append({k: c[k] for k in ("run_id", "model", "compress", "benchmark", "seed")}
-                    | {"state": st, "older_result": old.name if old is not None else None})
+                    | {"state": st, "older_result": old.name if old is not None else None,
+                       "holder": f"{h['host']}:{h['pid']}, {_age(h['age_s'])}" if h else None})
     counts = {s: sum(r["state"] == s for r in runs) for s in ("done", "stale", "failed", "running", "pending")}
     return {"grid": g.name, "runs": runs, "counts": counts}
+
+def _age(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"

@@ -4,7 +4,7 @@
 
 # %% ../nbs/33_store.ipynb #c8cc88fd
 from __future__ import annotations
-import calendar, io, json, os, re, shutil, socket, time
+import calendar, hashlib, io, json, os, re, shutil, socket, time
 from pathlib import Path
 from typing import Callable
 import pandas as pd
@@ -14,45 +14,84 @@ from .archive import Archive
 # %% auto #0
 __all__ = ['SUMMARY_COLUMNS', 'Store', 'collect_runs', 'fake_run', 'write_parquet', 'grid_dir', 'collect']
 
+# %% ../nbs/33_store.ipynb #25a4133f
+def _holder_of(raw: bytes, mtime: float) -> dict | None:
+    "The live holder a lock file's bytes name (None: stale): on this host, while its pid lives; elsewhere, for DIKE_LOCK_TTL s."
+    ttl = float(os.environ.get("DIKE_LOCK_TTL", 86400))
+    try: info = json.loads(raw)
+    except ValueError: info = None
+    if not isinstance(info, dict):                   # unreadable: trusted like another host's lock, by the file's age
+        return {"unreadable": True, "time": mtime} if time.time() - mtime < ttl else None
+    if info.get("host") == socket.gethostname():
+        try: os.kill(int(info["pid"]), 0)
+        except ProcessLookupError: return None
+        except (PermissionError, KeyError, ValueError, TypeError, OverflowError): pass
+        return info
+    return info if time.time() - float(info.get("time", 0)) < ttl else None
+
+def _read_lock(p: Path) -> tuple[bytes, os.stat_result] | None:
+    try:
+        with open(p, "rb") as f: return f.read(), os.fstat(f.fileno())
+    except FileNotFoundError: return None
+
+def _take_lock(p: Path) -> bool:
+    """Take the lock file `p`; False if a live process holds it. The lock appears whole (`os.link` of a written file,
+    which fails if `p` exists); a stale lock is replaced only by the one process that creates the breaker file named by
+    its inode and bytes, after checking `p` is still that file: two processes cannot both take it."""
+    me = p.parent / f".{p.stem}.{socket.gethostname()}.{os.getpid()}.{time.time_ns()}"
+    me.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}))
+    try:
+        for _ in range(3):
+            try: os.link(me, p); return True
+            except FileExistsError: pass
+            got = _read_lock(p)
+            if got is None: continue                                     # released meanwhile: try again
+            if _holder_of(got[0], got[1].st_mtime) is not None: return False
+            brk = p.parent / f".{p.stem}.{got[1].st_ino}-{hashlib.sha1(got[0]).hexdigest()[:16]}.break"
+            try: os.close(os.open(brk, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            except FileExistsError:                                      # another process is taking it over
+                try:
+                    if time.time() - brk.stat().st_mtime > 60: brk.unlink()   # ... or died doing so
+                except FileNotFoundError: pass
+                return False
+            try:
+                now = _read_lock(p)
+                if now is not None and now[0] == got[0] and now[1].st_ino == got[1].st_ino:
+                    os.replace(me, p); return True                       # still the stale lock we judged: ours now
+            finally: brk.unlink(missing_ok=True)
+        return False
+    finally: me.unlink(missing_ok=True)
+
 # %% ../nbs/33_store.ipynb #82004dca
 class _Locks:
     "The lock files of a store (`self.locks`, a folder) and the in-progress folders they protect (`self.runs/.tmp-*`)."
     def _lock_path(self, run_id): return self.locks / f"{run_id}.lock"
 
     def _lock_holder(self, run_id):
-        p = self._lock_path(run_id)
-        try: info = json.loads(p.read_text())
-        except (FileNotFoundError, json.JSONDecodeError, OSError): return None if not p.exists() else {"unreadable": True}
-        if info.get("host") == socket.gethostname():
-            try: os.kill(int(info["pid"]), 0)
-            except ProcessLookupError: return None
-            except PermissionError: pass
-            return info
-        ttl = float(os.environ.get("DIKE_LOCK_TTL", 86400))
-        return info if time.time() - float(info.get("time", 0)) < ttl else None
+        got = _read_lock(self._lock_path(run_id))
+        return None if got is None else _holder_of(got[0], got[1].st_mtime)
 
     def is_locked(self, run_id: str) -> bool:
         "Whether a live process holds the lock of `run_id`."
         return self._lock_holder(run_id) is not None
 
+    def holder(self, run_id: str) -> dict | None:
+        "Who holds the lock of `run_id` (`host`, `pid`, `age_s`), or None when no live process does."
+        h = self._lock_holder(run_id)
+        return None if h is None else {"host": h.get("host", "?"), "pid": h.get("pid"),
+                                       "age_s": round(time.time() - float(h.get("time", 0)))}
+
     def acquire(self, run_id: str) -> bool:
-        "Take the lock of `run_id`; False if another live process holds it."
-        p = self._lock_path(run_id)
-        for _ in range(2):
-            try:
-                fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if self._lock_holder(run_id) is not None: return False
-                try: os.replace(p, p.with_suffix(f".stale-{os.getpid()}")); os.unlink(p.with_suffix(f".stale-{os.getpid()}"))
-                except FileNotFoundError: pass
-                continue
-            with os.fdopen(fd, "w") as f:
-                json.dump({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}, f)
-            return True
-        return False
+        "Take the lock of `run_id`; False if another live process holds it (`_take_lock`: never two holders)."
+        return _take_lock(self._lock_path(run_id))
 
     def release(self, run_id: str):
-        self._lock_path(run_id).unlink(missing_ok=True)
+        "Remove the lock of `run_id` if this process holds it (a lock taken over from it is not its own any more)."
+        got = _read_lock(self._lock_path(run_id))
+        try: info = json.loads(got[0]) if got else None
+        except ValueError: info = None
+        if isinstance(info, dict) and info.get("host") == socket.gethostname() and info.get("pid") == os.getpid():
+            self._lock_path(run_id).unlink(missing_ok=True)
 
     def release_mine(self) -> list[str]:
         "Release every lock this process holds (before a SLURM requeue); the run ids released."
