@@ -33,7 +33,7 @@ def _numeric_diff(old: pd.DataFrame, new: pd.DataFrame) -> float:
     return float(np.nanmax(np.abs(a - b) / scale, initial=0))
 
 
-# %% ../nbs/36_rekey.ipynb #ead9a6c5
+# %% ../nbs/36_rekey.ipynb #7462e434
 def _rescore(archive: Archive, c: dict, rec: dict, sample: int, seed: int) -> tuple:
     """`(archived items, items rescored by the current code, error)` of run config `c` recorded as `rec`: a seeded sample
     of its items (all of them when its items are not data rows, e.g. WinoBias pairs, or when its scorer needs whole
@@ -81,7 +81,7 @@ def rekey(grid, archive: Archive | None = None, sample: int = 20, tol: float = 1
         out.append(r)
     return out
 
-# %% ../nbs/36_rekey.ipynb #be4de55d
+# %% ../nbs/36_rekey.ipynb #a60e6ff9
 def recompute_check(grids, archive: Archive | None = None, runs: int = 3, sample: int = 20, tol: float = 1e-6,
                     seed: int = 0, progress: bool = True) -> list[dict]:
     """`dike archive verify --recompute N`: N archived current-code runs of `grids`, drawn with `seed`, each compressed
