@@ -294,14 +294,16 @@ def cmd_archive_verify(a):
     from dike.archive import Archive, grid_state
     ar = Archive(); problems = ar.verify(joins=not a.no_joins)
     for p in problems: print(f"error: {p}")
-    stale = {g.name: grid_state(ar, g)["stale"] for g in _grids(a.grids)}
+    grids = _grids(a.grids); stale = {g.name: grid_state(ar, g)["stale"] for g in grids}
     for name, st in stale.items():
-        for c, old in st:
-            print(f"stale: {name} {c['model']} {c['compress']} {c['benchmark']} seed={c['seed']}: archived run(s) "
-                  f"{', '.join(old)} of older code (never used; `dike archive rekey` or `dike run`)")
+        for c, old in st: print(f"stale: {name} {c['model']} {c['compress']} {c['benchmark']} seed={c['seed']}: archived run(s) "
+                                f"{', '.join(old)} of older code (never used; `dike archive rekey` or `dike run`)")
+    from dike.rekey import recompute_check                # --recompute N: recompress and rescore N runs (seeded)
+    differ = [r for r in recompute_check(grids, ar, runs=a.recompute) if not r["ok"]] if a.recompute else []
     n_stale = sum(map(len, stale.values()))
-    print(f"archive {ar.root}: {len(ar.ids())} runs, {len(problems)} problem(s), {n_stale} stale run(s)")
-    return 1 if problems or (a.strict and n_stale) else 0
+    print(f"archive {ar.root}: {len(ar.ids())} runs, {len(problems)} problem(s), {n_stale} stale run(s)"
+          + (f", {len(differ)} of {a.recompute} recomputed run(s) differ" if a.recompute else ""))
+    return 1 if problems or differ or (a.strict and n_stale) else 0
 
 def cmd_archive_prune(a):
     from dike.archive import Archive, prune
@@ -543,6 +545,7 @@ def _add_archive_parsers(sub):
     ve = ar.add_parser("verify", help="checksums and content of every archived table and file; stale runs listed")
     grids(ve); ve.add_argument("--no-joins", action="store_true", help="skip re-joining text columns from the benchmark data")
     ve.add_argument("--strict", action="store_true", help="also fail when a grid has stale archived runs")
+    ve.add_argument("--recompute", type=int, default=0, metavar="N", help="also recompress and rescore a sample of N archived runs")
     ve.set_defaults(fn=cmd_archive_verify)
     pr = ar.add_parser("prune", help="remove archived runs that no given grid names with the current code")
     grids(pr); pr.add_argument("--dry-run", action="store_true", help="only list what would be removed"); pr.set_defaults(fn=cmd_archive_prune)
