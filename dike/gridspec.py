@@ -190,7 +190,7 @@ def check_select(grid, s) -> dict | None:
 def select_strengths(grid, summ) -> pd.DataFrame:
     """The grid's `select:` rule applied to its summary `summ` (`dike.store.collect`): one row per family candidate
     (and twin) with its bias distance to the ideal, its quality, `eligible`, `chosen` and `why`."""
-    from dike.analysis import ideal_of
+    from dike.evaluate import get_benchmark              # not dike.analysis: it imports the runner, which imports this
     s = grid.select
     if not s: raise ConfigError(f"{grid.path}: no `select:` block")
     def val(spec, part):
@@ -198,7 +198,9 @@ def select_strengths(grid, summ) -> pd.DataFrame:
         r = summ[(summ.compress == spec) & (summ.benchmark == b) & (summ.metric == m)]
         if len(r) != 1: raise ConfigError(f"select: {len(r)} finished result(s) for {spec} {b} {m}; run the grid first")
         return float(r.estimate.iat[0])
-    ideal, cap, rows = ideal_of(s["bias"]["benchmark"], s["bias"]["metric"]), 1 + s["quality"]["max_rise"], []
+    ideal = get_benchmark(s["bias"]["benchmark"]).ideal.get(s["bias"]["metric"])
+    if ideal is None: raise ConfigError(f"select: {s['bias']['benchmark']} declares no ideal for {s['bias']['metric']}")
+    cap, rows = 1 + s["quality"]["max_rise"], []
     for f in s["families"]:
         tw = {"spec": f["twin"], "dist": abs(val(f["twin"], "bias") - ideal), "quality": val(f["twin"], "quality")}
         cs = [{"spec": c, "dist": abs(val(c, "bias") - ideal), "quality": val(c, "quality")} for c in f["candidates"]]

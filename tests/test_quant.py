@@ -297,7 +297,7 @@ def test_fair_gptq_layer_scope_reads_the_scoped_blocks_pairs(data_dir, monkeypat
     lm = load_model("tiny-llama")
     texts, _ = text_sample("calib", 4, 0)
     out, _ = compress(lm, "fair-gptq:4:alpha=5:pairs=16:layers=1", calib=texts, progress=False, report=False)
-    pairs, _ = fair_pairs(lm, 16, 0)
+    pairs, _ = fair_pairs(lm, 16, 0, split="fit")
     br, pr = BlockRunner(lm, calib_batches(lm, texts, seq_len=256)), PairRunner(lm, pairs)
     br.advance(0); pr.advance(0)
     lin = lm.model.model.layers[1].mlp.down_proj

@@ -84,7 +84,10 @@ def test_ctrl_c_leaves_the_interrupted_run_pending_and_stops_its_kernel(tmp_path
                PYTHONPATH=str(tmp_path), TOY_SLOW_MARK=str(mark))
     dike = [sys.executable, "-m", "dike.cli"]
     p = subprocess.Popen(dike + ["run", str(g), "--jobs", jobs], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+                         stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         # a shell that ran pytest in the background (`make test &`) hands SIGINT down ignored, and
+                         # Python then installs no KeyboardInterrupt handler: give the runner a terminal's default
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while not mark.exists():
         assert p.poll() is None and time.time() < deadline, p.communicate()
