@@ -70,6 +70,12 @@ def main(argv=None):
     for i in range(a.layer): pr.advance(i)
     xs = pr.inputs(a.layer, {a.module: lin})[a.module]
     W = lin.weight.detach().float()
+    texts, _ = text_sample("calib", 16, 1)                   # held-out inputs of the layer, for its output error
+    br, seen = BlockRunner(lm, calib_batches(lm, texts, seq_len=256)), []
+    h = lin.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().reshape(-1, args[0].shape[-1])))
+    for i in range(a.layer): br.advance(i)
+    br.run(a.layer); h.remove()
+    X = torch.cat(seen).float()
     for sum_h in (1, 0):
         cfg = QuantizeConfig(bits=4, group_size=128, alpha=a.alpha, desc_act=False, sym=True, sum_hessians=sum_h)
         ref = GPTQ(NamedModule(nn.Linear(W.shape[1], W.shape[0], bias=False), a.module, f"model.layers.{a.layer}.{a.module}", a.layer), cfg)
@@ -88,13 +94,6 @@ def main(argv=None):
         t32 = W - (torch.cholesky_inverse(torch.linalg.cholesky(A)) @ (HD @ W.T)).T
         t64 = fair_target(W, H, HD, 0.01, opts.mode)
         same_ctrl = float((lev(gptq_quantize(t64, H, 4, 128, sym=True)) == lev(gptq_quantize(t32, H, 4, 128, sym=True))).float().mean())
-        texts, _ = text_sample("calib", 16, 1)
-        br = BlockRunner(lm, calib_batches(lm, texts, seq_len=256))
-        seen = []
-        h = lin.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().reshape(-1, args[0].shape[-1])))
-        for i in range(a.layer): br.advance(i)
-        br.run(a.layer); h.remove()
-        X = torch.cat(seen).float()
         rows = {"authors": layer_error(W, Qa, X), "dike": layer_error(W, Qd, X),
                 "plain gptq (their H)": layer_error(W, gptq_quantize(W, H, 4, 128, sym=True), X)}
         print(f"mode={'exact (sum_hessians=1)' if sum_h else 'first (sum_hessians=0)'} alpha={a.alpha} layer={a.layer} "

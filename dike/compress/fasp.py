@@ -5,7 +5,6 @@
 # %% ../../nbs/21c_fasp.ipynb #288a0391
 from __future__ import annotations
 import math
-import numpy as np
 import pandas as pd
 import torch
 from ..core import SpecError, cache_dir, config_hash
@@ -57,7 +56,7 @@ def fasp_select(scores: pd.DataFrame, ratio: float, gamma: float) -> pd.DataFram
     return cand.sort_values(["bias_after", "layer", "head"], kind="stable").head(k).sort_values(["layer", "head"])
 
 # %% ../../nbs/21c_fasp.ipynb #42460ba3
-def _scores(lm, step, calib, progress=False) -> tuple[pd.DataFrame, list[str], str]:
+def _scores(lm, step, calib) -> tuple[pd.DataFrame, list[str], str]:
     "The ablation scores of `lm` as it is now (cached by weights, pairs and windows), the pair ids and the cache key."
     from dike.compress.apply import weight_digest
     rows = fair_pair_rows(step["pairs"], step.get("seed", 0), split="fit")
@@ -68,7 +67,7 @@ def _scores(lm, step, calib, progress=False) -> tuple[pd.DataFrame, list[str], s
     if f.is_file():
         s = pd.read_parquet(f); s.attrs = {"bias": float(s.bias.iat[0]), "ppl": float(s.ppl.iat[0])}
         return s.drop(columns=["bias", "ppl"]), rows.item_id.tolist(), key
-    s = head_ablation_scores(lm, rows, batches, progress=progress)
+    s = head_ablation_scores(lm, rows, batches)
     s.assign(bias=s.attrs["bias"], ppl=s.attrs["ppl"]).to_parquet(f, index=False)
     return s, rows.item_id.tolist(), key
 
