@@ -14,10 +14,11 @@ from .stats import (Estimate, align_items, paired_cluster_bootstrap, adjust_fami
                         flip_binary, flip_sign, exceeds_noise, cie_population)
 
 # %% auto #0
-__all__ = ['GROUP_COLUMNS', 'DIST', 'DEFAULT_QUESTIONS', 'NULL_OF', 'point_stat', 'unit_labels', 'decisions', 'group_of',
-           'find_benchmark', 'headline_metric', 'ideal_of', 'bench_ideal', 'compare_items', 'headline_tests',
-           'unseeded', 'comparison_pairs', 'analysis_dir', 'cie_table', 'in_question', 'question_families',
-           'mde_columns', 'null_sets', 'beyond_null', 'null_table', 'largest_family', 'noise_columns', 'analyze']
+__all__ = ['GROUP_COLUMNS', 'ITEM_MARGINS', 'DIST', 'DEFAULT_QUESTIONS', 'NULL_OF', 'point_stat', 'unit_labels', 'decisions',
+           'group_of', 'register_item_margin', 'item_margin', 'find_benchmark', 'headline_metric', 'ideal_of',
+           'bench_ideal', 'compare_items', 'headline_tests', 'unseeded', 'comparison_pairs', 'analysis_dir',
+           'cie_table', 'in_question', 'question_families', 'mde_columns', 'null_sets', 'beyond_null', 'null_table',
+           'largest_family', 'noise_columns', 'analyze']
 
 # %% ../nbs/32_compare.ipynb #c14f0fc9
 GROUP_COLUMNS = ("bias_type", "category", "domain", "stereotype_gender", "occupation")
@@ -46,6 +47,28 @@ def decisions(bench, items: pd.DataFrame):
 
 def group_of(items: pd.DataFrame):
     return next((c for c in GROUP_COLUMNS if c in items.columns), None)
+
+# %% ../nbs/32_compare.ipynb #e3ca2e93
+def _winogender_margin(t: pd.DataFrame) -> pd.Series:
+    "female − male log-likelihood, signed so that > 0 prefers the gender the occupation's BLS share makes stereotypical."
+    return t["female_pref"] * np.sign(t["bls_pct_female"] - 50.0)
+
+ITEM_MARGINS = {                               # benchmark -> items -> each item's signed bias margin (> 0: stereotyped side)
+    "crows_pairs": lambda t: t["score_more"] - t["score_less"], "crows_pairs_revised": lambda t: t["score_more"] - t["score_less"],
+    "winobias": lambda t: t["diff"], "winobias_test": lambda t: t["diff"],
+    **{b: (lambda t: t["score_stereotype"] - t["score_anti_stereotype"]) for b in ("stereoset", "stereoset_heldout", "stereoset_select")},
+    "winogender": _winogender_margin,
+    **{b: (lambda t: t["nll"] / t["n_tokens"]) for b in ("wikitext2", "wikitext2_valid")},   # quality: NLL per token
+}
+
+def register_item_margin(benchmark: str, fn) -> None:
+    "Declare `fn(items) -> Series`, the signed per-item margin of `benchmark` (its log-likelihood gap), for item-level models."
+    ITEM_MARGINS[benchmark] = fn
+
+def item_margin(benchmark: str, items: pd.DataFrame) -> np.ndarray | None:
+    "The signed per-item margin of `benchmark`'s `items` (`ITEM_MARGINS`), None for a benchmark without one."
+    f = ITEM_MARGINS.get(benchmark)
+    return None if f is None else f(items).to_numpy(float)
 
 # %% ../nbs/32_compare.ipynb #45f6491f
 def find_benchmark(name: str):

@@ -12,8 +12,8 @@ from .core import SpecError, DikeError, config_hash, write_json
 from .paper import Figure, register_product
 
 # %% auto #0
-__all__ = ['TEST_COLS', 'MARGINS', 'STUDY_KEYS', 'SWEEP_KEYS', 'HEADS_KEYS', 'FLIPS_KEYS', 'FAMILIES', 'layer_bands',
-           'model_module_types', 'sweep_cells', 'additivity', 'finished_sweep', 'items_path', 'item_additivity',
+__all__ = ['TEST_COLS', 'STUDY_KEYS', 'SWEEP_KEYS', 'HEADS_KEYS', 'FLIPS_KEYS', 'FAMILIES', 'layer_bands', 'model_module_types',
+           'sweep_cells', 'additivity', 'finished_sweep', 'items_path', 'item_additivity', 'write_item_additivity',
            'run_origins', 'sweep_dir', 'load_study', 'study_folders', 'unpack_study', 'sweep_products',
            'heads_products', 'flip_model_products', 'fig_origins', 'run_study']
 
@@ -104,30 +104,33 @@ def _family_table(table: pd.DataFrame, n_boot: int) -> pd.DataFrame:
     return t.drop(columns="floor")
 
 # %% ../nbs/40_origins.ipynb #0eccdab2
-MARGINS = {"crows_pairs": lambda t: t["likelihood_diff"], "crows_pairs_revised": lambda t: t["likelihood_diff"],
-           "winobias": lambda t: t["diff"], "winobias_test": lambda t: t["diff"],
-           "wikitext2": lambda t: t["nll"] / t["n_tokens"]}     # per item: its log-likelihood margin, or NLL per token
-
 def item_additivity(out, cells: pd.DataFrame, bench: str, family: str, n_boot: int = 2000, seed: int = 0) -> dict | None:
-    """`dike.inference.additivity` of the per-item change of `bench`'s margin (`MARGINS`): the whole model against the
-    sum of `family`'s cells, from the items a sweep stored; None without a margin, the whole model or the family."""
+    """`dike.inference.additivity` of the per-item change of `bench`'s signed margin (`dike.analysis.ITEM_MARGINS`): the
+    whole model against the sum of `family`'s cells, from the items a sweep stored; None without a margin, the whole
+    model or the family."""
     from dike.inference import additivity as item_add
     from dike.stats import align_items
-    from dike.analysis import unit_labels
+    from dike.analysis import unit_labels, item_margin, ITEM_MARGINS
     from dike.evaluate import get_benchmark
-    f, w, fam = MARGINS.get(bench), cells[cells.family == "whole"].cell, cells[cells.family == family].cell
+    w, fam = cells[cells.family == "whole"].cell, cells[cells.family == family].cell
     paths = [items_path(out, c, bench) for c in ([*w.iloc[:1], *fam])]
-    if f is None or w.empty or fam.empty or not all(p.is_file() for p in paths): return None
+    if bench not in ITEM_MARGINS or w.empty or fam.empty or not all(p.is_file() for p in paths): return None
     base = pd.read_parquet(items_path(out, "base", bench))
     ch = []
     for p in paths:
-        a, b = align_items(base, pd.read_parquet(p)); ch.append((f(b) - f(a)).to_numpy(float))
+        a, b = align_items(base, pd.read_parquet(p)); ch.append(item_margin(bench, b) - item_margin(bench, a))
     r = item_add(ch[0], np.vstack(ch[1:]), units=unit_labels(get_benchmark(bench), a), n_boot=n_boot, seed=seed)
     flat = {k: v for k, v in r.items() if not isinstance(v, tuple)}
     for k in ("whole_ci", "interaction_ci", "share_ci"):
         lo, hi = r[k] if r[k] is not None else (np.nan, np.nan)
         flat[k.replace("_ci", "_low")], flat[k.replace("_ci", "_high")] = lo, hi
     return {"benchmark": bench, "family": family, "n_cells": len(fam), **flat}
+
+def write_item_additivity(out, cells: pd.DataFrame, benchmarks, seed: int = 0) -> None:
+    "`out/additivity.parquet`: `item_additivity` of every benchmark × family of `cells` (columns cell, family), tagged `margin = signed`."
+    from dike.store import write_parquet
+    add = [item_additivity(out, cells, b, fam, seed=seed) for b in benchmarks for fam in ("band", "module", "cell")]
+    write_parquet(pd.DataFrame([a for a in add if a]).assign(margin="signed"), Path(out) / "additivity.parquet")
 
 # %% ../nbs/40_origins.ipynb #8846006d
 def run_origins(model, spec: str, benchmarks, out, limits: dict | None = None, n_bands: int = 6, modules=None,
@@ -144,7 +147,9 @@ def run_origins(model, spec: str, benchmarks, out, limits: dict | None = None, n
     from dike.store import write_parquet
     if isinstance(model, str):                      # finished (e.g. from the archive): no model is loaded
         done = finished_sweep(out, model, spec, benchmarks, limits, n_bands, modules, families, n_boot, seed, sample_seed)
-        if done is not None: return done
+        if done is not None:                        # additivity from before the margins were signed: redone from the items
+            if "margin" not in pd.read_parquet(Path(out) / "additivity.parquet"): write_item_additivity(out, done, benchmarks, seed)
+            return done
     base = load_model(model) if isinstance(model, str) else model
     out = Path(out); (out / "cells").mkdir(parents=True, exist_ok=True)
     limits = dict(limits or {})
@@ -185,9 +190,9 @@ def run_origins(model, spec: str, benchmarks, out, limits: dict | None = None, n
         if progress: print(f"[{i + 1}/{len(cells)}] {c['spec']}: {res.seconds.iloc[0]} s", flush=True)
     table = _family_table(pd.concat(parts, ignore_index=True), n_boot)
     write_parquet(table, out / "origins.parquet")
-    add = [item_additivity(out, cells, b.name, fam, seed=seed) for b in benches for fam in ("band", "module", "cell")]
-    write_parquet(pd.DataFrame([a for a in add if a]), out / "additivity.parquet")
+    write_item_additivity(out, cells, benchmarks, seed)
     return table
+
 
 # %% ../nbs/40_origins.ipynb #e446aa6c
 STUDY_KEYS = {"name", "description", "paper", "sweeps", "heads", "flips"}

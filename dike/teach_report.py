@@ -13,7 +13,7 @@ from .paper import Figure, register_product
 
 # %% auto #0
 __all__ = ['TEACH_KNOWLEDGE', 'BASELINES', 'teach_level', 'teach_arms', 'teach_dose_response', 'teach_knowledge',
-           'teach_survival', 's_zero_identity', 'teach_products']
+           'teach_survival', 'teach_item_dose', 's_zero_identity', 'teach_products']
 
 # %% ../nbs/52_teach_report.ipynb #7f19a002
 TEACH_KNOWLEDGE = (("gender_probe", "auc"), ("concept_probe", "auc"), ("bbq", "acc_disambig"))
@@ -137,6 +137,31 @@ def teach_survival(d: pd.DataFrame, out: Path, comps=("magnitude:0.5", "rtn:4:g1
         _legend_below(fig, axes, -0.04)
     return f.files
 
+# %% ../nbs/52_teach_report.ipynb #3fae75a8
+def teach_item_dose(d: pd.DataFrame, results, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
+    """Per bias benchmark with item margins: `dike.inference.dose_response` of the teach runs' per-item signed margins
+    in s (the base model as s = 0): mean item slope [CI over units], sign-flip p, Page's L p; Holm over the benchmarks."""
+    from dike.inference import dose_response as item_dose
+    from dike.analysis import ITEM_MARGINS, item_margin, unit_labels
+    from dike.evaluate import get_benchmark
+    from dike.stats import adjust_families
+    runs = Path(results) / "runs"
+    t = d[d.arm == "teach"].assign(_base=lambda x: x.compress != "none").sort_values(["s", "_base"])
+    t = t.drop_duplicates(["benchmark", "s"])                     # one run per level (s = 0: the base run first)
+    bs = [b for b in t.benchmark.unique() if b not in _NOT_BIAS and b in ITEM_MARGINS and (t.benchmark == b).sum() >= 3]
+    rows = []
+    for b in bs:
+        x = t[t.benchmark == b]
+        its = [pd.read_parquet(runs / r / b / "items.parquet").drop_duplicates("item_id").set_index("item_id") for r in x.run_id]
+        ids = its[0].index
+        for it in its[1:]: ids = ids.intersection(it.index)
+        M = np.column_stack([item_margin(b, it.loc[ids]) for it in its])
+        r = item_dose(M, x.s.to_numpy(float), units=unit_labels(get_benchmark(b), its[0].loc[ids].reset_index()),
+                      n_boot=n_boot, alpha=alpha, m=len(bs), seed=seed)
+        rows.append({"benchmark": b, "levels": len(x), "s_max": float(x.s.max()), **r})
+    out = pd.DataFrame(rows)
+    return adjust_families(out, [], methods=("holm",)) if len(out) else out
+
 # %% ../nbs/52_teach_report.ipynb #7f19a008
 def s_zero_identity(d: pd.DataFrame, results) -> dict[str, float]:
     "Per benchmark: max |Δ| over every numeric per-item column between the base run and the `teach:s=0` run."
@@ -159,10 +184,13 @@ def teach_products(b) -> list[Path]:
     paths = teach_dose_response(d, b.figures) + teach_knowledge(d, b.figures) + teach_survival(d, b.figures)
     for bn, m, ideal in _heads(d):
         t = _cell(d, bn, m, "teach").sort_index()
-        if len(t) >= 3:
-            dr = dose_response(t.index, t.estimate, ideal)
-            b.macro("DoseRho", bn, value=dr["rho"]); b.macro("DoseP", bn, value=dr["p"])
-            b.macro("DoseSIdeal", bn, value="none" if dr["s_ideal"] is None else f"{dr['s_ideal']:.2f}")
+        if len(t) >= 3:                       # the interpolated s where the headline reaches its ideal (a description)
+            s_id = dose_response(t.index, t.estimate, ideal)["s_ideal"]
+            b.macro("DoseSIdeal", bn, value="none" if s_id is None else f"{s_id:.2f}")
+    for r in teach_item_dose(d, b["results"]).itertuples():       # the test: item slopes in s
+        for k, v in (("Slope", r.slope), ("SlopeLow", r.ci_low), ("SlopeHigh", r.ci_high), ("SlopeP", r.p_holm),
+                     ("SlopeMinP", r.min_p), ("PageP", r.page_p), ("Items", r.n_items)):
+            b.macro(f"Dose{k}", r.benchmark, value=v)
     for bn, v in s_zero_identity(d, b["results"]).items(): b.macro("SZeroMaxAbsDelta", bn, value=v)
     return paths
 

@@ -26,6 +26,16 @@ def test_tiny_sweep_end_to_end(data_dir, tmp_path, monkeypatch):
     again = run_origins(load_model("tiny-llama"), "magnitude:0.5", ["crows_pairs"], tmp_path, **kw)   # resumed
     key = ["cell", "metric"]
     assert again.sort_values(key).delta.tolist() == tab.sort_values(key).delta.tolist()
+    # item-level additivity is on the signed margin score_more − score_less (likelihood_diff is its absolute value)
+    from dike.origins import items_path
+    ia = pd.read_parquet(tmp_path / "additivity.parquet").set_index("family")
+    b0, w0 = (pd.read_parquet(items_path(tmp_path, c, "crows_pairs")) for c in ("base", head.cell[head.family == "whole"].item()))
+    assert (ia.margin == "signed").all() and ia.loc["band", "whole"] == pytest.approx(
+        ((w0.score_more - w0.score_less) - (b0.score_more - b0.score_less)).mean())
+    ia.drop(columns="margin").reset_index().to_parquet(tmp_path / "additivity.parquet")     # as a sweep wrote it before
+    monkeypatch.setattr("dike.models.load_model", lambda *a, **k: pytest.fail("a finished sweep loaded its model"))
+    run_origins("tiny-llama", "magnitude:0.5", ["crows_pairs"], tmp_path, **kw)              # finished: no model loaded
+    assert (pd.read_parquet(tmp_path / "additivity.parquet").margin == "signed").all()
 
 
 def test_cli_origins_refuses_a_scoped_spec(tmp_path):
