@@ -129,6 +129,7 @@ def item_additivity(out, cells: pd.DataFrame, bench: str, family: str, n_boot: i
 def write_item_additivity(out, cells: pd.DataFrame, benchmarks, seed: int = 0) -> None:
     "`out/additivity.parquet`: `item_additivity` of every benchmark × family of `cells` (columns cell, family), tagged `margin = signed`."
     from dike.store import write_parquet
+    cells = cells[["cell", "family"]].drop_duplicates()          # a sweep's table holds a row per cell × metric
     add = [item_additivity(out, cells, b, fam, seed=seed) for b in benchmarks for fam in ("band", "module", "cell")]
     write_parquet(pd.DataFrame([a for a in add if a]).assign(margin="signed"), Path(out) / "additivity.parquet")
 

@@ -35,7 +35,8 @@ def test_tiny_sweep_end_to_end(data_dir, tmp_path, monkeypatch):
     ia.drop(columns="margin").reset_index().to_parquet(tmp_path / "additivity.parquet")     # as a sweep wrote it before
     monkeypatch.setattr("dike.models.load_model", lambda *a, **k: pytest.fail("a finished sweep loaded its model"))
     run_origins("tiny-llama", "magnitude:0.5", ["crows_pairs"], tmp_path, **kw)              # finished: no model loaded
-    assert (pd.read_parquet(tmp_path / "additivity.parquet").margin == "signed").all()
+    again = pd.read_parquet(tmp_path / "additivity.parquet").set_index("family")
+    assert (again.margin == "signed").all() and again.n_cells.to_dict() == ia.n_cells.to_dict() == {"band": 2, "module": 2, "cell": 4}
 
 
 def test_cli_origins_refuses_a_scoped_spec(tmp_path):
