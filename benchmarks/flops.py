@@ -70,11 +70,19 @@ def causal_flops(lm, reqs, batch_size: int, row_tokens: int) -> dict:
                 floor_flops=floor, engine_flops=float(engine))
 
 
-def mlm_flops(lm, jobs) -> float:
-    """Matmul FLOPs of dike's masked-LM fast path: each distinct masked copy of T tokens once through the linear layers
-    (the head's transform included: it runs on all T positions), attention over T x T, the vocabulary projection at the
-    masked position only."""
+def mlm_flops(lm, jobs, trimmed: bool = True) -> float:
+    """Matmul FLOPs of dike's masked-LM fast path: each distinct masked copy of T tokens once through the linear layers,
+    attention over T x T, the vocabulary projection at the masked position only. `trimmed` (BERT-family models, as
+    `dike.scoring._last_layer_at_masks` runs them): in the last layer only the key and value projections see all T
+    positions; its query, attention output, feed-forward and the head's transform see the masked row alone, which
+    attends to T positions. Else every linear layer (the head's transform included) runs on all T positions."""
     d = model_dims(lm.model)
     lengths = np.array([len(m) for m, _ in {(tuple(m), p) for m, p, _ in jobs}], dtype=float)
-    return float(lengths.sum() * 2 * d["linear"] + 4 * d["d_att"] * d["layers"] * (lengths ** 2).sum()
+    full = float(lengths.sum() * 2 * d["linear"] + 4 * d["d_att"] * d["layers"] * (lengths ** 2).sum()
                  + len(lengths) * 2 * d["head"])
+    if not trimmed: return full
+    lin = lambda m: sum(x.weight.numel() for x in m.modules() if isinstance(x, torch.nn.Linear))
+    enc = lm.model.base_model.encoder
+    last, sa = enc.layer[-1], enc.layer[-1].attention.self
+    one_row = lin(last) - sa.key.weight.numel() - sa.value.weight.numel() + d["linear"] - lin(enc)   # + the head transform
+    return full - float(((lengths - 1) * 2 * one_row).sum() + 4 * d["d_att"] * (lengths ** 2 - lengths).sum())

@@ -5,6 +5,7 @@
 # %% ../nbs/03_scoring.ipynb #53336e2f
 from __future__ import annotations
 import difflib
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 import numpy as np
 import torch
@@ -346,6 +347,41 @@ def pair_positions(ids1: list[int], ids2: list[int], variant: str = "nangia") ->
                 [j for op, _, _, b0, b1 in ops if op != "equal" for j in range(b0, b1)])
     raise ScoringError(f"mlm_pair_scores: unknown variant {variant!r}; valid: 'nangia', 'bias-bench'")
 
+# %% ../nbs/03_scoring.ipynb #b2d6f816
+def _bert_like(layer) -> bool:
+    "A BERT-family encoder layer: `attention.self.{query,key,value}`, `attention.output`, `intermediate`, `output`; no cross-attention, no chunking."
+    sa = getattr(getattr(layer, "attention", None), "self", None)
+    return (sa is not None and all(hasattr(sa, k) for k in ("query", "key", "value", "scaling", "attention_head_size", "config"))
+            and hasattr(layer.attention, "output") and hasattr(layer, "intermediate") and hasattr(layer, "output")
+            and not getattr(sa, "is_decoder", False) and not getattr(layer, "chunk_size_feed_forward", 0)
+            and getattr(sa, "position_embedding_type", "absolute") == "absolute")
+
+@contextmanager
+def _last_layer_at_masks(model, at: dict):
+    """Inside, the last encoder layer of a BERT-family masked LM computes only what the masked positions `at['rows'],
+    at['pos']` need: keys and values of every position, the query, attention output and feed-forward of the masked row
+    alone; it returns [B, 1, H] (the head then reads position 0). Only for unpadded batches (no attention mask). Yields
+    whether it applied: other architectures run whole."""
+    import sys
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+    layers = getattr(getattr(getattr(model, "base_model", None), "encoder", None), "layer", None)
+    layer = layers[-1] if layers is not None and len(layers) else None
+    if layer is None or not _bert_like(layer): yield False; return
+    sa = layer.attention.self
+    attend = ALL_ATTENTION_FUNCTIONS.get_interface(sa.config._attn_implementation,
+                                                   getattr(sys.modules[type(sa).__module__], "eager_attention_forward", None))
+    def forward(hidden_states, *args, **kwargs):
+        h = hidden_states; B, T, _ = h.shape; d = sa.attention_head_size
+        x = h[at["rows"], at["pos"]][:, None]                               # [B, 1, H]: the masked rows
+        q = sa.query(x).view(B, 1, -1, d).transpose(1, 2)
+        k, v = (f(h).view(B, T, -1, d).transpose(1, 2) for f in (sa.key, sa.value))
+        o, _ = attend(sa, q, k, v, None, dropout=0.0, scaling=sa.scaling)
+        o = layer.attention.output(o.reshape(B, 1, -1), x)
+        return layer.output(layer.intermediate(o), o)
+    layer.forward = forward
+    try: yield True
+    finally: del layer.forward
+
 # %% ../nbs/03_scoring.ipynb #0c775ef1
 def _mask_id(lm, what: str) -> int:
     mid = getattr(lm.tokenizer, "mask_token_id", None)
@@ -382,14 +418,15 @@ def _masked_logprobs(lm, jobs: list[tuple[list[int], int, int]], batch_size: int
     head = model.get_output_embeddings() if fast and hasattr(model, "get_output_embeddings") else None
     at: dict = {}
     def only_masked(mod, args):                        # [B, T, H] -> [B, H]: the vocabulary projection at the masks only
-        return (args[0][at["rows"], at["pos"]], *args[1:]) if args[0].dim() == 3 else args
+        return (args[0][at["rows"], at["hpos"]], *args[1:]) if args[0].dim() == 3 else args
     hook = head.register_forward_pre_hook(only_masked) if head is not None else None
     bar = _pbar(len(jobs), progress, what)
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), (_last_layer_at_masks(model, at) if hook else nullcontext(False)) as trimmed:
             for bq in batches:
                 at["rows"] = torch.arange(len(bq), device=dev)
                 at["pos"] = torch.tensor([keys[u][1] for u in bq], device=dev)
+                at["hpos"] = torch.zeros_like(at["pos"]) if trimmed else at["pos"]    # trimmed: [B, 1, H] at the head
                 if fast: logits = model(input_ids=torch.tensor([keys[u][0] for u in bq], device=dev)).logits
                 else:
                     ids, att = pad_batch([keys[u][0] for u in bq], pad, dev)
