@@ -243,4 +243,9 @@ def test_mlm_flops_match_the_bert_closed_form():
     H, I, L, V = c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.vocab_size
     per_copy = lambda T: L * (2 * T * (4 * H * H + 2 * H * I) + 4 * T * T * H) + 2 * T * H * H + 2 * H * V
     jobs = [([2, 7, 4, 8, 3], 1, 9), ([2, 7, 4, 8, 3], 1, 9), ([2, 4, 8, 3], 2, 5)]
-    assert mlm_flops(lm, jobs) == per_copy(5) + per_copy(4)
+    assert mlm_flops(lm, jobs, trimmed=False) == per_copy(5) + per_copy(4)
+    # trimmed (dike.scoring._last_layer_at_masks): the last layer's K and V on all T rows, its Q, O, MLP, the head's
+    # transform and the vocabulary on the masked row, which attends to T keys
+    trimmed = lambda T: ((L - 1) * (2 * T * (4 * H * H + 2 * H * I) + 4 * T * T * H) + 2 * T * 2 * H * H
+                         + 2 * (2 * H * H + 2 * H * I) + 4 * T * H + 2 * H * H + 2 * H * V)
+    assert mlm_flops(lm, jobs) == trimmed(5) + trimmed(4) < per_copy(5) + per_copy(4)
