@@ -209,6 +209,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                       'dike.bench.stereoset.target_table': ('stereoset.html#target_table', 'dike/bench/stereoset.py'),
                                       'dike.bench.stereoset.template_word': ('stereoset.html#template_word', 'dike/bench/stereoset.py')},
             'dike.bench.wikitext2': { 'dike.bench.wikitext2._count': ('wikitext2.html#_count', 'dike/bench/wikitext2.py'),
+                                      'dike.bench.wikitext2._from_sums': ('wikitext2.html#_from_sums', 'dike/bench/wikitext2.py'),
                                       'dike.bench.wikitext2._load_valid': ('wikitext2.html#_load_valid', 'dike/bench/wikitext2.py'),
                                       'dike.bench.wikitext2._load_wikitext2': ('wikitext2.html#_load_wikitext2', 'dike/bench/wikitext2.py'),
                                       'dike.bench.wikitext2.load': ('wikitext2.html#load', 'dike/bench/wikitext2.py'),

@@ -8,7 +8,7 @@ import re, dataclasses
 import numpy as np
 import pandas as pd
 from ..core import DataError, SpecError, ScoringError
-from ..stats import bootstrap_ci
+from ..stats import Estimate, bootstrap_ci
 from ..evaluate import Benchmark, register_benchmark
 from ..data import BenchmarkFiles, register_files, load as data_load
 
@@ -95,16 +95,25 @@ def score(lm, rows: pd.DataFrame, scorer: str = "perplexity", batch_size: int = 
     if bad.any(): raise ScoringError(f"wikitext2: non-finite nll for document {items.item_id[int(np.argmax(bad))]!r}")
     return items
 
+_SUMS = ("nll", "n_tokens", "n_words", "n_bytes")
+
+def _from_sums(nll, tokens, words, nbytes) -> dict:
+    return {"perplexity": np.exp(nll / tokens), "word_perplexity": np.exp(nll / words),
+            "bits_per_byte": nll / (np.log(2) * nbytes), "nll_per_token": nll / tokens}
+
 def point_metrics(items: pd.DataFrame) -> dict[str, float]:
     "perplexity, word_perplexity, bits_per_byte, nll_per_token from per-document sums (for paired comparisons)."
-    s = float(items.nll.sum())
-    return {"perplexity": float(np.exp(s / items.n_tokens.sum())), "word_perplexity": float(np.exp(s / items.n_words.sum())),
-            "bits_per_byte": s / (np.log(2) * float(items.n_bytes.sum())), "nll_per_token": s / float(items.n_tokens.sum())}
+    return {k: float(v) for k, v in _from_sums(*(float(items[c].sum()) for c in _SUMS)).items()}
 
-def metrics(items: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> dict:
-    "The corpus-level metrics of `point_metrics`, each with a percentile-bootstrap CI over documents."
-    return {k: bootstrap_ci(items, lambda d, k=k: point_metrics(d)[k], n_boot=n_boot, seed=seed, unit_name="document")
-            for k in point_metrics(items)}
+def metrics(items: pd.DataFrame, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """The corpus-level metrics of `point_metrics`, each with a percentile-bootstrap CI over documents: the resamples
+    of `bootstrap_ci` (the same draws), all at once on the per-document sums, which are all the metrics read."""
+    pt, n = point_metrics(items), len(items)
+    if n == 0: return {k: bootstrap_ci(items, lambda d, k=k: point_metrics(d)[k], n_boot=n_boot, seed=seed, unit_name="document") for k in pt}
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    boots = _from_sums(*(items[c].to_numpy(float)[idx].sum(axis=1) for c in _SUMS))
+    a = (1 - level) / 2
+    return {k: Estimate(pt[k], *map(float, np.nanquantile(boots[k], [a, 1 - a])), n, n_boot, level, "document") for k in pt}
 
 # %% ../../nbs/17_wikitext2.ipynb #f954c634
 CITATION = ("Merity, Xiong, Bradbury & Socher (2016). Pointer Sentinel Mixture Models. arXiv:1609.07843 "
