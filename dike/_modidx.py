@@ -756,6 +756,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'dike.perplexity.rolling_windows': ('perplexity.html#rolling_windows', 'dike/perplexity.py')},
             'dike.rekey': { 'dike.rekey._numeric_diff': ('rekey.html#_numeric_diff', 'dike/rekey.py'),
                             'dike.rekey._rescore': ('rekey.html#_rescore', 'dike/rekey.py'),
+                            'dike.rekey.first_difference': ('rekey.html#first_difference', 'dike/rekey.py'),
                             'dike.rekey.recompute_check': ('rekey.html#recompute_check', 'dike/rekey.py'),
                             'dike.rekey.rekey': ('rekey.html#rekey', 'dike/rekey.py')},
             'dike.report': { 'dike.report._benchmark_table': ('report.html#_benchmark_table', 'dike/report.py'),

@@ -10,7 +10,7 @@ from .core import DikeError, write_json
 from .archive import Archive, grid_state
 
 # %% auto #0
-__all__ = ['rekey', 'recompute_check']
+__all__ = ['rekey', 'first_difference', 'recompute_check']
 
 # %% ../nbs/36_rekey.ipynb #0c3b74e3
 def _numeric_diff(old: pd.DataFrame, new: pd.DataFrame) -> float:
@@ -35,14 +35,14 @@ def _numeric_diff(old: pd.DataFrame, new: pd.DataFrame) -> float:
 
 # %% ../nbs/36_rekey.ipynb #7462e434
 def _rescore(archive: Archive, c: dict, rec: dict, sample: int, seed: int) -> tuple:
-    """`(archived items, items rescored by the current code, error)` of run config `c` recorded as `rec`: a seeded sample
-    of its items (all of them when its items are not data rows, e.g. WinoBias pairs, or when its scorer needs whole
-    tests, e.g. SEAT); `(None, None, why)` when nothing can be rescored."""
+    """`(archived items, items rescored by the current code, error, model info)` of run config `c` recorded as `rec`: a
+    seeded sample of its items (all of them when its items are not data rows, e.g. WinoBias pairs, or when its scorer
+    needs whole tests, e.g. SEAT); `(None, None, why, info)` when nothing can be rescored (info None: not loaded)."""
     from dike.evaluate import get_benchmark
     from dike.runner import load_run_model
     from dike.core import seed_everything
     rel = f"{c['benchmark']}/items.parquet"
-    if rel not in rec["tables"]: return None, None, f"no {rel} archived"
+    if rel not in rec["tables"]: return None, None, f"no {rel} archived", None
     items = archive.table(rec["run_id"], rel)
     ids = items["item_id"].astype(str)
     if sample and sample < len(ids): ids = ids.sample(sample, random_state=seed)
@@ -51,12 +51,12 @@ def _rescore(archive: Archive, c: dict, rec: dict, sample: int, seed: int) -> tu
     sub = rows[rows["item_id"].astype(str).isin(set(ids))]
     if sub.empty: sub = rows                       # items not addressed by data row ids (WinoBias pairs): all of them
     seed_everything(c.get("seed", 0))
-    lm, _, _ = load_run_model(c["model"], c.get("compress"), c.get("dtype", "fp32"), c.get("device", "cpu"))
+    lm, _, info = load_run_model(c["model"], c.get("compress"), c.get("dtype", "fp32"), c.get("device", "cpu"))
     err = None
     for part in (sub, rows) if len(sub) < len(rows) else (rows,):   # a scorer that needs whole tests (SEAT): all items
-        try: return items, bench.score(lm, part, c["scorer"], batch_size=c.get("batch_size", 16), progress=False), None
+        try: return items, bench.score(lm, part, c["scorer"], batch_size=c.get("batch_size", 16), progress=False), None, info
         except DikeError as e: err = e
-    return None, None, f"its items could not be scored ({err})"
+    return None, None, f"its items could not be scored ({err})", info
 
 def rekey(grid, archive: Archive | None = None, sample: int = 20, tol: float = 1e-6, seed: int = 0,
           dry_run: bool = False, progress: bool = True) -> list[dict]:
@@ -66,7 +66,7 @@ def rekey(grid, archive: Archive | None = None, sample: int = 20, tol: float = 1
     for c, olds in grid_state(archive, grid)["stale"]:
         old = max(olds, key=lambda r: archive.records[r]["archived"])
         rec = archive.records[old]
-        items, new, why = _rescore(archive, c, rec, sample, seed)
+        items, new, why, _ = _rescore(archive, c, rec, sample, seed)
         d = _numeric_diff(items, new) if new is not None else float("inf")
         ok = d <= tol
         r = {"run_id": c["run_id"], "old": old, "verdict": "kept" if ok else "recompute", "items": 0 if new is None else len(new),
@@ -82,21 +82,37 @@ def rekey(grid, archive: Archive | None = None, sample: int = 20, tol: float = 1
     return out
 
 # %% ../nbs/36_rekey.ipynb #a60e6ff9
+def first_difference(old: dict, new: dict | None, items_ok: bool) -> str:
+    """Which step of a run first differs between its archived model info `old` (`metrics.json`'s `model`) and a
+    recomputation's `new`: 'calibration sample' (the items the compression saw), 'weights' (the digest of the scored
+    weights), 'items' (the scores), or '' when none does; a step the archive did not record is skipped."""
+    if new is None: return "items"
+    cal = lambda m: (m.get("compress_report") or {}).get("calib_items")
+    if cal(old) is not None and cal(old) != cal(new): return "calibration sample"
+    if old.get("weights_digest") and old["weights_digest"] != new.get("weights_digest"): return "weights"
+    return "" if items_ok else "items"
+
 def recompute_check(grids, archive: Archive | None = None, runs: int = 3, sample: int = 20, tol: float = 1e-6,
                     seed: int = 0, progress: bool = True) -> list[dict]:
     """`dike archive verify --recompute N`: N archived current-code runs of `grids`, drawn with `seed`, each compressed
     again from its spec and a sample of its items scored again; `ok` when within `tol` of the archive (the checksums
-    say the bytes are intact, this says the code and data still give them)."""
+    say the bytes are intact, this says the code and data still give them), and `first_difference`: the step where a
+    run that does not reproduce first departs (calibration sample, weights, items)."""
     import random
     archive = archive or Archive()
     cands = sorted({c["run_id"]: c for g in grids for c in g.runs if archive.has(c["run_id"])}.items())
     out = []
     for rid, c in random.Random(seed).sample(cands, min(runs, len(cands))):
-        items, new, why = _rescore(archive, c, archive.records[rid], sample, seed)
+        rec = archive.records[rid]
+        items, new, why, info = _rescore(archive, c, rec, sample, seed)
         d = _numeric_diff(items, new) if new is not None else float("inf")
+        old = (rec["json"].get(f"{c['benchmark']}/metrics.json") or {}).get("model") or {}
         r = {"run_id": rid, "model": c["model"], "compress": c.get("compress"), "benchmark": c["benchmark"],
-             "items": 0 if new is None else len(new), "max_diff": d, "ok": d <= tol, "why": why or ""}
+             "items": 0 if new is None else len(new), "max_diff": d, "ok": d <= tol, "why": why or "",
+             "first_difference": first_difference(old, info, d <= tol)}
+        r["ok"] = r["ok"] and not r["first_difference"]
         if progress: print(f"{c['model']} {c.get('compress')} {c['benchmark']}: {'ok' if r['ok'] else 'DIFFERS'} "
-                           f"({why or f'max diff {d:.2g} on {len(new)} items'})", flush=True)
+                           f"({why or f'max diff {d:.2g} on {len(new)} items'}"
+                           f"{'; first differs: ' + r['first_difference'] if r['first_difference'] else ''})", flush=True)
         out.append(r)
     return out

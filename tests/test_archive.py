@@ -144,9 +144,16 @@ def test_recompute_check_recompresses_and_rescores_archived_runs(tmp_path, env, 
     import dike.evaluate as E
     ar, grid = Archive(tmp_path / "archive"), load_grid(g, validate=False)
     res = recompute_check([grid], ar, runs=10, sample=5, progress=False)
-    assert len(res) == len(ar.ids()) and all(r["ok"] for r in res), res
+    assert len(res) == len(ar.ids()) and all(r["ok"] and r["first_difference"] == "" for r in res), res
+    import dike.compress.apply as A                     # weights that differ are named before the items they move
+    digest = A.weight_digest
+    monkeypatch.setattr(A, "weight_digest", lambda m: {**digest(m), "extra": "x"})
+    res = recompute_check([grid], ar, runs=10, sample=5, progress=False)
+    assert [r["first_difference"] for r in res] == ["weights"] * len(res) and not any(r["ok"] for r in res)
+    monkeypatch.setattr(A, "weight_digest", digest)
     b = E.get_benchmark("crows_pairs")
     drift = lambda *a, **k: (lambda d: d.assign(score_more=d.score_more + 1e-3))(b.score(*a, **k))
     monkeypatch.setitem(E.BENCHMARKS, "crows_pairs", dataclasses.replace(b, score=drift))
     res = recompute_check([grid], ar, runs=10, sample=5, progress=False)
     assert not any(r["ok"] for r in res if r["benchmark"] == "crows_pairs")
+    assert {r["first_difference"] for r in res if r["benchmark"] == "crows_pairs"} == {"items"}   # same weights, other scores
