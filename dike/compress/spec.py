@@ -98,9 +98,13 @@ def list_methods(kind: str | None = None) -> list[Method]:
     discover_methods()
     return [m for _, m in sorted(METHODS.items()) if kind is None or kind in m.kinds]
 
-def valid_forms(kind: str | None = None) -> str:
-    "Every valid step form with the model kinds it fits, on one line."
-    return "; ".join(f"{f} [{'/'.join(m.kinds)}]" for m in list_methods(kind) for f in m.forms) or "none registered"
+def valid_forms(kind: str | None = None, method: str | None = None) -> str:
+    """One short line for an error message: the forms of `method` (with the model kinds it fits) when it is registered,
+    else the names of the methods that fit `kind` (every form: `dike list methods`, or `list_methods`)."""
+    m = dict(METHODS.items()).get(method) if method else None
+    if m is not None: return "; ".join(f"{f} [{'/'.join(m.kinds)}]" for f in m.forms)
+    names = [m.prefix for m in list_methods(kind)]
+    return f"a method among {', '.join(names)} (every form: `dike list methods`)" if names else "none registered"
 
 # %% ../../nbs/20_compress.ipynb #0802b266
 METHOD_GROUP = "dike.methods"     # entry-point group of modules that register compression methods (pyproject.toml)
@@ -202,13 +206,14 @@ def _parse_step(text: str) -> Step:
 def parse_spec(spec: str, kind: str | None = None) -> list[Step]:
     "Parse `spec` (`step+step+...`) into `Step`s; a `SpecError` listing the valid forms on any problem."
     discover_methods()
-    def fail(reason): raise SpecError(f"bad compression spec {spec!r}: {reason}. Valid forms: {valid_forms()}")
+    def fail(reason, method=None):           # the forms of the step's method, or the methods' names: one short line
+        raise SpecError(f"bad compression spec {spec!r}: {reason}. Valid forms: {valid_forms(kind, method)}")
     if not isinstance(spec, str) or not spec.strip() or spec.strip().lower() == "none":
         fail("empty spec (give at least one step)")
     steps = []
     for text in spec.split("+"):
         try: st = _parse_step(text.strip())
-        except ValueError as e: fail(str(e))
+        except ValueError as e: fail(str(e), text.strip().split(":")[0])
         m = METHODS[st.method]
         if kind is not None and kind not in m.kinds:
             fail(f"{st.method} does not fit a {kind} model (it fits {'/'.join(m.kinds)} models)")
