@@ -451,6 +451,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'dike.compress.spec._fmt': ('compress.html#_fmt', 'dike/compress/spec.py'),
                                     'dike.compress.spec._own_entry_points': ('compress.html#_own_entry_points', 'dike/compress/spec.py'),
                                     'dike.compress.spec._parse_step': ('compress.html#_parse_step', 'dike/compress/spec.py'),
+                                    'dike.compress.spec._twin_step': ('compress.html#_twin_step', 'dike/compress/spec.py'),
                                     'dike.compress.spec.canon_layers': ('compress.html#canon_layers', 'dike/compress/spec.py'),
                                     'dike.compress.spec.canon_modules': ('compress.html#canon_modules', 'dike/compress/spec.py'),
                                     'dike.compress.spec.discover_methods': ('compress.html#discover_methods', 'dike/compress/spec.py'),

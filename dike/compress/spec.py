@@ -305,10 +305,18 @@ def fair_options(spec: str | None) -> list[str]:
 
 def plain_twin(spec: str) -> str | None:
     """The plain twin of a fairness-aware spec (the same method and level without its fairness options:
-    `fair-gptq` -> `gptq`, `fair-heads` -> `heads`, `wanda:0.5:fair=1` -> `wanda:0.5`, `calib=balanced` -> wikitext);
-    None for a spec that is not fairness-aware."""
+    `fair-gptq` -> `gptq`, `fair-heads` -> `heads`, `wanda:0.5:fair=1` -> `wanda:0.5`, `calib=balanced` -> wikitext;
+    FASP's `fasp:R:gamma=G` -> `fasp:R:gamma=1-R`, the R share of heads whose removal costs least perplexity, bias
+    unread); None for a spec that is not fairness-aware."""
     spec = spec or "none"
     steps = spec.split("+")
-    out = [_FAIR_OPTS.sub("", re.sub(r"^fair-(gptq|heads)", r"\1", st)) for st in steps]
+    out = [_twin_step(st) for st in steps]
     return "+".join(out) if out != steps else None
+
+def _twin_step(st: str) -> str:
+    m = re.match(r"fasp:(\d*\.?\d+)", st)
+    if m:       # FASP's own performance-only baseline: gamma = 1 - R keeps all but the R share cheapest for perplexity
+        rest = re.sub(r":(?:gamma|pairs)=[^:+]+", "", st[m.end():])
+        return f"fasp:{m[1]}:gamma={_fmt(round(1 - float(m[1]), 12))}{rest}"
+    return _FAIR_OPTS.sub("", re.sub(r"^fair-(gptq|heads)", r"\1", st))
 
