@@ -15,7 +15,7 @@ __all__ = ['KINDS', 'DTYPES', 'TINY_WORDS', 'TINY_VERSION', 'TINY_BERT_CONFIG', 
            'LM', 'resolve_device', 'device_type', 'resolve_dtype', 'weight_files', 'dir_checksum',
            'kind_from_architectures', 'load_gguf', 'gguf_dir', 'tiny_wordpiece_vocab', 'tiny_net', 'tiny_bert_dir',
            'tiny_llama_dir', 'ModelEntry', 'register_model', 'smollm2_gguf', 'minilm_dir', 'gemma3_gguf', 'load_model',
-           'tiny_model', 'model_fingerprint', 'list_models', 'model_info']
+           'tiny_model', 'gguf_summary', 'model_fingerprint', 'list_models', 'model_info']
 
 # %% ../nbs/02_models.ipynb #0cfc3107
 if TYPE_CHECKING: import torch                     # annotations only; torch is imported where a model is built
@@ -452,6 +452,29 @@ def tiny_model(kind: str = "causal", seed: int = 0, **cfg) -> LM:
     return LM(name=name, kind=kind, model=model, tokenizer=base.tokenizer, source=f"dike {name} v{TINY_VERSION}: random init",
               checksum=f"tiny-{key}", dtype="fp32")
 
+# %% ../nbs/02_models.ipynb #43c6c6e5
+def gguf_summary(path) -> dict:
+    """What a GGUF file says of its weights (tensor data is not read): `quantization`, the tensor types by count with
+    their block size in weights (gguf-py's `GGML_QUANT_SIZES`; K-quants are super-blocks of 256 in sub-blocks of 32),
+    and `licence` (`general.license`, or '' if absent)."""
+    import gguf
+    from collections import Counter
+    r = gguf.GGUFReader(str(path))
+    n = Counter(t.tensor_type.name for t in r.tensors)
+    block = lambda k: gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[k]][0]
+    q = ", ".join(f"{k} x{c}" + (f" (blocks of {block(k)})" if block(k) > 1 else "") for k, c in n.most_common())
+    f = r.get_field("general.license")
+    return {"quantization": q, "licence": bytes(f.parts[f.data[0]]).decode() if f is not None else ""}
+
+def _gguf_file(name: str) -> Path | None:
+    "The GGUF file behind `name` (a registered alias built from one, a .gguf path, a folder holding one), else None."
+    e = MODELS.get(str(name)) if str(name) in MODELS else None
+    if e is not None: p = e.checksum_file() if e.checksum_file else None
+    else:
+        p = Path(name).expanduser()
+        if p.is_dir(): p = next(iter(sorted(p.glob("*.gguf"))), None)
+    return p if p is not None and p.suffix == ".gguf" and p.is_file() else None
+
 # %% ../nbs/02_models.ipynb #c8244581
 def model_fingerprint(name: str) -> dict:
     "`{'kind', 'checksum'}` of `name` without loading weights (keys runs and caches)."
@@ -480,7 +503,7 @@ def _safetensors_dtypes(files) -> list[str]:
     return sorted(out)
 
 def model_info(name: str) -> dict:
-    "Kind, parameters, dtype, vocabulary size, layers, heads, source, checksum and path of `name`, without loading weights."
+    "Kind, parameters, dtype, vocabulary size, layers, heads, source, checksum, path of `name` and, for a GGUF, its quantization and licence; without loading weights."
     t = _resolve(name)
     d = t.get_dir()
     files = weight_files(d, name)
@@ -499,4 +522,4 @@ def model_info(name: str) -> dict:
             "n_layers": get("num_hidden_layers", "n_layer", "num_layers"),
             "n_heads": get("num_attention_heads", "n_head", "num_heads"), "hidden_size": get("hidden_size", "n_embd", "d_model"),
             "architecture": ",".join(raw.get("architectures") or []), "source": t.source, "checksum": t.get_checksum(),
-            "path": str(d)}
+            "path": str(d), **(gguf_summary(g) if (g := _gguf_file(name)) else {})}
