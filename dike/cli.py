@@ -10,8 +10,8 @@ from .core import DikeError
 
 # %% auto #0
 __all__ = ['cmd_data_check', 'cmd_data_fetch', 'cmd_list', 'cmd_models_list', 'cmd_models_show', 'cmd_eval', 'cmd_compress',
-           'cmd_run', 'cmd_status', 'cmd_collect', 'cmd_origins', 'cmd_heads', 'cmd_analyze', 'cmd_select',
-           'cmd_figures', 'cmd_cache_prune', 'cmd_paper_check', 'cmd_paper_readme', 'cmd_archive_add',
+           'cmd_run', 'cmd_status', 'cmd_collect', 'cmd_origins', 'cmd_heads', 'cmd_analyze', 'cmd_browse',
+           'cmd_select', 'cmd_figures', 'cmd_cache_prune', 'cmd_paper_check', 'cmd_paper_readme', 'cmd_archive_add',
            'cmd_archive_status', 'cmd_archive_verify', 'cmd_archive_prune', 'cmd_archive_rekey', 'cmd_paper_build',
            'build_parser', 'main']
 
@@ -221,6 +221,12 @@ def cmd_analyze(a):
           f"-> {analysis_dir(g, a.results)}")
     return 0
 
+def cmd_browse(a):
+    from dike.browse import write_browser
+    r = write_browser(a.grid, a.out, results=a.results, include_stale=a.include_stale)
+    print(f"{r['runs']} runs, {r['comparisons']} comparisons, {r['flipped']} flipped items{r['note']} -> {r['path']} ({r['bytes'] / 1e6:.2f} MB)")
+    return 0
+
 def cmd_select(a):
     from dike.gridspec import select_strengths
     from dike.runner import load_grid
@@ -379,6 +385,13 @@ def _device_args(p, what: str, default="auto"):
     p.add_argument("--dtype", default=default, choices=["auto", "fp32", "bf16", "fp16"],
                    help=f"dtype {what} (auto: bf16 on CUDA, fp32 elsewhere)")
 
+def _grid_cmd(sub, name: str, fn, help: str, grid: str = "grid YAML file", stale: bool = False):
+    "A sub-command of one grid: its `grid` argument, `--results` and, with `stale`, `--include-stale`."
+    p = sub.add_parser(name, help=help); p.add_argument("grid", help=grid); p.set_defaults(fn=fn)
+    p.add_argument("--results", default=None, help="results store (default: $DIKE_RESULTS_DIR or <repo>/results)")
+    if stale: p.add_argument("--include-stale", action="store_true", help="as for collect")
+    return p
+
 # %% ../nbs/39_cli.ipynb #b2ba8fdc
 def _add_data_parsers(sub):
     "The sub-commands of benchmark data and the model registry."
@@ -437,45 +450,33 @@ def _add_model_parsers(sub):
 
 # %% ../nbs/39_cli.ipynb #001be122
 def _add_grid_parsers(sub):
-    "The sub-commands of grids: run, status, collect, analyze."
-    r = sub.add_parser("run", help="run an experiment grid with papermill")
-    r.add_argument("grid", help="grid YAML file (see experiments/grids/)")
+    "The sub-commands of grids: run, status, collect, analyze, browse."
+    r = _grid_cmd(sub, "run", cmd_run, "run an experiment grid with papermill", "grid YAML file (see experiments/grids/)")
     r.add_argument("--backend", default="local", choices=["local", "slurm"], help="where runs execute (default local)")
     r.add_argument("--jobs", type=_count, default=1, help="runs at once (local: processes sharing the cores; slurm: array parallelism)")
     r.add_argument("--dry-run", action="store_true", help="validate the grid and list the runs to do; run nothing")
     r.add_argument("--retry-failed", action="store_true", help="also rerun runs whose last attempt failed")
-    r.add_argument("--results", default=None, help="results store (default: $DIKE_RESULTS_DIR or <repo>/results)")
     _device_args(r, "every run uses (overrides the grid's device/dtype keys; default: the grid's, else auto)", None)
-    r.set_defaults(fn=cmd_run)
-    s = sub.add_parser("status", help="done / stale / failed / running / pending runs of a grid")
-    s.add_argument("grid", help="grid YAML file")
+    s = _grid_cmd(sub, "status", cmd_status, "done / stale / failed / running / pending runs of a grid")
     s.add_argument("--json", action="store_true", help="machine-readable output")
-    s.add_argument("--results", default=None, help="results store")
-    s.set_defaults(fn=cmd_status)
-    co = sub.add_parser("collect", help="gather a grid's finished runs into results/grids/<grid>/summary.parquet")
-    co.add_argument("grid", help="grid YAML file whose runs are collected")
+    co = _grid_cmd(sub, "collect", cmd_collect, "gather a grid's finished runs into results/grids/<grid>/summary.parquet",
+                   "grid YAML file whose runs are collected")
     co.add_argument("--include-stale", action="store_true",
                     help="summarise runs that only have results of older code (marked stale) instead of refusing")
-    co.add_argument("--results", default=None, help="results store (default: $DIKE_RESULTS_DIR or <repo>/results)")
-    co.set_defaults(fn=cmd_collect)
-    an = sub.add_parser("analyze", help="paired comparisons of a grid's runs: deltas, adjusted p, flips, noise floor, CIEs")
-    an.add_argument("grid", help="grid YAML file")
+    an = _grid_cmd(sub, "analyze", cmd_analyze, "paired comparisons of a grid's runs: deltas, adjusted p, flips, noise floor, CIEs", stale=True)
     an.add_argument("--reference", default="none", help="the spec every other run is compared with (default: none, the base)")
     an.add_argument("--n-boot", type=_count, default=4000, help="paired bootstrap replicates (default 4000: the smallest "
                     "p-value, 2/(B+1), must survive Holm over a grid's ~40 headline comparisons)")
     an.add_argument("--n-sim", type=_count, default=500, help="random-flip draws of the noise floor (default 500)")
-    an.add_argument("--include-stale", action="store_true", help="as for collect")
-    an.add_argument("--results", default=None, help="results store")
     an.add_argument("--quiet", action="store_true", help="no progress lines")
-    an.set_defaults(fn=cmd_analyze)
+    b = _grid_cmd(sub, "browse", cmd_browse, "one offline HTML page of a grid's runs, paired effects and flipped items (sortable, filterable)", stale=True)
+    b.add_argument("--out", default=None, help="the page to write (default: results/grids/<grid>/browse.html)")
 
 # %% ../nbs/39_cli.ipynb #125abee4
 def _add_study_parsers(sub):
     "The sub-commands of studies of where a change comes from: origins, heads."
-    se = sub.add_parser("select", help="apply a grid's select: rule to its finished runs: the chosen strength per family")
-    se.add_argument("grid", help="grid YAML file with a select: block")
-    se.add_argument("--results", default=None, help="results store")
-    se.set_defaults(fn=cmd_select)
+    _grid_cmd(sub, "select", cmd_select, "apply a grid's select: rule to its finished runs: the chosen strength per family",
+              "grid YAML file with a select: block")
     o = sub.add_parser("origins", help="where a compression effect comes from: compress layer bands, module types and their cells one at a time")
     o.add_argument("model", help="alias, Hugging Face hub id or local model folder; or a study file (experiments/grids/origins.yaml)")
     o.add_argument("spec", nargs="?", default=None, help="one unscoped compression step, e.g. magnitude:0.5 or rtn:4:g128")
@@ -507,14 +508,10 @@ def _add_study_parsers(sub):
 # %% ../nbs/39_cli.ipynb #b735c81c
 def _add_paper_parsers(sub):
     "The sub-commands of the paper's products, the cache, the paper draft."
-    f = sub.add_parser("figures", help="figures, LaTeX tables and macros of one grid (into paper/ if the grid says paper: true)")
-    f.add_argument("grid", help="grid YAML file")
-    f.add_argument("--include-stale", action="store_true", help="as for collect")
-    f.add_argument("--results", default=None, help="results store")
+    f = _grid_cmd(sub, "figures", cmd_figures, "figures, LaTeX tables and macros of one grid (into paper/ if the grid says paper: true)", stale=True)
     f.add_argument("--paper", default=None, help="paper folder for a paper grid (default <repo>/paper)")
     f.add_argument("--n-boot-pairs", type=_count, default=4000, help="paired bootstrap replicates of the analysis (default 4000)")
     f.add_argument("--n-sim", type=_count, default=500, help="random-flip draws of the noise floor")
-    f.set_defaults(fn=cmd_figures)
     ca = sub.add_parser("cache", help="the compressed-model cache").add_subparsers(dest="sub", required=True)
     cp = ca.add_parser("prune", help="delete cached compressed models that no current key uses (older code, unfinished)")
     cp.add_argument("--dry-run", action="store_true", help="only list what would be removed")

@@ -10,7 +10,7 @@ import pandas as pd
 from .core import ScoringError, SpecError
 
 # %% auto #0
-__all__ = ['FLIP_FEATURES', 'register_flip_features', 'flip_features', 'flip_table', 'flip_model', 'flip_overlap',
+__all__ = ['FLIP_FEATURES', 'register_flip_features', 'flip_features', 'flipped', 'flip_table', 'flip_model', 'flip_overlap',
            'delta_correlation', 'grid_flip_models', 'fig_flip_model']
 
 # %% ../nbs/42_flipmodel.ipynb #27e10ab7
@@ -50,6 +50,13 @@ def flip_features(benchmark: str, items: pd.DataFrame, tokenizer=None) -> pd.Dat
     f["zipf"] = [min((zipf_frequency(w, "en") for w in ws), default=np.nan) for ws in f.words]
     return f[["item_id", "signed", "margin", "n_tokens", "zipf", "group"]]
 
+# %% ../nbs/42_flipmodel.ipynb #312b7540
+def flipped(base: pd.DataFrame, comp: pd.DataFrame, decision) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    "`base` and `comp` aligned by item id, and where `decision` (items -> booleans) differs between them: the flips."
+    from dike.stats import align_items
+    a, b = align_items(base, comp)
+    return a, b, np.asarray(decision(a)) != np.asarray(decision(b))
+
 # %% ../nbs/42_flipmodel.ipynb #003460e8
 def _z(x: pd.Series) -> pd.Series:
     s = x.std(ddof=0)
@@ -57,10 +64,8 @@ def _z(x: pd.Series) -> pd.Series:
 
 def flip_table(benchmark: str, base: pd.DataFrame, comp: pd.DataFrame, decision, tokenizer=None) -> pd.DataFrame:
     "Features of the base items and `flip` (the decision differs in `comp`), aligned by item id."
-    from dike.stats import align_items
-    a, b = align_items(base, comp)
-    da, db = decision(a), decision(b)
-    return flip_features(benchmark, a, tokenizer).assign(flip=(np.asarray(da) != np.asarray(db)).astype(int),
+    a, b, flip = flipped(base, comp, decision)
+    return flip_features(benchmark, a, tokenizer).assign(flip=flip.astype(int),
                                                          signed_comp=FLIP_FEATURES[benchmark](b).signed.to_numpy())
 
 def flip_model(table: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
