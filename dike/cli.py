@@ -42,8 +42,8 @@ def cmd_list(a):
     "What a grid or a command may name: benchmarks (scorers per model kind), scorers, compression methods (spec forms)."
     from dike.evaluate import BENCHMARKS
     from dike.data import discover
-    from dike.compress.spec import list_methods
-    discover()
+    from dike.compress.spec import list_methods, discover_methods
+    discover(); discover_methods()      # method modules register benchmarks too (dike.teach: gender_probe, concept_probe)
     bs = sorted(BENCHMARKS.items())
     rows = ([{"method": m.prefix, "kinds": list(m.kinds), "forms": list(m.forms), "description": m.description} for m in list_methods()]
             if a.what == "methods" else
@@ -84,6 +84,8 @@ def _device_dtype(a) -> tuple[str, str]:
 
 def cmd_eval(a):
     from dike.evaluate import evaluate, metrics_table, get_benchmark
+    from dike.compress.spec import discover_methods
+    discover_methods()                                   # benchmarks that method modules register (dike.teach's probes)
     for b in a.benchmarks: get_benchmark(b)              # unknown names fail before the model loads
     out = _writable(a.out) if a.out else None            # ... and so does an --out that cannot take the results
     for b in a.benchmarks if out else ():
@@ -91,13 +93,13 @@ def cmd_eval(a):
     dev, dtype = _device_dtype(a)
     from dike.runner import load_run_model
     lm, _, info = load_run_model(a.model, a.compress, dtype, dev)   # a calibration seed is part of the spec (seed=K)
-    tables = []
     for b in a.benchmarks:
         _, rec = evaluate(lm, b, scorer=a.scorer, limit=a.limit, seed=a.seed, sample_seed=a.sample_seed, batch_size=a.batch_size,
                           n_boot=a.n_boot, out_dir=out, progress=not a.quiet, model_info=info)
-        tables.append(metrics_table(rec).assign(scorer=rec["scorer"]))
+        rows = [{**r, **({"ci_low": None, "ci_high": None, "note": "n = 1: no interval"} if r["n"] == 1 else {})}
+                for r in metrics_table(rec).to_dict("records")]   # one unit: the bootstrap can only redraw it
         print(f"\n{b} ({rec['scorer']}, n={rec['n_items']}, {rec['seconds']} s)")
-        print(_fmt_table(metrics_table(rec).to_dict("records"), ["metric", "estimate", "ci_low", "ci_high", "n"]))
+        print(_fmt_table(rows, ["metric", "estimate", "ci_low", "ci_high", "n"] + ["note"] * any("note" in r for r in rows)))
     if out: print(f"\nwrote {out}/<benchmark>/items.parquet and metrics.json")
     return 0
 

@@ -256,3 +256,28 @@ def test_dike_list_names_benchmarks_scorers_and_methods_one_form_a_line(tmp_path
     assert "nangia [mlm]: " in run("scorers").stdout
     js = json.loads(run("benchmarks", "--json").stdout)
     assert {r["benchmark"] for r in js} >= {"crows_pairs", "stereoset", "winobias", "bbq"}
+    # benchmarks that a method module registers (dike.teach's probes, documented as benchmarks) are found too (issue 26)
+    assert {"gender_probe", "concept_probe"} <= {r["benchmark"] for r in js}
+
+
+def test_dike_eval_finds_the_probe_benchmarks(tmp_path, data_dir):
+    "`dike eval MODEL concept_probe` failed with 'unknown benchmark' unless a grid imported dike.teach (issue 26)."
+    import os, sys
+    r = subprocess.run([sys.executable, "-m", "dike.cli", "eval", "tiny-llama", "concept_probe", "--limit", "6", "--n-boot", "20",
+                        "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, DIKE_RESULTS_DIR=str(tmp_path), DIKE_DATA_DIR=str(data_dir), DIKE_THREADS="1"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "concept_probe (" in r.stdout and "auc" in r.stdout
+
+
+def test_dike_eval_says_a_group_of_one_has_no_interval(tmp_path, data_dir):
+    "A group with n = 1 printed a CI of [100, 100] without a word (issue 26): its interval is blank, with a note."
+    import os, sys
+    r = subprocess.run([sys.executable, "-m", "dike.cli", "eval", "tiny-llama", "crows_pairs", "--limit", "12", "--n-boot", "50",
+                        "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, DIKE_RESULTS_DIR=str(tmp_path), DIKE_DATA_DIR=str(data_dir), DIKE_THREADS="1"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [l.split() for l in r.stdout.splitlines() if l.startswith("pct_stereotype")]
+    ones = [x for x in rows if "n = 1: no interval" in " ".join(x)]
+    assert ones and all(len(x) == 8 for x in ones)                     # metric, estimate, n and the 5-word note: no CI
+    assert all(len(x) == 5 for x in rows if x not in ones)             # the others keep estimate, ci_low, ci_high, n
