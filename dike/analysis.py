@@ -14,9 +14,9 @@ from .stats import (Estimate, align_items, paired_cluster_bootstrap, adjust_fami
                         flip_binary, flip_sign, exceeds_noise, cie_population)
 
 # %% auto #0
-__all__ = ['GROUP_COLUMNS', 'ITEM_MARGINS', 'DIST', 'DEFAULT_QUESTIONS', 'NULL_OF', 'point_stat', 'unit_labels', 'decisions',
-           'group_of', 'register_item_margin', 'item_margin', 'find_benchmark', 'headline_metric', 'ideal_of',
-           'bench_ideal', 'compare_items', 'headline_tests', 'unseeded', 'comparison_pairs', 'analysis_dir',
+__all__ = ['GROUP_COLUMNS', 'ITEM_MARGINS', 'DIST', 'SCORER_RULE', 'DEFAULT_QUESTIONS', 'NULL_OF', 'point_stat', 'unit_labels',
+           'decisions', 'group_of', 'register_item_margin', 'item_margin', 'find_benchmark', 'headline_metric',
+           'ideal_of', 'bench_ideal', 'compare_items', 'headline_tests', 'unseeded', 'comparison_pairs', 'analysis_dir',
            'cie_table', 'in_question', 'question_families', 'mde_columns', 'null_sets', 'beyond_null', 'null_table',
            'largest_family', 'noise_columns', 'analyze']
 
@@ -193,6 +193,7 @@ def headline_tests(bench, a: pd.DataFrame, b: pd.DataFrame, metric: str, ideal=N
 
 # %% ../nbs/32_compare.ipynb #07a56a7f
 _MATCH = ["model", "benchmark", "scorer", "limit", "seed"]
+SCORER_RULE = {"self-debias": "bias-bench"}   # a debiasing scorer -> the scoring rule it modifies (Self-Debias: bias-bench's)
 
 def _runs(summ: pd.DataFrame) -> pd.DataFrame:
     r = summ.drop_duplicates("run_id")[["run_id", "compress", "method", "level", "stale", *_MATCH]].copy()
@@ -207,7 +208,8 @@ from .compress.spec import plain_twin          # the one parser of spec strings
 
 def comparison_pairs(summ: pd.DataFrame, reference: str = "none") -> pd.DataFrame:
     """One row per (reference run, compared run): `run_a`, `run_b`, the match keys, `kind` (effect, null-cast, null-seed,
-    and `twin`: a fairness-aware run against its plain twin of the same grid, when both exist)."""
+    `twin`: a fairness-aware run against its plain twin of the same grid, when both exist, and `scorer`: the same model
+    under a debiasing scorer against the scoring rule it modifies, `SCORER_RULE`, e.g. Self-Debias against bias-bench)."""
     r = _runs(summ)
     out = []
     for key, g in r.groupby(_MATCH, dropna=False):
@@ -230,6 +232,14 @@ def comparison_pairs(summ: pd.DataFrame, reference: str = "none") -> pd.DataFram
             if t is not None and t in by_spec:
                 out.append({**dict(zip(_MATCH, key)), "run_a": by_spec[t], "run_b": b.run_id, "spec_a": t,
                             "spec_b": b.compress, "method": b.method, "level": b.level, "kind": "twin"})
+    same = [k for k in _MATCH if k != "scorer"] + ["compress"]     # a debiasing scorer against the rule it modifies
+    for key, g in r.groupby(same, dropna=False):
+        for sc, rule in SCORER_RULE.items():
+            a, b = g[g.scorer == rule], g[g.scorer == sc]
+            if len(a) and len(b):
+                out.append({**dict(zip(same, key)), "scorer": sc, "run_a": a.run_id.iloc[0], "run_b": b.run_id.iloc[0],
+                            "spec_a": f"{key[-1]} ({rule})", "spec_b": f"{key[-1]} ({sc})", "method": sc,
+                            "level": b.level.iloc[0], "kind": "scorer"})
     return pd.DataFrame(out)
 
 # %% ../nbs/32_compare.ipynb #a1634456
@@ -276,6 +286,8 @@ DEFAULT_QUESTIONS = (
      "kinds": ["effect"], "test": "distance"},
     {"name": "fair-vs-plain", "text": "Is a fairness-aware variant closer to the ideal than its plain twin?",
      "kinds": ["twin"], "test": "distance"},
+    {"name": "debiasing-scorer", "text": "Is a debiasing scorer closer to the ideal than the scoring rule it modifies?",
+     "kinds": ["scorer"], "test": "distance"},
 )
 
 def in_question(df: pd.DataFrame, q: dict) -> pd.Series:

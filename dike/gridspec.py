@@ -62,7 +62,7 @@ def check_experiment(e: dict, w: str) -> None:
 
 # %% ../nbs/30b_gridspec.ipynb #81e89c7f
 QUESTION_KEYS = {"name", "text", "kinds", "specs", "benchmarks", "test"}
-QUESTION_KINDS = ("effect", "twin", "null-cast", "null-seed")
+QUESTION_KINDS = ("effect", "twin", "scorer", "null-cast", "null-seed")   # dike.analysis.comparison_pairs' kinds
 
 def check_questions(grid, qs) -> list[dict] | None:
     """A grid's `questions:` (the hypothesis families of its analysis, written before its runs), checked against the
