@@ -48,7 +48,7 @@ def cda_method(lm, step, calib):
     "Spec `cda[...]`: two-sided CDA, continued LM training of a LoRA adapter (teach's budget), merged at s=1."
     if not calib: raise SpecError(f"{step.text}: needs calibration text (the text to augment), got none")
     names = list(scoped_linears(lm.model, step))
-    pairs, ids = fair_pairs(lm, step["pairs"], step["seed"])
+    pairs, ids = fair_pairs(lm, step["pairs"], step["seed"], split="fit")   # as teach: never the select part
     texts = cda_texts(calib)
     win = kl_windows(lm, texts, step["seq"])
     if len(win) < step["kl_bs"]:
@@ -98,7 +98,7 @@ def leace_method(lm, step, calib=()):
     if not -len(blocks) <= step["layer"] < len(blocks):
         raise SpecError(f"{step.text}: layer {step['layer']} is not a block of this model (it has {len(blocks)})")
     t0 = time.perf_counter()
-    rows = fair_pair_rows(step["pairs"], step["seed"])
+    rows = fair_pair_rows(step["pairs"], step["seed"], split="fit")       # as teach: never the select part
     texts = rows.stereotype.tolist() + rows.anti_stereotype.tolist()
     z = np.r_[np.ones(len(rows)), np.zeros(len(rows))]
     X = hidden_features(lm, texts, step["layer"])

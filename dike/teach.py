@@ -105,8 +105,9 @@ def load_gender_probe(limit: int | None = None, seed: int = 0, data_dir=None) ->
     return out
 
 def load_concept_probe(limit: int | None = None, seed: int = 0, data_dir=None) -> pd.DataFrame:
-    "StereoSet intrasentence stereotype (1) / anti-stereotype (0) sentences: training half (fit) and held-out half (evaluated)."
-    d = pd.concat([concept_rows(sp, limit, seed).assign(split=sp) for sp in ("train", "heldout")], ignore_index=True)
+    """StereoSet intrasentence stereotype (1) / anti-stereotype (0) sentences: the select part of the training half (the
+    probe is fit there: disjoint from the fit part every method trains on) and the held-out half (evaluated)."""
+    d = pd.concat([concept_rows(sp, limit, seed).assign(split=sp) for sp in ("select", "heldout")], ignore_index=True)
     from dike.data import load
     d.attrs = dict(load("stereoset").attrs)
     return d[["item_id", "split", "domain", "text", "label"]]
@@ -146,11 +147,11 @@ GENDER_PROBE = register_benchmark(Benchmark(
     citation="Linear probe of the pronoun's gender (knowledge kept; cf. Ravfogel et al. 2020, Belrose et al. 2023); GAP, Webster et al. 2018.",
     description="Knowledge kept: logistic-regression probe of the pronoun's gender from the last block's mean features of GAP texts (fit on development, AUC on test)."))
 CONCEPT_PROBE = register_benchmark(Benchmark(
-    name="concept_probe", data="stereoset", load=load_concept_probe, score=_score_probe("train"), metrics=probe_metrics,
-    fit_rows=lambda r: r["split"] == "train", scorers=_PROBE_SCORERS, default_scorer={k: "probe" for k in _PROBE_SCORERS["probe"]},
-    headline="auc", companions=("pair_accuracy",), compare=False, version="1",
+    name="concept_probe", data="stereoset", load=load_concept_probe, score=_score_probe("select"), metrics=probe_metrics,
+    fit_rows=lambda r: r["split"] == "select", scorers=_PROBE_SCORERS, default_scorer={k: "probe" for k in _PROBE_SCORERS["probe"]},
+    headline="auc", companions=("pair_accuracy",), compare=False, version="2",     # 2: fit on the select part
     citation="The model's own judgement of 'this choice is stereotyped' (concept_probe); StereoSet, Nadeem et al. 2021.",
-    description="The concept: probe of stereotype vs anti-stereotype from the last block's features (fit on StereoSet's training half, AUC on held-out items)."))
+    description="The concept: probe of stereotype vs anti-stereotype from the last block's features (fit on the select part of StereoSet's training half, disjoint from every method's fitting pairs; AUC on held-out items)."))
 
 # %% ../nbs/50_teach.ipynb #192e07a6
 def kl_to_base(logits: torch.Tensor, base_logits: torch.Tensor) -> torch.Tensor:
@@ -299,7 +300,7 @@ def cached_adapter(model: nn.Module, train_cfg: dict, train: Callable[[], Adapte
     return ad, {"key": key, "dir": str(d), "hit": False}
 
 # %% ../nbs/50_teach.ipynb #c8597900
-TEACH_DATA = {"stereoset": "StereoSet training half, intrasentence stereotype / anti-stereotype pairs (dike.corpora.fair_pairs)"}
+TEACH_DATA = {"stereoset": "StereoSet training half, fit part, intrasentence stereotype / anti-stereotype pairs (dike.corpora.fair_pairs)"}
 
 def kl_windows(lm, texts, seq: int) -> torch.Tensor:
     "Windows of exactly `seq` tokens packed from `texts` (`calib_batches`), as one (n, seq) LongTensor."
@@ -315,7 +316,7 @@ def train_cfg(step, names, pair_ids, texts) -> dict:
 def _teach_adapter(lm, step, calib) -> tuple[Adapter, dict, list[str], int]:
     from dike.scoring import pad_id
     names = list(scoped_linears(lm.model, step))
-    pairs, ids = fair_pairs(lm, step["pairs"], step["seed"])
+    pairs, ids = fair_pairs(lm, step["pairs"], step["seed"], split="fit")   # never the select part, where settings are chosen
     win = kl_windows(lm, calib, step["seq"])
     if step["lam"] > 0 and len(win) < step["kl_bs"]:
         raise SpecError(f"{step.text}: {len(win)} KL windows of seq={step['seq']} tokens from {len(calib)} calibration texts; "

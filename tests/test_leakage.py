@@ -51,3 +51,23 @@ def test_distillation_text_is_disjoint_from_every_benchmark(data_dir, monkeypatc
     calib = pool[pool.split == "calib"]
     used = pd.DataFrame({"dataset": "", "item_id": calib.item_id, "text": calib.text})
     assert_disjoint(used, _everything_but())
+
+
+def test_methods_fit_part_probe_select_part_and_heldout_are_disjoint(data_dir, monkeypatch):
+    """Issue 30 item 3: the pairs every method trains on (teach, cda, leace, steer, the fair methods: the fit part), the
+    rows where strengths, layers and the concept probe are fit or chosen (the select part) and the evaluated held-out
+    half share no item and no sentence; and the concept probe reads its fitting rows from the select part only."""
+    monkeypatch.setenv("DIKE_DATA_DIR", str(data_dir))
+    from dike.corpora import fair_pair_rows
+    from dike.teach import load_concept_probe
+    D.discover()
+    def used(rows):
+        return pd.concat([pd.DataFrame({"dataset": "stereoset", "item_id": rows.item_id, "text": rows[c]})
+                          for c in ("stereotype", "anti_stereotype")], ignore_index=True)
+    fit, sel = fair_pair_rows(None, 0, "fit"), fair_pair_rows(None, 0, "select")
+    assert len(fit) > 500 and len(sel) > 400 and not set(fit.item_id) & set(sel.item_id)     # intrasentence: 553, 456
+    assert_disjoint(used(fit), ["stereoset_select", "stereoset_heldout"])
+    assert_disjoint(used(sel), ["stereoset_heldout"])
+    probe = load_concept_probe()
+    assert set(probe.split) == {"select", "heldout"} and set(probe.item_id[probe.split == "select"]) <= set(sel.item_id)
+    with pytest.raises(DataError, match="overlap"): assert_disjoint(used(sel), ["stereoset_select"])   # the check can fail

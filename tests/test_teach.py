@@ -1,7 +1,7 @@
 """Teaching fairness (dike.teach) and its baselines (dike.debias) on the tiny random Llama with real StereoSet pairs.
 
 s = 0 is the base model per item; W(s) - W(0) is linear in s; the adapter cache ignores s; the step round-trips through
-`dike compress` and `dike eval --compress`; its data is the StereoSet training half (and the check fails on a planted
+`dike compress` and `dike eval --compress`; its data is the fit part of StereoSet's training half (and the check fails on a planted
 overlap); composition with compression in both orders; CDA trains and LEACE erases through the registry.
 """
 import json
@@ -99,17 +99,17 @@ def test_teach_step_round_trips_through_the_cli(env, tmp_path, capsys):
     pd.testing.assert_frame_equal(i1, i2)                               # the saved and reloaded model scores the same
 
 
-def test_teaching_data_is_the_training_half_and_the_check_fails_on_a_planted_overlap(env):
+def test_teaching_data_is_the_fit_part_and_the_check_fails_on_a_planted_overlap(env):
     import dike.data as D
     from dike.evaluate import assert_disjoint
     from dike.teach import used_rows
     lm = env
     _, rep = _teach(lm, 1)
     ids = rep["steps"][0]["fair_items"]
-    train = D.load("stereoset", split="train")
-    assert set(ids) <= set(train.item_id)
+    from dike.corpora import fair_pair_rows
+    assert set(ids) <= set(fair_pair_rows(None, 0, "fit").item_id)          # the fit part: never where settings are chosen
     used = used_rows(ids)
-    assert_disjoint(used, ["stereoset_heldout", "crows_pairs", "winobias"])
+    assert_disjoint(used, ["stereoset_heldout", "stereoset_select", "crows_pairs", "winobias"])
     held = D.load("stereoset", split="heldout").iloc[0]
     planted = pd.concat([used, pd.DataFrame([{"dataset": "other", "item_id": "planted", "text": held.stereotype}])])
     with pytest.raises(DataError, match="stereoset_heldout text"):
@@ -142,7 +142,8 @@ def test_cda_and_leace_steps(env):
     c, rc = compress(lm, "cda:steps=3:pairs=8:bs=4:kl_bs=1:seq=64:lr=0.005:rank=2", n_calib=2, progress=False, report=False)
     st = rc["steps"][0]
     assert st["method"] == "cda" and st["tensors_changed"] > 0 and st["augmented_texts"] == 2 * rc["calib_texts"]
-    assert set(st["fair_items"]) <= set(D.load("stereoset", split="train").item_id)
+    from dike.corpora import fair_pair_rows
+    assert set(st["fair_items"]) <= set(fair_pair_rows(None, 0, "fit").item_id)
     assert "lm_text" in st["history"] and len(st["history"]["lm_text"]) == 3
     # same budget and data as teach, another objective: another adapter
     assert st["adapter"]["key"] != _teach(lm, 1, FAST.replace("steps=4", "steps=3"))[1]["steps"][0]["adapter"]["key"]
@@ -150,9 +151,9 @@ def test_cda_and_leace_steps(env):
     st = re_["steps"][0]
     assert st["class_gap_after"] < 1e-3 * st["class_gap_before"]
     # on the training pairs the erased features carry no linear signal: the probe's training AUC is 0.5
-    # (the concept_probe benchmark's probe, fit on 60 training-half items and scored on those same rows)
-    tr = concept_rows("train", 60)
-    rows = pd.concat([tr.assign(split="train"), tr.assign(split="heldout")], ignore_index=True)
+    # (the concept_probe benchmark's probe, fit on LEACE's own 60 fit-part items and scored on those same rows)
+    tr = concept_rows("fit", 60)
+    rows = pd.concat([tr.assign(split="select"), tr.assign(split="heldout")], ignore_index=True)
     train_auc = lambda m: (lambda d: roc_auc_score(d.label, d.score))(CONCEPT_PROBE.score(m, rows, progress=False))
     pe, pb = train_auc(e), train_auc(lm)
     assert pb > 0.9 and pe < 0.75, (pb, pe)
