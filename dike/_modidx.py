@@ -771,6 +771,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'dike.paper.write_macros': ('paper.html#write_macros', 'dike/paper.py')},
             'dike.pareto': { 'dike.pareto._headline': ('pareto.html#_headline', 'dike/pareto.py'),
                              'dike.pareto.distance_ci': ('pareto.html#distance_ci', 'dike/pareto.py'),
+                             'dike.pareto.families_of': ('pareto.html#families_of', 'dike/pareto.py'),
                              'dike.pareto.family_of': ('pareto.html#family_of', 'dike/pareto.py'),
                              'dike.pareto.pareto_figure': ('pareto.html#pareto_figure', 'dike/pareto.py'),
                              'dike.pareto.pareto_products': ('pareto.html#pareto_products', 'dike/pareto.py'),

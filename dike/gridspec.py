@@ -178,8 +178,9 @@ def check_select(grid, s) -> dict | None:
     for i, f in enumerate(fams):
         wf = f"{w}.families[{i}]"
         if not isinstance(f, dict): raise ConfigError(f"{wf} must be a mapping {{twin, candidates}}")
-        _check_keys(f, {"twin", "candidates"}, wf)
-        fam = {"twin": _norm(grid, f.get("twin")), "candidates": [_norm(grid, c) for c in _as_list(f.get("candidates"), wf, "candidates")]}
+        _check_keys(f, {"twin", "candidates", "name"}, wf)
+        fam = {"twin": _norm(grid, f.get("twin")), "candidates": [_norm(grid, c) for c in _as_list(f.get("candidates"), wf, "candidates")],
+               **({"name": str(f["name"])} if f.get("name") else {})}
         if len(fam["candidates"]) < 2: raise ConfigError(f"{wf}: at least 2 candidate strengths, got {fam['candidates']}")
         miss = [x for x in [fam["twin"], *fam["candidates"]] if x not in specs]
         if miss: raise ConfigError(f"{wf}: {miss} are not run by this grid (it runs: {', '.join(sorted(specs))})")

@@ -13,7 +13,7 @@ from .compress.spec import fair_options
 from .paper import Figure, latex_table, tex_escape, register_product
 
 # %% auto #0
-__all__ = ['distance_ci', 'family_of', 'pareto_table', 'pareto_figure', 'pareto_tex', 'pareto_products']
+__all__ = ['distance_ci', 'family_of', 'families_of', 'pareto_table', 'pareto_figure', 'pareto_tex', 'pareto_products']
 
 # %% ../nbs/31c_pareto.ipynb #1583d9a7
 def distance_ci(x: float, lo: float, hi: float, ideal: float) -> tuple[float, float, float]:
@@ -37,47 +37,59 @@ def _headline(summ, want_ideal: bool):
         if not want_ideal and h == "perplexity": return b, h, None
     return None
 
-def pareto_table(summ: pd.DataFrame, max_rise: float = 0.10) -> pd.DataFrame:
-    """One row per (model, family, spec): bias distance [CI], perplexity [CI], its ratio to the twin's, within budget;
-    empty without a bias headline, a perplexity benchmark or a family with a fair member."""
-    cols = ["model", "family", "spec", "strength", "bias_benchmark", "metric", "ideal", "value", "distance", "dist_low",
-            "dist_high", "ppl", "ppl_low", "ppl_high", "ppl_ratio", "within_budget"]
-    bias, qual = _headline(summ, True), _headline(summ, False)
-    if bias is None or qual is None: return pd.DataFrame(columns=cols)
+def families_of(summ: pd.DataFrame, families: list | None = None) -> list[tuple[str, str, list[str]]]:
+    """`(name, twin, members)`: a grid's `select:` families (`name`, else "twin → first candidate"), else the specs
+    of `summ` grouped under their plain twin (`dike.compress.spec.plain_twin`), where the twin is in the grid."""
+    if families:
+        return [(f.get("name") or f"{f['twin']} → {f['candidates'][0]}", f["twin"], [f["twin"], *f["candidates"]]) for f in families]
+    specs, by = set(summ.compress), {}
+    for s in sorted(specs):
+        t = plain_twin(s)
+        if t is not None and t in specs: by.setdefault(t, [t]).append(s)
+    return [(t, t, m) for t, m in by.items()]
+
+def pareto_table(summ: pd.DataFrame, max_rise: float = 0.10, families: list | None = None) -> pd.DataFrame:
+    """One row per (model, family, spec): bias distance [CI], perplexity [CI], its ratio to the twin's, within budget
+    (the base model, when in the grid and no family's twin, as a reference row of family 'none'); empty without a bias
+    headline, a perplexity benchmark or a family. `families`: a grid's `select:` families (see `families_of`)."""
+    cols = ["model", "family", "twin", "spec", "strength", "bias_benchmark", "metric", "ideal", "value", "distance",
+            "dist_low", "dist_high", "ppl", "ppl_low", "ppl_high", "ppl_ratio", "within_budget"]
+    bias, qual, fams = _headline(summ, True), _headline(summ, False), families_of(summ, families)
+    if bias is None or qual is None or not fams: return pd.DataFrame(columns=cols)
     get = lambda b, m: summ[(summ.benchmark == b) & (summ.metric == m)].groupby(["model", "compress"])[["estimate", "ci_low", "ci_high"]].mean()
     B, Q = get(bias[0], bias[1]), get(qual[0], qual[1])
+    ref = [] if any(tw == "none" for _, tw, _ in fams) else [("none", "none", ["none"])]
     rows = []
-    for (model, spec), r in B.iterrows():
-        fam, lab = family_of(spec)
-        if (model, spec) not in Q.index: continue
-        q = Q.loc[(model, spec)]
-        d = distance_ci(r.estimate, r.ci_low, r.ci_high, bias[2])
-        rows.append([model, fam, spec, lab, bias[0], bias[1], bias[2], r.estimate, *d, q.estimate, q.ci_low, q.ci_high])
-    t = pd.DataFrame(rows, columns=cols[:14])
-    fair_fams = set(t.family[t.strength != "plain"])
-    t = t[t.family.isin(fair_fams) | (t.spec == "none")].copy()
-    if not fair_fams: return pd.DataFrame(columns=cols)
-    twin_ppl = t[t.strength == "plain"].set_index(["model", "spec"]).ppl
-    t["ppl_ratio"] = [p / twin_ppl.get((m, f), np.nan) for m, f, p in zip(t.model, t.family, t.ppl)]
+    for name, twin, members in fams + ref:
+        for spec in members:
+            for model in B.index.get_level_values(0).unique():
+                if (model, spec) not in B.index or (model, spec) not in Q.index: continue
+                r, q = B.loc[(model, spec)], Q.loc[(model, spec)]
+                lab = "plain" if spec == twin else (",".join(fair_options(spec)) or spec)
+                rows.append([model, name, twin, spec, lab, *bias, r.estimate, *distance_ci(r.estimate, r.ci_low, r.ci_high, bias[2]),
+                             q.estimate, q.ci_low, q.ci_high])
+    t = pd.DataFrame(rows, columns=cols[:15])
+    ppl = {(m, s): p for m, s, p in zip(t.model, t.spec, t.ppl)}
+    t["ppl_ratio"] = [p / ppl.get((m, tw), np.nan) for m, tw, p in zip(t.model, t.twin, t.ppl)]
     t["within_budget"] = t.ppl_ratio <= 1 + max_rise
-    return t.sort_values(["model", "family", "strength"]).reset_index(drop=True)[cols]
+    return t.sort_values(["model", "family", "strength"]).reset_index(drop=True)
 
 # %% ../nbs/31c_pareto.ipynb #f14cc740
 def pareto_figure(t: pd.DataFrame, out, max_rise: float = 0.10) -> list[Path]:
     fams = [(m, f) for m, f in t[["model", "family"]].drop_duplicates().itertuples(index=False) if f != "none"]
     if not fams: return []
-    base = t[t.spec == "none"].set_index("model")
+    base = t[t.spec == "none"].drop_duplicates("model").set_index("model")
     fig_ = Figure(out, "pareto", 1, len(fams), figsize=(3.2 * len(fams), 3.0), squeeze=False)
     with fig_ as (fig, axes):
         for ax, (m, f) in zip(axes[0], fams):
             x = t[(t.model == m) & (t.family == f)]
-            for r in x.itertuples():
+            for r in x.itertuples():                # the twin a diamond (the base model itself when twin = none)
                 tw = r.strength == "plain"
                 ax.errorbar([r.ppl], [r.distance], xerr=[[r.ppl - r.ppl_low], [r.ppl_high - r.ppl]],
                             yerr=[[r.distance - r.dist_low], [r.dist_high - r.distance]], marker="D" if tw else "o",
                             ms=5, capsize=2, color="k" if tw else "C0", ls="none")
                 if not tw: ax.annotate(r.strength, (r.ppl, r.distance), fontsize=6, xytext=(3, 3), textcoords="offset points")
-            if m in base.index:
+            if m in base.index and not (x.twin == "none").any():
                 b = base.loc[m]
                 ax.plot([b.ppl], [b.distance], marker="*", ms=9, color="0.5", ls="none", label="base")
             tw = x[x.strength == "plain"]
@@ -99,7 +111,8 @@ def pareto_tex(t: pd.DataFrame, out) -> list[Path]:
 
 def pareto_products(b) -> list[Path]:
     "The `pareto` product: figure and table of every fair family of the grid's summary (nothing without one)."
-    t = pareto_table(b["summary"])
+    g = b["grid"] if "grid" in b else None
+    t = pareto_table(b["summary"], families=getattr(g, "select", None) and g.select["families"])
     return pareto_figure(t, b.figures) + pareto_tex(t, b.tables) if len(t) else []
 
 register_product("pareto", pareto_products, "per fair family: bias distance from the ideal against perplexity, with CIs and the budget")
