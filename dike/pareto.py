@@ -41,7 +41,9 @@ def families_of(summ: pd.DataFrame, families: list | None = None) -> list[tuple[
     """`(name, twin, members)`: a grid's `select:` families (`name`, else "twin → first candidate"), else the specs
     of `summ` grouped under their plain twin (`dike.compress.spec.plain_twin`), where the twin is in the grid."""
     if families:
-        return [(f.get("name") or f"{f['twin']} → {f['candidates'][0]}", f["twin"], [f["twin"], *f["candidates"]]) for f in families]
+        one = lambda t: sum(f["twin"] == t for f in families) == 1      # a twin heading one family names it
+        return [(f.get("name") or (f["twin"] if one(f["twin"]) else f"{f['twin']} → {f['candidates'][0]}"), f["twin"],
+                 [f["twin"], *f["candidates"]]) for f in families]
     specs, by = set(summ.compress), {}
     for s in sorted(specs):
         t = plain_twin(s)
