@@ -260,23 +260,25 @@ def test_dike_list_names_benchmarks_scorers_and_methods_one_form_a_line(tmp_path
     assert {"gender_probe", "concept_probe"} <= {r["benchmark"] for r in js}
 
 
-def test_dike_eval_finds_the_probe_benchmarks(tmp_path, data_dir):
-    "`dike eval MODEL concept_probe` failed with 'unknown benchmark' unless a grid imported dike.teach (issue 26)."
+def _eval(tmp_path, data_dir, bench: str, limit: int, n_boot: int):
+    "`dike eval tiny-llama BENCH` in a fresh process: exit 0, its stdout."
     import os, sys
-    r = subprocess.run([sys.executable, "-m", "dike.cli", "eval", "tiny-llama", "concept_probe", "--limit", "6", "--n-boot", "20",
-                        "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+    r = subprocess.run([sys.executable, "-m", "dike.cli", "eval", "tiny-llama", bench, "--limit", str(limit), "--n-boot",
+                        str(n_boot), "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=600,
                        env=dict(os.environ, DIKE_RESULTS_DIR=str(tmp_path), DIKE_DATA_DIR=str(data_dir), DIKE_THREADS="1"))
     assert r.returncode == 0, r.stderr[-2000:]
+    return r
+
+
+def test_dike_eval_finds_the_probe_benchmarks(tmp_path, data_dir):
+    "`dike eval MODEL concept_probe` failed with 'unknown benchmark' unless a grid imported dike.teach (issue 26)."
+    r = _eval(tmp_path, data_dir, "concept_probe", 6, 20)
     assert "concept_probe (" in r.stdout and "auc" in r.stdout
 
 
 def test_dike_eval_says_a_group_of_one_has_no_interval(tmp_path, data_dir):
     "A group with n = 1 printed a CI of [100, 100] without a word (issue 26): its interval is blank, with a note."
-    import os, sys
-    r = subprocess.run([sys.executable, "-m", "dike.cli", "eval", "tiny-llama", "crows_pairs", "--limit", "12", "--n-boot", "50",
-                        "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                       env=dict(os.environ, DIKE_RESULTS_DIR=str(tmp_path), DIKE_DATA_DIR=str(data_dir), DIKE_THREADS="1"))
-    assert r.returncode == 0, r.stderr[-2000:]
+    r = _eval(tmp_path, data_dir, "crows_pairs", 12, 50)
     rows = [l.split() for l in r.stdout.splitlines() if l.startswith("pct_stereotype")]
     ones = [x for x in rows if "n = 1: no interval" in " ".join(x)]
     assert ones and all(len(x) == 8 for x in ones)                     # metric, estimate, n and the 5-word note: no CI
